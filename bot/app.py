@@ -1,0 +1,87 @@
+"""The aiohttp application factory: webhooks, JSON API, health, metrics (and the console, later).
+
+Middleware order (outermost first) and why: ``errors`` must see every failure, including the API
+auth middleware's; ``api_auth`` runs before any /api handler touches the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from bot import api
+from bot.metrics import CONTENT_TYPE_LATEST
+from bot.runtime import Runtime
+from bot.settings import Settings
+from channels.api import ApiChannel
+from channels.wechat import WeChatChannel
+
+log = logging.getLogger("yezhu.app")
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response({"error": "internal", "detail": "服务暂时不可用，请稍后再试"}, status=500)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    rt: Runtime = request.app["runtime"]
+    checks: dict[str, str] = {}
+    ok = True
+    try:
+        await rt.db.ping()
+        checks["database"] = "ok"
+    except Exception as exc:
+        ok, checks["database"] = False, f"error: {type(exc).__name__}"
+    if rt.services.redis is None:
+        checks["redis"] = "not configured (in-process)"
+    else:
+        try:
+            await rt.services.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            ok, checks["redis"] = False, f"error: {type(exc).__name__}"
+    return web.json_response({"status": "ok" if ok else "error", **checks}, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app["runtime"].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, migrate: bool = False) -> web.Application:
+    settings = settings or Settings()
+    rt = runtime or Runtime(settings)
+    app = web.Application(middlewares=[errors, api.api_auth], client_max_size=settings.max_body_bytes)
+    app["runtime"] = rt
+
+    wechat = WeChatChannel(
+        rt.wechat_accounts,
+        rt.engine,
+        reply_budget=settings.reply_budget,
+        signature_window=settings.signature_window,
+        max_body_bytes=settings.max_body_bytes,
+        on_rejected=lambda account, reason: rt.metrics.rejected.labels("wechat", reason).inc(),
+    )
+    app.add_routes(wechat.routes())
+    json_channel = ApiChannel(rt.engine)
+    app.router.add_post("/api/v1/messages", json_channel.handle)
+    app.add_routes(api.routes)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+
+    async def lifecycle(app: web.Application) -> Any:
+        await rt.start(migrate=migrate)
+        yield
+        await rt.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

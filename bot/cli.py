@@ -1,0 +1,155 @@
+"""The ``yezhu`` command line (DESIGN.md "Contracts"): run, worker, migrate, demo, chat, nlu, kb, staff."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Annotated, Any
+
+import typer
+
+from bot import logs
+from bot.settings import Settings
+
+app = typer.Typer(help="Yezhu (业主): customer-service bot for property companies.", no_args_is_help=True)
+log = logging.getLogger("yezhu.cli")
+
+
+def settings() -> Settings:
+    s = Settings()
+    logs.configure(s.log_level, s.log_json)
+    return s
+
+
+@app.command()
+def run(
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+) -> None:
+    """Serve webhooks, the console and the API (embedded mode: also runs jobs in-process)."""
+    from aiohttp import web
+
+    from bot.app import create_app
+
+    s = settings()
+    web.run_app(
+        create_app(s, migrate=s.is_sqlite),
+        host=host or s.host,
+        port=port or s.port,
+        access_log=None,
+        print=lambda text: log.info("listening on http://%s:%s", host or s.host, port or s.port),
+    )
+
+
+@app.command()
+def worker() -> None:
+    """A job-queue worker (production, with YEZHU_REDIS_URL): runs jobs until stopped."""
+    s = settings()
+    if not s.redis_url:
+        typer.echo("yezhu worker needs YEZHU_REDIS_URL; the embedded mode runs jobs inside `yezhu run`.", err=True)
+        raise typer.Exit(2)
+    asyncio.run(_worker(s))
+
+
+async def _worker(s: Settings) -> None:
+    from taskiq.api import run_receiver_task
+
+    from bot.runtime import Runtime
+
+    rt = Runtime(s)
+    rt.jobs.broker.is_worker_process = True
+    await rt.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    receiver = run_receiver_task(rt.jobs.broker, max_async_tasks=50)
+    log.info("worker started on queue %s", s.job_queue)
+    await stop.wait()
+    receiver.cancel()
+    await rt.stop()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to head (Alembic)."""
+    from bot.store.db import upgrade
+
+    s = settings()
+    upgrade(s.database_url)
+    typer.echo("数据库结构已是最新 (schema at head)")
+
+
+@app.command()
+def demo() -> None:
+    """Load the demo data set into the database (idempotent)."""
+    asyncio.run(_demo(settings()))
+
+
+async def _demo(s: Settings) -> None:
+    from bot.demo import load_demo
+    from bot.store.db import Database
+
+    db = Database(s.database_url)
+    try:
+        await db.migrate()
+        pw = s.admin_password.get_secret_value() if s.admin_password else None
+        report = await load_demo(db, admin_password=pw)
+    finally:
+        await db.close()
+    if report.created:
+        typer.echo(f"示范花园 loaded: {report.houses} houses, {report.owners} owners.")
+    else:
+        typer.echo("Demo data already present; nothing changed.")
+    for user, password in report.passwords.items():
+        typer.echo(f"staff {user}: password {password}   (shown once; change it with `yezhu staff passwd`)")
+
+
+@app.command()
+def chat(
+    openid: Annotated[str | None, typer.Option(help="Speak as this WeChat openid (e.g. oDEMO0001)")] = None,
+    phone: Annotated[str | None, typer.Option(help="Speak as this phone number over SMS")] = None,
+    account: Annotated[str, typer.Option(help="Channel account")] = "default",
+) -> None:
+    """Talk to the bot in the terminal as an owner."""
+    s = settings()
+    logging.getLogger().setLevel(logging.WARNING)
+    asyncio.run(_chat(s, openid, phone, account))
+
+
+async def _chat(s: Settings, openid: str | None, phone: str | None, account: str) -> None:
+    from bot.runtime import Runtime
+    from channels.terminal import TerminalChannel
+
+    if openid and phone:
+        raise typer.BadParameter("give --openid or --phone, not both")
+    channel, sender = ("sms", phone) if phone else ("wechat", openid or "oTERMINAL")
+    rt = Runtime(s)
+    await rt.start(migrate=s.is_sqlite)
+    try:
+        await TerminalChannel(rt.engine, channel=channel, account=account, sender=sender).repl()
+    finally:
+        await rt.stop()
+
+
+def _mount(name: str, module: str, help_text: str) -> None:
+    try:
+        sub: Any = __import__(module, fromlist=["app"]).app
+    except ImportError as exc:  # a part that is not built yet must not break the rest of the CLI
+        log.debug("%s CLI unavailable: %s", name, exc)
+        return
+    app.add_typer(sub, name=name, help=help_text)
+
+
+_mount("nlu", "nlu.cli", "Train, run and evaluate the NLU model.")
+_mount("kb", "bot.kb_cli", "The knowledge base: import, export, ask.")
+_mount("staff", "bot.staff_cli", "Staff accounts.")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Domain event names (one module, like Chatwoot's ``lib/events/types.rb``) and the after-commit bus.
+
+Events describe something that already happened (``ticket.created``). They are collected while a unit
+of work runs and published only after its transaction commits, so no subscriber ever sees an effect
+that was rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.services.base import PubSub
+
+log = logging.getLogger("yezhu.events")
+
+MESSAGE_CREATED = "message.created"
+CONVERSATION_CREATED = "conversation.created"
+CONVERSATION_STATUS_CHANGED = "conversation.status_changed"
+CONVERSATION_ASSIGNED = "conversation.assigned"
+TICKET_CREATED = "ticket.created"
+TICKET_UPDATED = "ticket.updated"
+EMERGENCY_RAISED = "emergency.raised"
+STAFF_ALERT = "staff.alert"
+DELIVERY_FAILED = "delivery.failed"
+
+ALL = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and "." in v)
+
+CHANNEL = "events"
+"""The pub/sub channel every domain event is published on (the console listens here)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEvent:
+    name: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name not in ALL:
+            raise ValueError(f"unknown domain event {self.name!r}: add it to bot/events.py")
+
+
+class EventBatch:
+    """Events of one unit of work; ``publish`` is called after the commit."""
+
+    def __init__(self) -> None:
+        self.events: list[DomainEvent] = []
+
+    def emit(self, name: str, **data: Any) -> None:
+        self.events.append(DomainEvent(name, data))
+
+    async def publish(self, pubsub: PubSub) -> None:
+        for ev in self.events:
+            try:
+                await pubsub.publish(CHANNEL, {"event": ev.name, **ev.data})
+            except Exception:  # the state is committed; a lost notification must not fail the request
+                log.exception("could not publish %s", ev.name)
+        self.events.clear()

@@ -1,0 +1,148 @@
+"""Background jobs on taskiq: in-process in the embedded mode, a Redis stream in production.
+
+Why taskiq + taskiq-redis (docs/ARCHITECTURE.md): asyncio-native (our whole stack is), maintained,
+with a Redis Streams broker whose messages are acknowledged only after the task ran. A worker that dies
+mid-job leaves its message pending in the consumer group; another worker claims it (XAUTOCLAIM) once it
+has been idle for ``job_redelivery_seconds`` and runs it again. Jobs are therefore written to be
+idempotent (a delivery already ``sent`` is not sent twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import sqlalchemy as sa
+from redis.asyncio import Redis
+from taskiq import AckableMessage, AsyncBroker, InMemoryBroker
+from taskiq_redis import RedisStreamBroker
+
+from bot import events
+from bot.events import EventBatch
+from bot.store.models import Conversation, Identity, Message, utcnow
+from channels.base import OutboundMessage, SendResult
+
+log = logging.getLogger("yezhu.jobs")
+
+DELIVER = "yezhu.deliver_message"
+
+
+class ReclaimingStreamBroker(RedisStreamBroker):
+    """taskiq-redis's stream broker, but pending messages of dead workers are reclaimed even when the
+    stream is idle (upstream only runs XAUTOCLAIM after a read returned new messages)."""
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        async with Redis(connection_pool=self.connection_pool) as conn:
+            while True:
+                fetched = await conn.xreadgroup(
+                    self.consumer_group_name, self.consumer_name, {self.queue_name: ">"},
+                    block=self.block, noack=False, count=self.count,
+                )
+                for stream, items in fetched or []:
+                    for msg_id, msg in items:
+                        yield AckableMessage(data=msg[b"data"], ack=self._ack_generator(id=msg_id, queue_name=stream))
+                # XAUTOCLAIM is atomic: concurrent workers each get a disjoint set of stale messages.
+                _cursor, claimed, *_ = await conn.xautoclaim(
+                    name=self.queue_name, groupname=self.consumer_group_name, consumername=self.consumer_name,
+                    min_idle_time=self.idle_timeout, count=self.unacknowledged_batch_size,
+                )
+                for msg_id, msg in claimed:
+                    if msg:  # a message trimmed from the stream comes back as None
+                        log.warning("re-running a job left unacknowledged by a dead worker: %s", msg_id)
+                        yield AckableMessage(data=msg[b"data"], ack=self._ack_generator(id=msg_id, queue_name=self.queue_name))
+
+
+def make_broker(settings: Any) -> AsyncBroker:
+    if settings.redis_url:
+        return ReclaimingStreamBroker(
+            settings.redis_url,
+            queue_name=settings.job_queue,
+            idle_timeout=int(settings.job_redelivery_seconds * 1000),
+            xread_block=1000,
+        )
+    return InMemoryBroker()
+
+
+class Jobs:
+    """The job queue as the rest of Yezhu sees it: typed ``enqueue_*`` methods, one per job."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.rt = runtime
+        self.broker = make_broker(runtime.settings)
+        self._deliver = self.broker.register_task(self.deliver_message, task_name=DELIVER)
+
+    @property
+    def in_process(self) -> bool:
+        return isinstance(self.broker, InMemoryBroker)
+
+    async def startup(self) -> None:
+        await self.broker.startup()
+
+    async def shutdown(self) -> None:
+        await self.broker.shutdown()
+
+    async def enqueue_delivery(self, message_id: int) -> None:
+        await self._deliver.kiq(message_id)
+
+    # --- jobs ----------------------------------------------------------------------------------
+
+    async def deliver_message(self, message_id: int) -> str:
+        """Send one stored outbound message through its channel's API, with retries; record the outcome."""
+        rt = self.rt
+        async with rt.db.session() as s:
+            row = (
+                await s.execute(
+                    sa.select(Message, Identity)
+                    .join(Conversation, Conversation.id == Message.conversation_id)
+                    .join(Identity, Identity.id == Conversation.identity_id)
+                    .where(Message.id == message_id)
+                )
+            ).one_or_none()
+        if row is None:
+            log.warning("deliver: message %s does not exist", message_id)
+            return "missing"
+        message, identity = row
+        if message.delivery == "sent":
+            return "sent"  # already delivered by an earlier run (a redelivered job)
+        sender = rt.senders.get(message.channel)
+        if sender is None:  # api / terminal: the owner's client reads replies from the conversation
+            await self._record(message_id, "stored", None, 0)
+            return "stored"
+        result = SendResult(ok=False, error="not attempted")
+        attempts = message.attempts
+        for attempt in range(rt.settings.job_max_retries):
+            attempts += 1
+            try:
+                result = await sender.send(identity.account, identity.external_id, OutboundMessage(message.text))
+            except Exception as exc:  # a bug or an unexpected transport error: retry like a 5xx
+                log.exception("deliver: send raised")
+                result = SendResult(ok=False, error=str(exc)[:200], retryable=True)
+            if result.ok or not result.retryable:
+                break
+            await asyncio.sleep(rt.settings.job_retry_base * (2**attempt))
+        status = "sent" if result.ok else "failed"
+        error = None if result.ok else f"{result.error_code or ''} {result.error or ''}".strip()[:200]
+        await self._record(message_id, status, error, attempts, provider_id=result.provider_id)
+        rt.metrics.messages_out.labels(message.channel, status).inc()
+        rt.metrics.job_runs.labels("deliver_message", status).inc()
+        if not result.ok:
+            rt.metrics.job_failures.labels("deliver_message").inc()
+            batch = EventBatch()
+            batch.emit(
+                events.DELIVERY_FAILED, message_id=message_id, conversation_id=message.conversation_id,
+                error_code=result.error_code, error=error,
+            )
+            await batch.publish(rt.services.pubsub)
+        return status
+
+    async def _record(
+        self, message_id: int, status: str, error: str | None, attempts: int, provider_id: str | None = None
+    ) -> None:
+        async with self.rt.db.session() as s, s.begin():
+            values: dict[str, Any] = {"delivery": status, "delivery_error": error, "attempts": attempts}
+            if provider_id:
+                values["media"] = {"provider_id": provider_id}
+            await s.execute(sa.update(Message).where(Message.id == message_id).values(**values))
+        log.info("deliver: message %s %s", message_id, status, extra={"at": utcnow().isoformat()})

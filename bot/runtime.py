@@ -1,0 +1,88 @@
+"""One process's wiring: settings, database, shared services, NLU, engine, channels and jobs.
+
+Built once per process (``yezhu run`` and ``yezhu worker`` alike) and torn down in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.engine import Engine
+from bot.jobs import Jobs
+from bot.metrics import Metrics
+from bot.policy import Policy
+from bot.services import Services, memory_services, redis_services
+from bot.settings import Settings
+from bot.store.db import Database
+from channels.base import OutputChannel
+from channels.wechat import WeChatAccountConfig
+from channels.wechat_api import WeChatSender
+
+log = logging.getLogger("yezhu.runtime")
+
+
+def wechat_accounts(settings: Settings) -> dict[str, WeChatAccountConfig]:
+    return {
+        name: WeChatAccountConfig(
+            name=name,
+            token=a.token,
+            app_id=a.app_id,
+            app_secret=a.app_secret.get_secret_value(),
+            aes_key=a.aes_key,
+            api_base=a.api_base,
+        )
+        for name, a in settings.wechat_accounts.items()
+    }
+
+
+def load_nlu(settings: Settings) -> Any:
+    """The interpreter (``nlu.load_interpreter``), or None while no model ships."""
+    try:
+        from nlu import load_interpreter
+    except ImportError:
+        log.warning("nlu package not available: messages are stored without a parse")
+        return None
+    return load_interpreter(backend=settings.nlu_backend, rasa_url=settings.rasa_url)
+
+
+def default_policy(runtime: Runtime) -> Policy:
+    try:
+        from actions.policy import DialoguePolicy
+    except ImportError:
+        from bot.policy import WelcomePolicy
+
+        return WelcomePolicy()
+    return DialoguePolicy(runtime)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, policy: Policy | None = None, nlu: Any = ...) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.db = Database(settings.database_url)
+        self.services: Services = (
+            redis_services(settings.redis_url) if settings.redis_url else memory_services()
+        )
+        self.nlu = load_nlu(settings) if nlu is ... else nlu
+        self.wechat_accounts = wechat_accounts(settings)
+        self.senders: dict[str, OutputChannel] = {
+            "wechat": WeChatSender(self.wechat_accounts, self.services.cache),
+        }
+        self.jobs = Jobs(self)
+        self.engine = Engine(self, policy or default_policy(self))
+
+    async def start(self, *, migrate: bool = False) -> None:
+        if migrate:
+            await self.db.migrate()
+        await self.jobs.startup()
+
+    async def stop(self) -> None:
+        await self.engine.drain()
+        await self.jobs.shutdown()
+        for sender in self.senders.values():
+            close = getattr(sender, "close", None)
+            if close is not None:
+                await close()
+        await self.services.close()
+        await self.db.close()

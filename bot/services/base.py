@@ -1,0 +1,82 @@
+"""The service contracts (what the engine, jobs and console rely on), independent of the backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class LockTimeout(Exception):
+    """A lock could not be acquired within its wait time."""
+
+
+class Deduper(Protocol):
+    async def first_seen(self, key: str, ttl: int) -> bool:
+        """True exactly once per ``key`` within ``ttl`` seconds, across every process."""
+        ...
+
+    async def forget(self, key: str) -> None:
+        """Drop ``key`` so a retry is processed (used when storing the message failed)."""
+        ...
+
+
+class Locks(Protocol):
+    def lock(self, key: str, *, timeout: float = 30.0, wait: float = 30.0) -> AbstractAsyncContextManager[None]:
+        """Mutual exclusion on ``key``; held at most ``timeout`` s (a crashed holder frees it)."""
+        ...
+
+
+class PubSub(Protocol):
+    async def publish(self, channel: str, message: dict[str, Any]) -> None: ...
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]:
+        """``async with pubsub.subscribe(ch) as messages: async for m in messages: ...``"""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    allowed: bool
+    remaining: int
+    retry_after: float
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, *, limit: int, window: float) -> RateDecision:
+        """Count one event for ``key``; at most ``limit`` events are allowed per sliding ``window`` s."""
+        ...
+
+    async def reset(self, key: str) -> None: ...
+
+
+class Cache(Protocol):
+    """A small shared key-value cache (satisfies ``channels.base.TokenCache``)."""
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def set(self, key: str, value: str, ttl: int) -> None: ...
+
+    async def delete(self, key: str, only_if: str | None = None) -> None: ...
+
+    def lock(self, key: str, timeout: float) -> AbstractAsyncContextManager[None]: ...
+
+
+@dataclass(slots=True)
+class Services:
+    backend: str
+    dedup: Deduper
+    locks: Locks
+    pubsub: PubSub
+    rate: RateLimiter
+    cache: Cache
+    redis: Any = None
+
+    async def ping(self) -> None:
+        if self.redis is not None:
+            await self.redis.ping()
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()

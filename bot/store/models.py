@@ -1,0 +1,391 @@
+"""The data model of DESIGN.md ("Data"), as SQLAlchemy 2 declarative classes.
+
+Times are stored in UTC and always come back timezone-aware (SQLite forgets the zone; see
+:class:`UTCDateTime`). JSON columns use the portable ``JSON`` type so the same schema runs on
+SQLite (embedded) and PostgreSQL (production); Alembic owns the schema in both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored as UTC and returned timezone-aware on every backend."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: sa.JSON, list[Any]: sa.JSON}
+
+
+class Created:
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- property: 楼盘 → 楼栋 → 房屋 ← 业主 ---------------------------------------------------------------
+
+
+class Project(Created, Base):
+    __tablename__ = "project"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    city: Mapped[str | None] = mapped_column(sa.String(50))
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Per-project configuration: warranty table, duty phone, staff hours, SLAs (DOMAIN.md)."""
+    buildings: Mapped[list[Building]] = relationship(back_populates="project")
+
+
+class Building(Base):
+    __tablename__ = "building"
+    __table_args__ = (sa.UniqueConstraint("project_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(20))
+    """The building number as owners say it: ``3`` for 3栋, ``B`` for B座."""
+    project: Mapped[Project] = relationship(back_populates="buildings")
+
+
+class House(Base):
+    __tablename__ = "house"
+    __table_args__ = (sa.UniqueConstraint("building_id", "unit", "room"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    building_id: Mapped[int] = mapped_column(sa.ForeignKey("building.id", ondelete="CASCADE"), index=True)
+    unit: Mapped[str] = mapped_column(sa.String(10))
+    room: Mapped[str] = mapped_column(sa.String(10))
+    handover_date: Mapped[dt.date | None] = mapped_column(sa.Date)
+    building: Mapped[Building] = relationship()
+
+    @property
+    def label(self) -> str:
+        return f"{self.building.name}栋{self.unit}单元{self.room}"
+
+
+class Owner(Created, Base):
+    __tablename__ = "owner"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(50))
+    phone: Mapped[str] = mapped_column(sa.String(20), unique=True)
+    consent_service: Mapped[bool] = mapped_column(default=True)
+    """Consent to use the owner's data for service (DOMAIN.md: collected with consent)."""
+    consent_marketing: Mapped[bool] = mapped_column(default=False)
+    sms_opt_out: Mapped[bool] = mapped_column(default=False)
+    houses: Mapped[list[OwnerHouse]] = relationship(back_populates="owner")
+
+
+class OwnerHouse(Base):
+    __tablename__ = "owner_house"
+    __table_args__ = (sa.UniqueConstraint("owner_id", "house_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("owner.id", ondelete="CASCADE"), index=True)
+    house_id: Mapped[int] = mapped_column(sa.ForeignKey("house.id", ondelete="CASCADE"), index=True)
+    relation: Mapped[str] = mapped_column(sa.String(20), default="owner")
+    owner: Mapped[Owner] = relationship(back_populates="houses")
+    house: Mapped[House] = relationship()
+
+
+class Identity(Created, Base):
+    """One external identity on one channel account (Chatwoot's contact_inbox): openid or phone."""
+
+    __tablename__ = "identity"
+    __table_args__ = (sa.UniqueConstraint("channel", "account", "external_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(sa.String(20))
+    account: Mapped[str] = mapped_column(sa.String(50))
+    external_id: Mapped[str] = mapped_column(sa.String(100))
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("owner.id", ondelete="SET NULL"), index=True)
+    bound_at: Mapped[dt.datetime | None]
+    subscribed: Mapped[bool] = mapped_column(default=True)
+    last_inbound_at: Mapped[dt.datetime | None]
+    """When the owner last wrote: WeChat's customer-service window is 48 hours from here."""
+    owner: Mapped[Owner | None] = relationship()
+
+
+# --- conversations ------------------------------------------------------------------------------
+
+
+class Conversation(Created, Base):
+    __tablename__ = "conversation"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identity_id: Mapped[int] = mapped_column(sa.ForeignKey("identity.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("owner.id", ondelete="SET NULL"), index=True)
+    mode: Mapped[str] = mapped_column(sa.String(10), default="bot", index=True)
+    """``bot`` | ``waiting`` | ``staff`` | ``closed``; changed only by the verbs in bot.conversation."""
+    assignee_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff_user.id", ondelete="SET NULL"))
+    priority: Mapped[int] = mapped_column(default=0)
+    """Queue order for staff: emergencies and serious complaints rank above plain requests."""
+    waiting_since: Mapped[dt.datetime | None]
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Dialogue state (active form, slots, counters), owned by the policy."""
+    last_message_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    identity: Mapped[Identity] = relationship()
+    owner: Mapped[Owner | None] = relationship()
+
+
+class ConversationEvent(Base):
+    """Append-only log of what happened in a conversation (Rasa's tracker events)."""
+
+    __tablename__ = "conversation_event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("conversation.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(sa.String(40))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actor: Mapped[str | None] = mapped_column(sa.String(50))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "message"
+    __table_args__ = (
+        sa.UniqueConstraint("channel", "account", "channel_msg_id", name="uq_message_channel_msg"),
+        sa.Index("ix_message_conversation_at", "conversation_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(sa.ForeignKey("conversation.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(sa.String(3))
+    """``in`` from the owner; ``out`` to the owner; ``note`` an internal staff note."""
+    channel: Mapped[str] = mapped_column(sa.String(20))
+    account: Mapped[str] = mapped_column(sa.String(50))
+    channel_msg_id: Mapped[str | None] = mapped_column(sa.String(100))
+    kind: Mapped[str] = mapped_column(sa.String(10), default="text")
+    text: Mapped[str] = mapped_column(sa.Text, default="")
+    media: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    nlu: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    author: Mapped[str | None] = mapped_column(sa.String(50))
+    """``bot``, ``staff:<username>`` or None for the owner."""
+    delivery: Mapped[str | None] = mapped_column(sa.String(12))
+    """Outbound only: ``passive`` | ``queued`` | ``sent`` | ``failed`` | ``inline``."""
+    delivery_error: Mapped[str | None] = mapped_column(sa.String(200))
+    attempts: Mapped[int] = mapped_column(default=0)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- tickets ------------------------------------------------------------------------------------
+
+
+class StaffUser(Created, Base):
+    __tablename__ = "staff_user"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(50), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(50))
+    role: Mapped[str] = mapped_column(sa.String(12))
+    """``agent`` | ``engineer`` | ``supervisor`` | ``admin``."""
+    password_hash: Mapped[str] = mapped_column(sa.String(200))
+    phone: Mapped[str | None] = mapped_column(sa.String(20))
+    on_duty: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+
+
+class Ticket(Created, Base):
+    __tablename__ = "ticket"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(sa.String(24), unique=True)
+    """Human-friendly: BX20261123-0007 (报修), TS… (投诉), ZX… (咨询), BZ… (办证)."""
+    kind: Mapped[str] = mapped_column(sa.String(12), index=True)
+    category: Mapped[str | None] = mapped_column(sa.String(30))
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("project.id"), index=True)
+    house_id: Mapped[int | None] = mapped_column(sa.ForeignKey("house.id"), index=True)
+    location: Mapped[str | None] = mapped_column(sa.String(100))
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("owner.id"), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(sa.ForeignKey("conversation.id"))
+    contact_phone: Mapped[str | None] = mapped_column(sa.String(20))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    priority: Mapped[str] = mapped_column(sa.String(10), default="normal")
+    """``normal`` | ``urgent`` (repairs) ; ``normal`` | ``serious`` | ``group`` (complaints)."""
+    status: Mapped[str] = mapped_column(sa.String(20), default="new", index=True)
+    assignee_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff_user.id"))
+    visit_time: Mapped[str | None] = mapped_column(sa.String(60))
+    due_at: Mapped[dt.datetime | None]
+    warranty: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    """The warranty verdict told to the owner: {covered, item, years, until, reason}."""
+    media: Mapped[list[Any]] = mapped_column(default=list)
+    group_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket.id"))
+    rework_count: Mapped[int] = mapped_column(default=0)
+    closed_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    house: Mapped[House | None] = relationship()
+    owner: Mapped[Owner | None] = relationship()
+    assignee: Mapped[StaffUser | None] = relationship()
+    events: Mapped[list[TicketEvent]] = relationship(order_by="TicketEvent.id", back_populates="ticket")
+
+
+class TicketEvent(Base):
+    """Append-only ticket timeline."""
+
+    __tablename__ = "ticket_event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(30))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actor: Mapped[str | None] = mapped_column(sa.String(50))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class TicketCounter(Base):
+    """Per-day, per-prefix sequence for ticket numbers (portable: no database sequences)."""
+
+    __tablename__ = "ticket_counter"
+    prefix: Mapped[str] = mapped_column(sa.String(12), primary_key=True)
+    value: Mapped[int] = mapped_column(default=0)
+
+
+# --- certificates, knowledge, surveys, campaigns --------------------------------------------------
+
+
+class CertificateRecord(Created, Base):
+    __tablename__ = "certificate_record"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    house_id: Mapped[int] = mapped_column(sa.ForeignKey("house.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(20))
+    """``processing`` | ``ready`` | ``collected`` | ``mailed`` | ``on_hold``."""
+    batch: Mapped[str | None] = mapped_column(sa.String(40))
+    note: Mapped[str | None] = mapped_column(sa.String(200))
+    collect_place: Mapped[str | None] = mapped_column(sa.String(100))
+    collect_hours: Mapped[str | None] = mapped_column(sa.String(100))
+    ready_at: Mapped[dt.datetime | None]
+    collected_at: Mapped[dt.datetime | None]
+    collected_by: Mapped[str | None] = mapped_column(sa.String(50))
+    handed_over_by: Mapped[str | None] = mapped_column(sa.String(50))
+    house: Mapped[House] = relationship()
+
+
+class KnowledgeEntry(Base):
+    __tablename__ = "knowledge_entry"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(sa.String(80), unique=True)
+    question: Mapped[str] = mapped_column(sa.Text)
+    alternatives: Mapped[list[Any]] = mapped_column(default=list)
+    answer: Mapped[str] = mapped_column(sa.Text)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    projects: Mapped[list[Any]] = mapped_column(default=list)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(sa.String(50))
+
+
+class UnansweredQuestion(Created, Base):
+    __tablename__ = "unanswered_question"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(sa.Text)
+    conversation_id: Mapped[int | None] = mapped_column(sa.ForeignKey("conversation.id", ondelete="SET NULL"))
+    project_code: Mapped[str | None] = mapped_column(sa.String(32))
+    resolved: Mapped[bool] = mapped_column(default=False)
+    entry_slug: Mapped[str | None] = mapped_column(sa.String(80))
+
+
+class VerificationCode(Created, Base):
+    """A 6-digit code sent to bind an identity to an owner (hash only; attempts limited)."""
+
+    __tablename__ = "verification_code"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identity_id: Mapped[int] = mapped_column(sa.ForeignKey("identity.id", ondelete="CASCADE"), index=True)
+    phone: Mapped[str] = mapped_column(sa.String(20))
+    code_hash: Mapped[str] = mapped_column(sa.String(100))
+    expires_at: Mapped[dt.datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    used_at: Mapped[dt.datetime | None]
+
+
+class SmsOutbox(Created, Base):
+    """Every SMS handed to a sender (the development sender keeps them here for staff and tests)."""
+
+    __tablename__ = "sms_outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(sa.String(20), index=True)
+    text: Mapped[str] = mapped_column(sa.Text)
+    provider: Mapped[str] = mapped_column(sa.String(20))
+    status: Mapped[str] = mapped_column(sa.String(12), default="queued")
+    provider_id: Mapped[str | None] = mapped_column(sa.String(64))
+    error: Mapped[str | None] = mapped_column(sa.String(200))
+
+
+class SurveyTemplate(Created, Base):
+    __tablename__ = "survey_template"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    items: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class SurveyResponse(Created, Base):
+    __tablename__ = "survey_response"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template_id: Mapped[int] = mapped_column(sa.ForeignKey("survey_template.id"))
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("owner.id"))
+    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket.id"))
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class Campaign(Created, Base):
+    __tablename__ = "campaign"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    kind: Mapped[str] = mapped_column(sa.String(30))
+    text: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(12), default="draft")
+
+
+class Delivery(Created, Base):
+    __tablename__ = "delivery"
+    __table_args__ = (sa.UniqueConstraint("idempotency_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaign.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("owner.id"))
+    channel: Mapped[str] = mapped_column(sa.String(20))
+    idempotency_key: Mapped[str] = mapped_column(sa.String(100))
+    status: Mapped[str] = mapped_column(sa.String(12), default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    provider_id: Mapped[str | None] = mapped_column(sa.String(64))
+    error: Mapped[str | None] = mapped_column(sa.String(200))
+    acknowledged_at: Mapped[dt.datetime | None]
+
+
+class AuditLog(Base):
+    """Every staff action on owner data: who, what, when (DOMAIN.md)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor: Mapped[str] = mapped_column(sa.String(50))
+    action: Mapped[str] = mapped_column(sa.String(50))
+    target: Mapped[str | None] = mapped_column(sa.String(100))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)

@@ -1,0 +1,105 @@
+"""The small interface every channel adapter speaks (after Rasa's ``InputChannel``/``OutputChannel``).
+
+Channels import nothing of ours but this module. Everything a channel needs from the rest of Yezhu
+arrives as one of the protocols below, so the channel can be tested with no database, Redis or NLU.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+MessageKind = Literal["text", "voice", "image", "location", "link", "event", "video", "file", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One message from an owner, as the channel verified and parsed it.
+
+    ``msg_id`` is the channel's own id (WeChat MsgId; for events, FromUserName + CreateTime), the key
+    the engine de-duplicates on together with ``channel`` and ``account``.
+    """
+
+    channel: str
+    account: str
+    sender: str
+    msg_id: str
+    kind: MessageKind
+    text: str = ""
+    media: dict[str, Any] = field(default_factory=dict)
+    event: str | None = None
+    received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One reply to an owner. Rich content falls back to ``text`` on channels that lack it."""
+
+    text: str
+    kind: Literal["text", "news", "image"] = "text"
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SendResult:
+    """What a channel's outbound API said about one send."""
+
+    ok: bool
+    provider_id: str | None = None
+    error_code: int | str | None = None
+    error: str | None = None
+    retryable: bool = False
+
+
+class SendError(Exception):
+    """A send that failed; ``retryable`` tells the job queue whether trying again can help."""
+
+    def __init__(self, message: str, *, code: int | str | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+class TokenCache(Protocol):
+    """A cache shared by every process for an API access token (WeChat's must not be fought over)."""
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def set(self, key: str, value: str, ttl: int) -> None: ...
+
+    async def delete(self, key: str, only_if: str | None = None) -> None: ...
+
+    def lock(self, key: str, timeout: float) -> Any:
+        """An async context manager serialising the refresh of ``key`` across processes."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The engine committed an inbound message; ``replies`` resolves when the bot has answered."""
+
+    replies: Awaitable[list[OutboundMessage]]
+    defer: Callable[[], None]
+    """Call when the channel can no longer reply inline: the engine then sends the replies itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The engine has seen this ``(channel, account, msg_id)`` already; nothing was stored."""
+
+
+class MessageSink(Protocol):
+    """What a channel hands a parsed message to (the engine)."""
+
+    async def accept(self, message: InboundMessage) -> Accepted | Duplicate: ...
+
+
+class OutputChannel(Protocol):
+    """Sends a message to one recipient outside a request/response cycle."""
+
+    name: str
+
+    async def send(self, account: str, recipient: str, message: OutboundMessage) -> SendResult: ...
