@@ -10,13 +10,14 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.orm import selectinload
 
+from bot.runtime import RUNTIME
 from bot.store.models import Building, Conversation, House, Identity, Message, Owner, Project, Ticket
 
 routes = web.RouteTableDef()
 
 
 def authorized(request: web.Request) -> bool:
-    token = request.app["runtime"].settings.api_token
+    token = request.app[RUNTIME].settings.api_token
     given = request.headers.get("Authorization", "")
     if token is None or not given.startswith("Bearer "):
         return False
@@ -92,7 +93,7 @@ async def list_tickets(request: web.Request) -> web.Response:
         q = q.where(Ticket.status == status)
     if project := request.query.get("project"):
         q = q.join(Project, Project.id == Ticket.project_id).where(Project.code == project)
-    async with request.app["runtime"].db.session() as s:
+    async with request.app[RUNTIME].db.session() as s:
         tickets = (await s.execute(q)).scalars().all()
     return web.json_response({"tickets": [ticket_json(t, timeline=True) for t in tickets]})
 
@@ -101,7 +102,7 @@ async def list_tickets(request: web.Request) -> web.Response:
 async def get_ticket(request: web.Request) -> web.Response:
     ref = request.match_info["ref"]
     cond = Ticket.id == int(ref) if ref.isdigit() else Ticket.number == ref
-    async with request.app["runtime"].db.session() as s:
+    async with request.app[RUNTIME].db.session() as s:
         ticket = (await s.execute(_ticket_query().where(cond))).scalar_one_or_none()
     if ticket is None:
         return web.json_response({"error": "not_found", "detail": f"no ticket {ref}"}, status=404)
@@ -115,7 +116,7 @@ async def list_conversations(request: web.Request) -> web.Response:
         return web.json_response(
             {"error": "bad_request", "detail": "query parameters 'channel' and 'sender' are required"}, status=400
         )
-    async with request.app["runtime"].db.session() as s:
+    async with request.app[RUNTIME].db.session() as s:
         convs = (
             await s.execute(
                 sa.select(Conversation)
@@ -161,7 +162,7 @@ async def list_conversations(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/nlu/parse")
 async def nlu_parse(request: web.Request) -> web.Response:
-    nlu = request.app["runtime"].nlu
+    nlu = request.app[RUNTIME].nlu
     try:
         body = await request.json()
         text = body["text"]

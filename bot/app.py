@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bot import api
 from bot.metrics import CONTENT_TYPE_LATEST
-from bot.runtime import Runtime
+from bot.runtime import RUNTIME, Runtime
 from bot.settings import Settings
 from channels.api import ApiChannel
 from channels.wechat import WeChatChannel
@@ -33,7 +33,7 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    rt: Runtime = request.app["runtime"]
+    rt: Runtime = request.app[RUNTIME]
     checks: dict[str, str] = {}
     ok = True
     try:
@@ -53,7 +53,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app["runtime"].metrics.render()
+    body = request.app[RUNTIME].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     settings = settings or Settings()
     rt = runtime or Runtime(settings)
     app = web.Application(middlewares=[errors, api.api_auth], client_max_size=settings.max_body_bytes)
-    app["runtime"] = rt
+    app[RUNTIME] = rt
 
     wechat = WeChatChannel(
         rt.wechat_accounts,
@@ -75,6 +75,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     json_channel = ApiChannel(rt.engine)
     app.router.add_post("/api/v1/messages", json_channel.handle)
     app.add_routes(api.routes)
+    try:
+        from bot.console import setup_console
+    except ImportError:  # the console package is optional while it is being built
+        pass
+    else:
+        setup_console(app, rt)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
 

@@ -71,7 +71,11 @@ class Jobs:
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
         self.broker = make_broker(runtime.settings)
-        self._deliver = self.broker.register_task(self.deliver_message, task_name=DELIVER)
+
+        async def deliver_message(message_id: int) -> str:  # taskiq renames the function: no bound method
+            return await self.deliver_message(message_id)
+
+        self._deliver = self.broker.register_task(deliver_message, task_name=DELIVER)
 
     @property
     def in_process(self) -> bool:

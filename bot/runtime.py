@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiohttp import web
+
 from bot.engine import Engine
 from bot.jobs import Jobs
 from bot.metrics import Metrics
@@ -86,3 +88,7 @@ class Runtime:
                 await close()
         await self.services.close()
         await self.db.close()
+
+
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
+"""Where the aiohttp app keeps this process's runtime: ``request.app[RUNTIME]``."""

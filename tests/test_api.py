@@ -1,0 +1,95 @@
+"""The JSON channel and the read API through the real app and engine."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import YezhuFactory, auth
+
+
+async def test_json_channel_answers_and_stores_the_conversation(yezhu: YezhuFactory) -> None:
+    client = await yezhu()
+    resp = await client.post("/api/v1/messages", json={"sender": "crm-42", "text": "你好"}, headers=auth())
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["replies"] and "您好" in body["replies"][0]["text"]
+
+    resp = await client.get("/api/v1/conversations", params={"channel": "api", "sender": "crm-42"}, headers=auth())
+    convs = (await resp.json())["conversations"]
+    assert len(convs) == 1 and convs[0]["mode"] == "bot"
+    msgs = convs[0]["messages"]
+    assert [m["direction"] for m in msgs] == ["in", "out"]
+    assert msgs[0]["text"] == "你好" and msgs[1]["text"] == body["replies"][0]["text"]
+
+
+async def test_json_channel_is_idempotent_on_msg_id(yezhu: YezhuFactory) -> None:
+    client = await yezhu()
+    payload = {"sender": "crm-1", "text": "你好", "msg_id": "crm-msg-1"}
+    results = await asyncio.gather(
+        *(client.post("/api/v1/messages", json=payload, headers=auth()) for _ in range(3))
+    )
+    bodies = [await r.json() for r in results]
+    assert sum(1 for b in bodies if b["replies"]) == 1
+    resp = await client.get("/api/v1/conversations", params={"channel": "api", "sender": "crm-1"}, headers=auth())
+    msgs = (await resp.json())["conversations"][0]["messages"]
+    assert [m["direction"] for m in msgs] == ["in", "out"]
+
+
+async def test_api_refuses_requests_without_the_token(yezhu: YezhuFactory) -> None:
+    client = await yezhu()
+    for method, path in [("POST", "/api/v1/messages"), ("GET", "/api/v1/tickets"), ("GET", "/api/v1/tickets/1"),
+                         ("GET", "/api/v1/conversations"), ("POST", "/api/v1/nlu/parse")]:
+        resp = await client.request(method, path, json={})
+        assert resp.status == 401, path
+        resp = await client.request(method, path, json={}, headers=auth("wrong"))
+        assert resp.status == 401, path
+
+
+async def test_bad_json_bodies_get_400_and_store_nothing(yezhu: YezhuFactory) -> None:
+    client = await yezhu()
+    for body in (b"not json", b"[]", b'{"sender": "", "text": "x"}', b'{"sender": "a"}',
+                 ('{"sender": "a", "text": "' + "长" * 3000 + '"}').encode()):
+        resp = await client.post("/api/v1/messages", data=body, headers={**auth(), "Content-Type": "application/json"})
+        assert resp.status == 400
+        assert "detail" in await resp.json()
+    resp = await client.get("/api/v1/conversations", params={"channel": "api", "sender": "a"}, headers=auth())
+    assert (await resp.json())["conversations"] == []
+
+
+async def test_ticket_read_api_404_and_filters(yezhu: YezhuFactory) -> None:
+    client = await yezhu()
+    resp = await client.get("/api/v1/tickets/BX20260101-0001", headers=auth())
+    assert resp.status == 404
+    resp = await client.get("/api/v1/tickets", params={"owner_phone": "13800000001"}, headers=auth())
+    assert resp.status == 200 and (await resp.json())["tickets"] == []
+    resp = await client.get("/api/v1/conversations", headers=auth())
+    assert resp.status == 400
+
+
+async def test_healthz_and_metrics(yezhu: YezhuFactory) -> None:
+    client = await yezhu()
+    resp = await client.get("/healthz")
+    assert resp.status == 200
+    assert (await resp.json())["database"] == "ok"
+    await client.post("/api/v1/messages", json={"sender": "m1", "text": "你好"}, headers=auth())
+    text = await (await client.get("/metrics")).text()
+    assert 'yezhu_messages_in_total{channel="api"} 1.0' in text
+    assert "yezhu_message_latency_seconds_bucket" in text
+
+
+async def test_healthz_on_redis_and_when_redis_dies(yezhu: YezhuFactory, redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    from bot.runtime import RUNTIME
+
+    client = await yezhu(redis_url=redis_url)
+    resp = await client.get("/healthz")
+    assert resp.status == 200 and (await resp.json())["redis"] == "ok"
+    rt = client.app[RUNTIME]
+    alive, rt.services.redis = rt.services.redis, aioredis.Redis(port=1, socket_connect_timeout=0.5)
+    resp = await client.get("/healthz")
+    await rt.services.redis.aclose()
+    rt.services.redis = alive
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["database"] == "ok" and body["redis"].startswith("error")
