@@ -64,7 +64,7 @@ async def _worker(s: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    receiver = run_receiver_task(rt.jobs.broker, max_async_tasks=50)
+    receiver = asyncio.create_task(run_receiver_task(rt.jobs.broker, max_async_tasks=50))
     log.info("worker started on queue %s", s.job_queue)
     await stop.wait()
     receiver.cancel()
