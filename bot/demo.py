@@ -107,6 +107,7 @@ class DemoReport:
     houses: int = 0
     owners: int = 0
     passwords: dict[str, str] = field(default_factory=dict)
+    kb_created: int = 0
 
 
 async def load_demo(db: Database, *, admin_password: str | None = None) -> DemoReport:
@@ -116,6 +117,9 @@ async def load_demo(db: Database, *, admin_password: str | None = None) -> DemoR
         if project is None:
             await _create_property(s, report)
         report.passwords = await ensure_staff(s, admin_password)
+        from actions.knowledge import load_demo_kb
+
+        report.kb_created, _ = await load_demo_kb(s)
     return report
 
 

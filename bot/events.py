@@ -24,6 +24,7 @@ TICKET_UPDATED = "ticket.updated"
 EMERGENCY_RAISED = "emergency.raised"
 STAFF_ALERT = "staff.alert"
 DELIVERY_FAILED = "delivery.failed"
+KNOWLEDGE_CHANGED = "knowledge.changed"
 
 ALL = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and "." in v)
 

@@ -72,12 +72,18 @@ class Runtime:
             "wechat": WeChatSender(self.wechat_accounts, self.services.cache),
         }
         self.jobs = Jobs(self)
+        from actions.binding import DevSmsSender
+        from actions.knowledge import KnowledgeService
+
+        self.knowledge = KnowledgeService(self.db)
+        self.sms = DevSmsSender()
         self.engine = Engine(self, policy or default_policy(self))
 
     async def start(self, *, migrate: bool = False) -> None:
         if migrate:
             await self.db.migrate()
         await self.jobs.startup()
+        await self.knowledge.reload()
 
     async def stop(self) -> None:
         await self.engine.drain()

@@ -1,0 +1,53 @@
+"""Staff hours and the honest hand-over message (DOMAIN.md "Hand-over to people")."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from actions.tickets import local_now
+
+DEFAULT_HOURS = {"weekdays": ["09:00", "17:00"], "weekend": ["09:00", "12:00"]}
+WEEKDAY_NAMES = "一二三四五六日"
+
+
+def _window(day: dt.date, hours: dict[str, Any]) -> tuple[dt.time, dt.time] | None:
+    span = hours.get("weekend" if day.weekday() >= 5 else "weekdays")
+    if not span:
+        return None
+    start, end = (dt.time.fromisoformat(x) for x in span)
+    return start, end
+
+
+def in_staff_hours(hours: dict[str, Any] | None, now: dt.datetime | None = None) -> bool:
+    local = local_now(now)
+    window = _window(local.date(), hours or DEFAULT_HOURS)
+    return bool(window and window[0] <= local.time() < window[1])
+
+
+def next_opening(hours: dict[str, Any] | None, now: dt.datetime | None = None) -> str:
+    """When a person will next be there, said the way a desk would say it: 今天14:00 / 明天9:00 / 周一9:00."""
+    hours = hours or DEFAULT_HOURS
+    local = local_now(now)
+    for offset in range(8):
+        day = local.date() + dt.timedelta(days=offset)
+        window = _window(day, hours)
+        if window is None:
+            continue
+        start = dt.datetime.combine(day, window[0], local.tzinfo)
+        end = dt.datetime.combine(day, window[1], local.tzinfo)
+        if offset == 0 and local >= end:
+            continue
+        when = "今天" if offset == 0 else "明天" if offset == 1 else f"周{WEEKDAY_NAMES[day.weekday()]}"
+        return f"{when}{start:%H:%M}" if local < start else "稍后"
+    return "工作时间"
+
+
+def describe_hours(hours: dict[str, Any] | None) -> str:
+    hours = hours or DEFAULT_HOURS
+    parts = []
+    if hours.get("weekdays"):
+        parts.append(f"工作日 {hours['weekdays'][0]}–{hours['weekdays'][1]}")
+    if hours.get("weekend"):
+        parts.append(f"周末 {hours['weekend'][0]}–{hours['weekend'][1]}")
+    return "，".join(parts)

@@ -1,0 +1,188 @@
+"""Opening tickets: human-friendly numbers, the warranty verdict, due times, the first timeline entry.
+
+The ticket workflow after creation (dispatch, statuses, acceptance, rework) lives in
+``actions/workflow.py``; this module only opens tickets the way the desk's procedures require.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.store.models import House, Project, Ticket, TicketCounter, TicketEvent, utcnow
+
+CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
+"""China has one time zone and no daylight saving; a fixed offset needs no tz database."""
+
+PREFIX = {"repair": "BX", "complaint": "TS", "inquiry": "ZX", "certificate": "BZ"}
+
+KIND_LABEL = {"repair": "报修", "complaint": "投诉", "inquiry": "咨询", "certificate": "办证"}
+
+# Hours to resolve, per kind and priority (overridable per project: Project.settings["sla"]).
+DEFAULT_SLA_HOURS: dict[str, dict[str, float]] = {
+    "repair": {"urgent": 2, "normal": 48},
+    "complaint": {"group": 4, "serious": 4, "normal": 24},
+    "inquiry": {"normal": 24},
+    "certificate": {"normal": 72},
+}
+
+# Which warranty item (DOMAIN.md) a repair category falls under. Leaks need a closer look: water
+# through a roof, wet-room floor or exterior wall is a waterproofing defect (5 years); a burst or
+# dripping pipe is plumbing (2 years).
+CATEGORY_WARRANTY = {
+    "plumbing": "plumbing",
+    "drainage": "plumbing",
+    "electrical": "electrical",
+    "gas": "equipment",
+    "door_window": "door_window",
+    "wall_floor": "decoration",
+    "hvac": "hvac",
+}
+PUBLIC_CATEGORIES = {"elevator", "intercom", "public_facility", "fire"}
+WATERPROOF_CUES = ("渗水", "漏水", "渗漏", "返潮", "发霉", "外墙", "屋顶", "楼顶", "天花板", "防水", "水渍", "滴水")
+
+
+def cn_date(day: dt.date) -> str:
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+def local_now(now: dt.datetime | None = None) -> dt.datetime:
+    return (now or utcnow()).astimezone(CHINA)
+
+
+async def next_number(s: AsyncSession, kind: str, now: dt.datetime | None = None) -> str:
+    """``BX20261123-0007``: a per-day, per-kind sequence, safe under concurrency on both databases."""
+    prefix = f"{PREFIX[kind]}{local_now(now):%Y%m%d}"
+    for _ in range(5):
+        value = await s.scalar(
+            sa.update(TicketCounter)
+            .where(TicketCounter.prefix == prefix)
+            .values(value=TicketCounter.value + 1)
+            .returning(TicketCounter.value)
+        )
+        if value is not None:
+            return f"{prefix}-{value:04d}"
+        try:
+            async with s.begin_nested():
+                s.add(TicketCounter(prefix=prefix, value=1))
+            return f"{prefix}-0001"
+        except IntegrityError:
+            continue  # another transaction created today's counter first: increment it
+    raise RuntimeError("could not allocate a ticket number")
+
+
+@dataclass(frozen=True, slots=True)
+class WarrantyVerdict:
+    covered: bool | None
+    """True: free repair by the developer; False: paid repair; None: public area / not applicable."""
+    item: str | None
+    label: str | None
+    period: str | None
+    until: dt.date | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "covered": self.covered,
+            "item": self.item,
+            "label": self.label,
+            "period": self.period,
+            "until": self.until.isoformat() if self.until else None,
+            "reason": self.reason,
+        }
+
+
+def _add_years(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def warranty_verdict(
+    category: str | None, description: str, handover: dt.date | None, table: dict[str, Any], today: dt.date
+) -> WarrantyVerdict:
+    """The warranty verdict, told plainly (DOMAIN.md): never promise a free repair the rules do not give."""
+    if category in PUBLIC_CATEGORIES:
+        return WarrantyVerdict(None, None, None, None, None, "公共区域设施由物业公司负责维修，不涉及保修期。")
+    item = CATEGORY_WARRANTY.get(category or "")
+    if category in ("plumbing", "wall_floor", None, "other") and any(c in description for c in WATERPROOF_CUES):
+        item = "waterproofing"
+    if item is None or item not in table:
+        return WarrantyVerdict(None, None, None, None, None,
+                               "是否在保修范围内需工程师现场查看后确定，我们会如实告知您。")
+    rule = table[item]
+    label = rule.get("label", item)
+    if handover is None:
+        return WarrantyVerdict(None, item, label, None, None, "您的房屋尚未登记交付日期，保修情况将由工程师核实后告知您。")
+    if "seasons" in rule:  # a heating/cooling season a year: two seasons ≈ two years from handover
+        until = _add_years(handover, int(rule["seasons"]))
+        period = f"{rule['seasons']}个采暖/供冷期"
+    else:
+        until = _add_years(handover, int(rule["years"]))
+        period = f"{rule['years']}年"
+    if today < until:
+        return WarrantyVerdict(True, item, label, period, until,
+                               f"{label}保修期为{period}，自交房之日起算，至{cn_date(until)}止；"
+                               "您的房屋仍在保修期内，由开发商免费维修。")
+    return WarrantyVerdict(False, item, label, period, until,
+                           f"{label}保修期为{period}，已于{cn_date(until)}届满；"
+                           "物业可提供有偿维修，上门后先报价，经您同意再施工。")
+
+
+def sla_hours(project: Project | None, kind: str, priority: str) -> float:
+    table = DEFAULT_SLA_HOURS
+    override = ((project.settings if project else None) or {}).get("sla") or {}
+    hours = (override.get(kind) or {}).get(priority) or table.get(kind, {}).get(priority)
+    return float(hours or table.get(kind, {}).get("normal", 48))
+
+
+async def open_ticket(
+    s: AsyncSession,
+    *,
+    kind: str,
+    project: Project | None,
+    description: str,
+    category: str | None = None,
+    house: House | None = None,
+    location: str | None = None,
+    owner_id: int | None = None,
+    conversation_id: int | None = None,
+    contact_phone: str | None = None,
+    priority: str = "normal",
+    visit_time: str | None = None,
+    warranty: dict[str, Any] | None = None,
+    media: list[Any] | None = None,
+    actor: str = "bot",
+    now: dt.datetime | None = None,
+) -> Ticket:
+    now = now or utcnow()
+    ticket = Ticket(
+        number=await next_number(s, kind, now),
+        kind=kind,
+        category=category,
+        project_id=project.id if project else None,
+        house_id=house.id if house else None,
+        location=location,
+        owner_id=owner_id,
+        conversation_id=conversation_id,
+        contact_phone=contact_phone,
+        description=description,
+        priority=priority,
+        status="new",
+        visit_time=visit_time,
+        warranty=warranty,
+        media=media or [],
+        due_at=now + dt.timedelta(hours=sla_hours(project, kind, priority)),
+        created_at=now,
+    )
+    s.add(ticket)
+    await s.flush()
+    s.add(TicketEvent(ticket_id=ticket.id, kind="created", actor=actor, at=now,
+                      data={"priority": priority, "category": category, "channel_conversation": conversation_id}))
+    return ticket

@@ -1,0 +1,422 @@
+"""The ticket workflow (工单流转): one responsible person, status transitions, SLA due times, owner notices.
+
+Statuses (DOMAIN.md "Repairs"/"Complaints")::
+
+    new 新建 → dispatched 已派单 → in_progress 处理中 → done 已完工 → awaiting_acceptance 待验收 → closed 已关闭
+                                                                    ↘ reopened 返修 (rework_count + 1) ↗
+
+* **One responsible person** (责任到人): ``dispatch`` names the engineer once; after that the only way to
+  change them is ``reassign`` with a written reason, which the timeline keeps.
+* **Due times** come from :data:`DEFAULT_SLA_HOURS` per kind and priority, overridden per project by
+  ``Project.settings["sla"]`` (same shape, hours; partial overrides are fine). A ticket is overdue while
+  it is the desk's turn (not awaiting the owner's acceptance, not closed) and past ``due_at``.
+* **The owner is told** every change that matters to them (dispatched with the engineer and visit time;
+  done — please check and accept within :data:`ACCEPTANCE_DAYS` days; rework; a new engineer; closed)
+  in their own chat: ``runtime.engine.send`` in the caller's transaction, delivered after the commit
+  (``engine.after_commit(batch, message_ids)``). When WeChat's 48-hour customer-service window is
+  closed the notice goes by SMS (:class:`DevSmsSender` until real SMS providers land).
+* **Every change appends a TicketEvent** and emits ``ticket.updated`` after the commit.
+
+Usage (the console, or an action)::
+
+    batch = EventBatch()
+    async with db.session() as s, s.begin():
+        ticket = await s.get_one(Ticket, ticket_id)
+        ids = await TicketWorkflow(runtime).dispatch(s, batch, ticket, assignee=engineer,
+                                                     visit_time="明天上午", actor="kefu")
+    await runtime.engine.after_commit(batch, ids)
+
+Role checks (who may do what) belong to the caller; this module enforces the business rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import events
+from bot.events import EventBatch
+from bot.store.models import (
+    Conversation,
+    Identity,
+    Message,
+    Owner,
+    Project,
+    SmsOutbox,
+    StaffUser,
+    Ticket,
+    TicketEvent,
+    utcnow,
+)
+from channels.base import OutboundMessage
+
+NEW, DISPATCHED, IN_PROGRESS, DONE, AWAITING, CLOSED, REOPENED = (
+    "new", "dispatched", "in_progress", "done", "awaiting_acceptance", "closed", "reopened",
+)
+STATUSES = (NEW, DISPATCHED, IN_PROGRESS, DONE, AWAITING, CLOSED, REOPENED)
+STATUS_LABELS = {
+    NEW: "新建", DISPATCHED: "已派单", IN_PROGRESS: "处理中", DONE: "已完工",
+    AWAITING: "待验收", CLOSED: "已关闭", REOPENED: "返修",
+}
+KIND_LABELS = {"repair": "报修", "complaint": "投诉", "inquiry": "咨询", "certificate": "办证"}
+PRIORITY_LABELS = {"normal": "一般", "urgent": "紧急", "serious": "严重", "group": "群体"}
+EVENT_LABELS = {
+    "created": "创建工单", "dispatched": "派单", "started": "开始处理", "done": "完工",
+    "awaiting_acceptance": "请业主验收", "closed": "关闭", "reopened": "返修", "reassigned": "更换负责人",
+    "note": "内部备注", "visit_time": "改约上门时间", "owner_notified": "已通知业主",
+    "owner_not_notified": "未能通知业主", "due_changed": "调整时限",
+}
+
+# verb -> (statuses it may start from, status it leads to)
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "dispatch": (frozenset({NEW}), DISPATCHED),
+    "start": (frozenset({DISPATCHED, REOPENED}), IN_PROGRESS),
+    "complete": (frozenset({DISPATCHED, IN_PROGRESS, REOPENED}), DONE),
+    "request_acceptance": (frozenset({DONE}), AWAITING),
+    "close": (frozenset({DONE, AWAITING}), CLOSED),
+    "reopen": (frozenset({DONE, AWAITING, CLOSED}), REOPENED),
+}
+
+# Hours from creation (or from a rework) to resolution, per kind and priority. Conservative defaults a
+# property company would recognise; a project overrides any of them in Project.settings["sla"].
+DEFAULT_SLA_HOURS: dict[str, dict[str, float]] = {
+    "repair": {"urgent": 4, "normal": 48},
+    "complaint": {"group": 4, "serious": 24, "normal": 72},
+    "inquiry": {"normal": 24},
+    "certificate": {"normal": 72},
+}
+FALLBACK_SLA_HOURS = 72.0
+ACCEPTANCE_DAYS = 2
+"""The owner is asked to check and accept the work within this many days (DOMAIN.md)."""
+WECHAT_WINDOW = dt.timedelta(hours=48)
+"""WeChat's customer-service messages reach an owner only within 48 h of their last message."""
+ASSIGNABLE_ROLES = frozenset({"engineer", "supervisor"})
+DESK_TURN = frozenset({NEW, DISPATCHED, IN_PROGRESS, DONE, REOPENED})
+"""Statuses in which the company (not the owner) must act: only these can be overdue."""
+
+
+class WorkflowError(Exception):
+    """A change the rules do not allow; the message is shown to staff as is (Simplified Chinese)."""
+
+
+# --- SLAs ---------------------------------------------------------------------------------------
+
+
+def sla_hours(kind: str, priority: str, project_settings: Mapping[str, Any] | None = None) -> float:
+    """Hours to resolve a ticket of ``kind`` and ``priority``; the project's table wins over the default."""
+    override = ((project_settings or {}).get("sla") or {}).get(kind) or {}
+    if priority in override:
+        return float(override[priority])
+    default = DEFAULT_SLA_HOURS.get(kind, {})
+    if priority in default:
+        return float(default[priority])
+    return float(override.get("normal", default.get("normal", FALLBACK_SLA_HOURS)))
+
+
+def compute_due(
+    kind: str, priority: str, start: dt.datetime, project_settings: Mapping[str, Any] | None = None
+) -> dt.datetime:
+    return start + dt.timedelta(hours=sla_hours(kind, priority, project_settings))
+
+
+def is_overdue(ticket: Ticket, now: dt.datetime | None = None) -> bool:
+    return ticket.status in DESK_TURN and ticket.due_at is not None and ticket.due_at < (now or utcnow())
+
+
+async def project_settings(s: AsyncSession, ticket: Ticket) -> dict[str, Any]:
+    if ticket.project_id is None:
+        return {}
+    project = await s.get(Project, ticket.project_id)
+    return dict(project.settings or {}) if project else {}
+
+
+async def ensure_due(s: AsyncSession, ticket: Ticket) -> dt.datetime:
+    """Give a ticket created without a due time the one its SLA says (from its creation)."""
+    if ticket.due_at is None:
+        created = ticket.created_at or utcnow()
+        ticket.due_at = compute_due(ticket.kind, ticket.priority, created, await project_settings(s, ticket))
+    return ticket.due_at
+
+
+# --- the dev SMS sender ---------------------------------------------------------------------------
+
+
+class DevSmsSender:
+    """Records the SMS in ``sms_outbox`` (provider ``dev``) instead of calling a provider.
+
+    Real providers (Aliyun, Tencent) come with the SMS channel; they will pick up the same rows.
+    """
+
+    name = "dev"
+
+    async def send(self, s: AsyncSession, phone: str, text: str) -> SmsOutbox:
+        row = SmsOutbox(phone=phone, text=text, provider=self.name, status="sent",
+                        provider_id=f"dev-{uuid.uuid4().hex[:12]}")
+        s.add(row)
+        await s.flush()
+        return row
+
+
+def wechat_window_open(identity: Identity | None, now: dt.datetime | None = None) -> bool:
+    """Can a customer-service message reach this identity now? (Other channels: always.)"""
+    if identity is None:
+        return False
+    if identity.channel != "wechat":
+        return identity.channel != "sms"
+    last = identity.last_inbound_at
+    return last is not None and (now or utcnow()) - last < WECHAT_WINDOW
+
+
+# --- the workflow -------------------------------------------------------------------------------
+
+
+class TicketWorkflow:
+    """The verbs that change a ticket. Each returns the ids of outbound messages to deliver after commit."""
+
+    def __init__(self, runtime: Any, *, sms: DevSmsSender | None = None) -> None:
+        self.rt = runtime
+        self.sms = sms or DevSmsSender()
+
+    # -- verbs ----------------------------------------------------------------------------------
+
+    async def dispatch(
+        self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, assignee: StaffUser,
+        visit_time: str | None, actor: str, now: dt.datetime | None = None,
+    ) -> list[int]:
+        """Name the one responsible person and (for visits) the time; the owner is told both."""
+        now = now or utcnow()
+        self._check_assignee(assignee)
+        if ticket.assignee_id is not None and ticket.assignee_id != assignee.id:
+            raise WorkflowError("该工单已有负责人；如确需更换，请由主管填写原因后更换负责人")
+        ticket.assignee_id = assignee.id
+        ticket.visit_time = (visit_time or "").strip()[:60] or None
+        await ensure_due(s, ticket)
+        self._move(s, batch, ticket, "dispatch", actor, now, assignee=assignee.display_name,
+                   assignee_id=assignee.id, visit_time=ticket.visit_time)
+        who = assignee.display_name
+        if ticket.kind == "repair":
+            text = f"{self._head(ticket)}已派单，由{who}负责处理"
+            text += f"，预计上门时间：{ticket.visit_time}。" if ticket.visit_time else "，工程师会尽快与您联系确认上门时间。"
+            text += "如需改约，直接回复本消息即可。"
+        else:
+            text = f"{self._head(ticket)}已转交{who}负责处理，我们会在{fmt_time(ticket.due_at)}前给您答复。"
+        return await self.notify(s, batch, ticket, text, notice="dispatched", actor=actor, now=now)
+
+    async def start(self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, actor: str,
+                    now: dt.datetime | None = None) -> list[int]:
+        self._move(s, batch, ticket, "start", actor, now or utcnow())
+        return []
+
+    async def complete(
+        self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, actor: str, note: str = "",
+        request_acceptance: bool = True, now: dt.datetime | None = None,
+    ) -> list[int]:
+        """The work is done; by default the owner is asked at once to check and accept it."""
+        now = now or utcnow()
+        self._move(s, batch, ticket, "complete", actor, now, note=note.strip()[:500])
+        if request_acceptance:
+            return await self.request_acceptance(s, batch, ticket, actor=actor, now=now)
+        return []
+
+    async def request_acceptance(self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, actor: str,
+                                 now: dt.datetime | None = None) -> list[int]:
+        now = now or utcnow()
+        deadline = now + dt.timedelta(days=ACCEPTANCE_DAYS)
+        self._move(s, batch, ticket, "request_acceptance", actor, now, accept_by=deadline.isoformat())
+        text = (f"{self._head(ticket)}已处理完毕。请您在{ACCEPTANCE_DAYS}天内查验确认；"
+                "如仍有问题，请直接回复本消息，我们会安排返修。")
+        return await self.notify(s, batch, ticket, text, notice="awaiting_acceptance", actor=actor, now=now)
+
+    async def close(self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, actor: str, reason: str = "",
+                    now: dt.datetime | None = None) -> list[int]:
+        now = now or utcnow()
+        self._move(s, batch, ticket, "close", actor, now, reason=reason.strip()[:500])
+        ticket.closed_at = now
+        text = f"{self._head(ticket)}已办结，感谢您的耐心与配合。如有其他需要，随时给我们留言。"
+        return await self.notify(s, batch, ticket, text, notice="closed", actor=actor, now=now)
+
+    async def reopen(self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, actor: str, reason: str,
+                     now: dt.datetime | None = None) -> list[int]:
+        """Rework (返修): the same responsible person, a fresh due time, counted in the reports."""
+        now = now or utcnow()
+        if not reason.strip():
+            raise WorkflowError("返修请填写原因（例如业主反馈仍未修好）")
+        ticket.rework_count += 1
+        ticket.closed_at = None
+        ticket.due_at = compute_due(ticket.kind, ticket.priority, now, await project_settings(s, ticket))
+        self._move(s, batch, ticket, "reopen", actor, now, reason=reason.strip()[:500],
+                   rework_count=ticket.rework_count, due_at=ticket.due_at.isoformat())
+        who = await self._assignee_name(s, ticket)
+        text = f"{self._head(ticket)}已安排返修"
+        text += f"，仍由{who}负责，我们会尽快与您联系。" if who else "，我们会尽快与您联系。"
+        return await self.notify(s, batch, ticket, text, notice="reopened", actor=actor, now=now)
+
+    async def reassign(
+        self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, assignee: StaffUser, reason: str,
+        actor: str, now: dt.datetime | None = None,
+    ) -> list[int]:
+        """Change the responsible person — only with a recorded reason (责任到人: no silent swaps)."""
+        now = now or utcnow()
+        self._check_assignee(assignee)
+        if ticket.status == CLOSED:
+            raise WorkflowError("工单已关闭，不能更换负责人")
+        if ticket.assignee_id is None:
+            raise WorkflowError("工单尚未派单，请直接派单")
+        if ticket.assignee_id == assignee.id:
+            raise WorkflowError("新负责人与当前负责人相同")
+        if not reason.strip():
+            raise WorkflowError("更换负责人必须填写原因")
+        previous = await self._assignee_name(s, ticket)
+        ticket.assignee_id = assignee.id
+        self._record(s, batch, ticket, "reassigned", actor, now, change="reassigned",
+                     from_assignee=previous, assignee=assignee.display_name, assignee_id=assignee.id,
+                     reason=reason.strip()[:500])
+        text = f"{self._head(ticket)}因工作安排改由{assignee.display_name}负责，给您带来不便敬请谅解。"
+        return await self.notify(s, batch, ticket, text, notice="reassigned", actor=actor, now=now)
+
+    async def set_visit_time(self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, visit_time: str,
+                             actor: str, now: dt.datetime | None = None) -> list[int]:
+        now = now or utcnow()
+        if ticket.status in (CLOSED, AWAITING, DONE):
+            raise WorkflowError("工单已完工，无需再约上门时间")
+        visit = visit_time.strip()[:60]
+        if not visit:
+            raise WorkflowError("请填写上门时间")
+        ticket.visit_time = visit
+        self._record(s, batch, ticket, "visit_time", actor, now, change="visit_time", visit_time=visit)
+        text = f"{self._head(ticket)}上门时间已改为：{visit}。如需再调整，直接回复本消息即可。"
+        return await self.notify(s, batch, ticket, text, notice="visit_time", actor=actor, now=now)
+
+    async def add_note(self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, text: str, actor: str,
+                       now: dt.datetime | None = None) -> list[int]:
+        """An internal note on the timeline (the owner never sees it)."""
+        if not text.strip():
+            raise WorkflowError("备注不能为空")
+        self._record(s, batch, ticket, "note", actor, now or utcnow(), change="note", text=text.strip()[:2000])
+        return []
+
+    # -- owner notices --------------------------------------------------------------------------
+
+    async def notify(
+        self, s: AsyncSession, batch: EventBatch, ticket: Ticket, text: str, *, notice: str, actor: str,
+        now: dt.datetime | None = None,
+    ) -> list[int]:
+        """Tell the owner in their own chat (WeChat within its window), else by SMS; record which."""
+        now = now or utcnow()
+        conv, identity = await self._owner_chat(s, ticket)
+        if identity is not None and identity.channel != "sms" and wechat_window_open(identity, now):
+            if conv is None or conv.mode == "closed":
+                conv = await self.rt.engine.current_conversation(s, identity)
+            out = await self.rt.engine.send(
+                s, conv, OutboundMessage(text, data={"ticket": ticket.number, "notice": notice}),
+                author="bot", batch=batch,
+            )
+            self._record(s, batch, ticket, "owner_notified", actor, now, notice=notice,
+                         channel=identity.channel, message_id=out.id, text=text, emit=False)
+            return [out.id]
+        phone = ticket.contact_phone
+        owner = await s.get(Owner, ticket.owner_id) if ticket.owner_id is not None else None
+        if not phone and owner is not None:
+            phone = owner.phone
+        if phone and not (owner is not None and owner.sms_opt_out):
+            sms = await self.sms.send(s, phone, f"{text}【{await self._sign(s, ticket)}】")
+            if conv is not None:
+                s.add(Message(conversation_id=conv.id, direction="out", channel="sms", account=self.sms.name,
+                              kind="text", text=text, author="bot", delivery="sent",
+                              media={"sms_outbox_id": sms.id, "ticket": ticket.number, "notice": notice}, at=now))
+            self._record(s, batch, ticket, "owner_notified", actor, now, notice=notice, channel="sms",
+                         sms_outbox_id=sms.id, text=text, emit=False)
+            return []
+        reason = "业主已退订短信" if phone else "没有可用的联系方式"
+        if identity is not None and identity.channel == "wechat":
+            reason = "微信客服窗口已关闭（业主48小时内未留言），且" + reason
+        self._record(s, batch, ticket, "owner_not_notified", actor, now, notice=notice, reason=reason,
+                     text=text, emit=False)
+        return []
+
+    async def _owner_chat(self, s: AsyncSession, ticket: Ticket) -> tuple[Conversation | None, Identity | None]:
+        """The conversation the ticket came from, else the owner's most recently active identity."""
+        if ticket.conversation_id is not None:
+            conv = await s.get(Conversation, ticket.conversation_id)
+            if conv is not None:
+                return conv, await s.get(Identity, conv.identity_id)
+        if ticket.owner_id is None:
+            return None, None
+        identity = (
+            await s.execute(
+                sa.select(Identity)
+                .where(Identity.owner_id == ticket.owner_id)
+                .order_by((Identity.channel == "wechat").desc(), Identity.last_inbound_at.desc().nulls_last())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        if identity is None:
+            return None, None
+        conv = (
+            await s.execute(
+                sa.select(Conversation).where(Conversation.identity_id == identity.id)
+                .order_by(Conversation.id.desc()).limit(1)
+            )
+        ).scalar_one_or_none()
+        return conv, identity
+
+    # -- internals ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_assignee(assignee: StaffUser) -> None:
+        if not assignee.active:
+            raise WorkflowError(f"{assignee.display_name} 的账号已停用")
+        if assignee.role not in ASSIGNABLE_ROLES:
+            raise WorkflowError("负责人须为工程师或主管")
+
+    @staticmethod
+    def _head(ticket: Ticket) -> str:
+        return f"【{KIND_LABELS.get(ticket.kind, '工单')}进度】您的{KIND_LABELS.get(ticket.kind, '工单')}（单号 {ticket.number}）"
+
+    async def _assignee_name(self, s: AsyncSession, ticket: Ticket) -> str | None:
+        if ticket.assignee_id is None:
+            return None
+        staff = await s.get(StaffUser, ticket.assignee_id)
+        return staff.display_name if staff else None
+
+    async def _sign(self, s: AsyncSession, ticket: Ticket) -> str:
+        settings = await project_settings(s, ticket)
+        return str(settings.get("sms_sign") or "物业客服")
+
+    def _move(self, s: AsyncSession, batch: EventBatch, ticket: Ticket, verb: str, actor: str,
+              now: dt.datetime, **data: Any) -> None:
+        allowed, target = TRANSITIONS[verb]
+        if ticket.status not in allowed:
+            raise WorkflowError(
+                f"工单当前状态为“{STATUS_LABELS.get(ticket.status, ticket.status)}”，不能执行此操作"
+            )
+        previous = ticket.status
+        ticket.status = target
+        kind = {"dispatch": "dispatched", "start": "started", "complete": "done",
+                "request_acceptance": "awaiting_acceptance", "close": "closed", "reopen": "reopened"}[verb]
+        self._record(s, batch, ticket, kind, actor, now, change="status", previous=previous, status=target, **data)
+
+    @staticmethod
+    def _record(s: AsyncSession, batch: EventBatch, ticket: Ticket, kind: str, actor: str, now: dt.datetime,
+                *, emit: bool = True, **data: Any) -> None:
+        ticket.updated_at = now
+        s.add(TicketEvent(ticket_id=ticket.id, kind=kind, data=data, actor=actor, at=now))
+        if emit:
+            batch.emit(events.TICKET_UPDATED, ticket_id=ticket.id, number=ticket.number, kind=kind,
+                       status=ticket.status, assignee_id=ticket.assignee_id, actor=actor)
+
+
+CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
+
+
+def fmt_time(value: dt.datetime | None) -> str:
+    """A time as owners and staff read it: Beijing time, ``11月23日 14:00``."""
+    if value is None:
+        return ""
+    local = value.astimezone(CHINA)
+    return f"{local.month}月{local.day}日 {local:%H:%M}"

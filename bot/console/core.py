@@ -1,0 +1,516 @@
+"""The console's foundations: roles and permissions, sessions, CSRF, rendering, auditing, masking.
+
+Security model (docs/CONSOLE.md has the table):
+
+* **Sessions** live in the shared cache (Redis in production, so any web process serves any staff
+  member) under ``console:session:<sha256(token)>``; the browser holds only the random token in an
+  HttpOnly, SameSite=Lax cookie scoped to ``/console`` (``Secure`` when served over https, also behind a
+  proxy that sets ``X-Forwarded-Proto``). A session ends after :data:`IDLE_TIMEOUT` without activity,
+  :data:`MAX_AGE` after login, on logout, and when the staff member's password changes or the account
+  is deactivated (the staff row is re-read on every request, so role changes apply at once).
+* **CSRF**: every state-changing request carries the session's token (``X-CSRF-Token`` header or a
+  ``_csrf`` form field), compared in constant time; cross-site requests (``Sec-Fetch-Site``) are refused.
+  The login form uses a double-submit cookie.
+* **Roles** are checked on the server for every route (:func:`route` refuses to register a handler
+  without a permission) and again inside handlers for per-object rules (an engineer's own tickets).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import sqlalchemy as sa
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from actions.workflow import CHINA, KIND_LABELS, PRIORITY_LABELS, STATUS_LABELS, fmt_time
+from bot.runtime import RUNTIME, Runtime
+from bot.store.models import AuditLog, StaffUser, utcnow
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+PREFIX = "/console"
+COOKIE = "yezhu_console"
+LOGIN_COOKIE = "yezhu_login"
+IDLE_TIMEOUT = 2 * 3600
+"""Seconds without activity after which a session ends."""
+MAX_AGE = 12 * 3600
+"""Seconds after login after which a session ends, however active."""
+LOGIN_LIMIT = 5
+"""Login attempts per username (and 4× that per client address) per :data:`LOGIN_WINDOW`."""
+LOGIN_WINDOW = 15 * 60
+
+ROLES = ("agent", "engineer", "supervisor", "admin")
+ROLE_LABELS = {"agent": "客服", "engineer": "工程师", "supervisor": "主管", "admin": "管理员"}
+
+# Permission -> roles that have it. The one place the role model is written down.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "console": frozenset(ROLES),                                     # log in, see the home page
+    "chat": frozenset({"agent", "supervisor", "admin"}),             # queue, conversations, replies
+    "tickets.view": frozenset(ROLES),
+    "tickets.dispatch": frozenset({"agent", "supervisor", "admin"}), # dispatch, accept, close, rework
+    "tickets.work": frozenset({"engineer", "supervisor", "admin"}),  # start / complete (engineer: own)
+    "tickets.reassign": frozenset({"supervisor", "admin"}),
+    "owners": frozenset({"agent", "supervisor", "admin"}),
+    "phones": frozenset({"agent", "supervisor", "admin"}),           # full phone numbers everywhere
+    "knowledge": frozenset({"agent", "supervisor", "admin"}),        # browse, add, edit
+    "knowledge.delete": frozenset({"supervisor", "admin"}),
+    "dashboard": frozenset({"supervisor", "admin"}),
+    "staff.admin": frozenset({"admin"}),                              # staff accounts
+    "audit": frozenset({"admin"}),
+}
+
+
+def can(role: str, permission: str) -> bool:
+    return role in PERMISSIONS[permission]
+
+
+@dataclass(slots=True)
+class Staff:
+    """The logged-in staff member of one request."""
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    token_hash: str
+    csrf: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actor(self) -> str:
+        return f"staff:{self.username}"
+
+    def can(self, permission: str) -> bool:
+        return can(self.role, permission)
+
+
+STAFF: web.RequestKey[Staff] = web.RequestKey("console_staff", Staff)
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+def _fingerprint(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+class SessionStore:
+    """Console sessions in the shared cache; the cookie holds only a random token."""
+
+    def __init__(self, cache: Any, *, idle: int = IDLE_TIMEOUT, max_age: int = MAX_AGE,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cache, self.idle, self.max_age, self.clock = cache, idle, max_age, clock
+
+    @staticmethod
+    def _key(token_hash: str) -> str:
+        return f"console:session:{token_hash}"
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    async def create(self, user: StaffUser) -> tuple[str, dict[str, Any]]:
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        data = {"staff_id": user.id, "csrf": secrets.token_urlsafe(32), "created": now, "seen": now,
+                "pw": _fingerprint(user.password_hash), "flash": []}
+        await self.cache.set(self._key(self.hash_token(token)), json.dumps(data), self.idle)
+        return token, data
+
+    async def load(self, token: str) -> tuple[str, dict[str, Any]] | None:
+        if not token or len(token) > 100:
+            return None
+        token_hash = self.hash_token(token)
+        raw = await self.cache.get(self._key(token_hash))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        now = self.clock()
+        if now - data["created"] > self.max_age or now - data["seen"] > self.idle:
+            await self.delete(token_hash)
+            return None
+        return token_hash, data
+
+    async def save(self, token_hash: str, data: dict[str, Any]) -> None:
+        data["seen"] = self.clock()
+        ttl = max(1, int(min(self.idle, self.max_age - (data["seen"] - data["created"]))))
+        await self.cache.set(self._key(token_hash), json.dumps(data), ttl)
+
+    async def delete(self, token_hash: str) -> None:
+        await self.cache.delete(self._key(token_hash))
+
+
+@dataclass(slots=True)
+class Console:
+    """Per-app console state: the session store, templates and the live-event hub."""
+
+    runtime: Runtime
+    sessions: SessionStore
+    templates: jinja2.Environment
+    hub: Any = None
+    asset_version: str = ""
+
+
+CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
+
+
+def console_of(request: web.Request) -> Console:
+    return request.app[CONSOLE]
+
+
+def runtime_of(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
+
+
+def staff_of(request: web.Request) -> Staff:
+    return request[STAFF]
+
+
+# --- routes and permissions ---------------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC_PATHS = frozenset({f"{PREFIX}/login"})
+PUBLIC_PREFIXES = (f"{PREFIX}/static/",)
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+class Routes:
+    """Collects console routes; every one must name the permission it needs."""
+
+    def __init__(self) -> None:
+        self.defs: list[tuple[str, str, Handler, str]] = []
+
+    def __call__(self, method: str, path: str, permission: str) -> Callable[[Handler], Handler]:
+        if permission not in PERMISSIONS:
+            raise ValueError(f"unknown permission {permission!r}")
+
+        def decorator(handler: Handler) -> Handler:
+            @functools.wraps(handler)
+            async def guarded(request: web.Request) -> web.StreamResponse:
+                staff = request.get(STAFF)
+                if staff is None:  # the middleware guarantees a session; belt and braces
+                    raise web.HTTPUnauthorized()
+                if not staff.can(permission):
+                    return forbidden(request)
+                return await handler(request)
+
+            guarded.permission = permission  # type: ignore[attr-defined]
+            self.defs.append((method, PREFIX + path, guarded, permission))
+            return guarded
+
+        return decorator
+
+    def register(self, app: web.Application) -> None:
+        for method, path, handler, _perm in self.defs:
+            app.router.add_route(method, path, handler)
+
+
+route = Routes()
+
+
+def wants_json(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept or request.headers.get("X-Requested-With") == "fetch" or \
+        request.path.startswith(f"{PREFIX}/api/")
+
+
+def forbidden(request: web.Request, detail: str = "您的角色无权执行此操作") -> web.StreamResponse:
+    if wants_json(request):
+        return web.json_response({"error": "forbidden", "detail": detail}, status=403)
+    return render(request, "error.html", status=403, title="无权访问", detail=detail)
+
+
+def fail(request: web.Request, detail: str, *, status: int = 400, back: str | None = None) -> web.StreamResponse:
+    """A refused action: JSON for scripts, a flash message and a redirect back for plain forms."""
+    if wants_json(request):
+        return web.json_response({"error": "refused", "detail": detail}, status=status)
+    flash(request, detail, "error")
+    raise web.HTTPSeeOther(back or request.headers.get("Referer") or f"{PREFIX}/")
+
+
+def done(request: web.Request, redirect: str, message: str | None = None, **data: Any) -> web.StreamResponse:
+    if wants_json(request):
+        return web.json_response({"ok": True, "redirect": redirect, "message": message, **data})
+    if message:
+        flash(request, message, "ok")
+    raise web.HTTPSeeOther(redirect)
+
+
+def flash(request: web.Request, message: str, kind: str = "ok") -> None:
+    staff = request.get(STAFF)
+    if staff is not None:
+        staff.data.setdefault("flash", []).append([kind, message])
+        request["console_dirty"] = True
+
+
+async def form(request: web.Request) -> dict[str, str]:
+    """The request body as a flat dict: a JSON object from scripts or an urlencoded form."""
+    if request.content_type == "application/json":
+        try:
+            body = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(text="请求格式错误") from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text="请求格式错误")
+        return {str(k): "" if v is None else str(v) for k, v in body.items()}
+    data = await request.post()
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+def int_param(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def match_id(request: web.Request, name: str = "id") -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit():
+        raise web.HTTPNotFound()
+    return int(raw)
+
+
+# --- middleware ---------------------------------------------------------------------------------
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def is_https(request: web.Request) -> bool:
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.secure or proto == "https"
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+@web.middleware
+async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    if not (path == PREFIX or path.startswith(PREFIX + "/")):
+        return await handler(request)
+    if is_public(path):
+        response = await handler(request)
+        _secure_headers(request, response)
+        return response
+    console = console_of(request)
+    staff = await authenticate(request, console)
+    if staff is None:
+        if request.method in SAFE_METHODS and not wants_json(request) and path != f"{PREFIX}/events":
+            nxt = request.path_qs if request.method == "GET" else f"{PREFIX}/"
+            raise web.HTTPFound(f"{PREFIX}/login?next={_quote(nxt)}")
+        return web.json_response({"error": "unauthorized", "detail": "请先登录"}, status=401)
+    request[STAFF] = staff
+    if request.method not in SAFE_METHODS:
+        refusal = await check_csrf(request, staff)
+        if refusal is not None:
+            return refusal
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        await _persist(request, console, staff)
+        _secure_headers(request, exc)
+        raise
+    await _persist(request, console, staff)
+    if not response.prepared:
+        _secure_headers(request, response)
+    return response
+
+
+async def _persist(request: web.Request, console: Console, staff: Staff) -> None:
+    if request.get("console_logged_out"):
+        return
+    data = staff.data
+    if request.get("console_dirty") or console.sessions.clock() - data.get("seen", 0) > 60:
+        await console.sessions.save(staff.token_hash, data)
+
+
+def _secure_headers(request: web.Request, response: web.StreamResponse | web.HTTPException) -> None:
+    for k, v in SECURITY_HEADERS.items():
+        response.headers.setdefault(k, v)
+    if not request.path.startswith(PREFIX + "/static/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="/")
+
+
+async def authenticate(request: web.Request, console: Console) -> Staff | None:
+    loaded = await console.sessions.load(request.cookies.get(COOKIE, ""))
+    if loaded is None:
+        return None
+    token_hash, data = loaded
+    async with runtime_of(request).db.session() as s:
+        user = await s.get(StaffUser, data["staff_id"])
+    if user is None or not user.active or not hmac.compare_digest(_fingerprint(user.password_hash), data["pw"]):
+        await console.sessions.delete(token_hash)
+        return None
+    return Staff(id=user.id, username=user.username, display_name=user.display_name, role=user.role,
+                 token_hash=token_hash, csrf=data["csrf"], data=data)
+
+
+async def check_csrf(request: web.Request, staff: Staff) -> web.StreamResponse | None:
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return web.json_response({"error": "csrf", "detail": "拒绝跨站请求"}, status=403)
+    token = request.headers.get("X-CSRF-Token", "")
+    if not token and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        token = str((await request.post()).get("_csrf", ""))
+    if not token or not hmac.compare_digest(token.encode(), staff.csrf.encode()):
+        return web.json_response({"error": "csrf", "detail": "页面已过期或请求无效，请刷新页面后重试"}, status=403)
+    return None
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    response.set_cookie(COOKIE, token, path=PREFIX, httponly=True, samesite="Lax", secure=is_https(request),
+                        max_age=MAX_AGE)
+
+
+# --- audit --------------------------------------------------------------------------------------
+
+
+def audit(s: AsyncSession, staff: Staff | str, action: str, target: str | None = None, **data: Any) -> None:
+    """Record a staff action on owner data (who, what, when) in the caller's transaction."""
+    actor = staff if isinstance(staff, str) else staff.username
+    s.add(AuditLog(actor=actor, action=action, target=target, data=data, at=utcnow()))
+
+
+async def audit_now(request: web.Request, action: str, target: str | None = None, **data: Any) -> None:
+    """Audit a read (viewing owner data) in its own small transaction."""
+    async with runtime_of(request).db.session() as s, s.begin():
+        audit(s, staff_of(request), action, target, **data)
+
+
+# --- phones -------------------------------------------------------------------------------------
+
+
+def mask_phone(phone: str | None) -> str:
+    """``13800000001`` → ``138****0001``; short numbers keep only their last two digits."""
+    if not phone:
+        return ""
+    if len(phone) >= 7:
+        return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+    return "*" * (len(phone) - 2) + phone[-2:]
+
+
+def shown_phone(staff: Staff, phone: str | None, *, assigned_to_me: bool = False) -> str:
+    """The phone as this staff member may see it (docs/CONSOLE.md "Phone numbers")."""
+    if staff.can("phones") or assigned_to_me:
+        return phone or ""
+    return mask_phone(phone)
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def local(value: dt.datetime | None, fmt: str = "%m-%d %H:%M") -> str:
+    if value is None:
+        return ""
+    return value.astimezone(CHINA).strftime(fmt)
+
+
+def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    """``刚刚``, ``12分钟``, ``3小时5分``, ``2天``."""
+    if value is None:
+        return ""
+    seconds = max(0, int(((now or utcnow()) - value).total_seconds()))
+    if seconds < 60:
+        return "刚刚"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes}分钟"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}小时{minutes}分" if minutes else f"{hours}小时"
+    return f"{hours // 24}天{hours % 24}小时" if hours % 24 else f"{hours // 24}天"
+
+
+NAV = [
+    ("queue", "/console/", "会话队列", "chat"),
+    ("tickets", "/console/tickets", "工单", "tickets.view"),
+    ("owners", "/console/owners", "业主", "owners"),
+    ("knowledge", "/console/knowledge", "知识库", "knowledge"),
+    ("dashboard", "/console/dashboard", "看板", "dashboard"),
+    ("staff", "/console/staff", "员工", "staff.admin"),
+    ("audit", "/console/audit", "审计日志", "audit"),
+]
+
+
+def make_templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(local=local, ago=ago, fmt_time=fmt_time, mask=mask_phone)
+    env.globals.update(
+        KIND_LABELS=KIND_LABELS, STATUS_LABELS=STATUS_LABELS, PRIORITY_LABELS=PRIORITY_LABELS,
+        ROLE_LABELS=ROLE_LABELS, ROLES=ROLES,
+    )
+    return env
+
+
+def asset_version() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(STATIC_DIR.iterdir()):
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def render_string(request: web.Request, template: str, **context: Any) -> str:
+    console = console_of(request)
+    staff = request.get(STAFF)
+    flashes: list[Any] = []
+    if staff is not None and staff.data.get("flash"):
+        flashes, staff.data["flash"] = staff.data["flash"], []
+        request["console_dirty"] = True
+    nav = [n for n in NAV if staff is not None and staff.can(n[3])]
+    return console.templates.get_template(template).render(
+        staff=staff, nav=nav, flashes=flashes, v=console.asset_version, now=utcnow(), **context
+    )
+
+
+def render(request: web.Request, template: str, *, status: int = 200, **context: Any) -> web.Response:
+    context.setdefault("title", "")
+    context.setdefault("page", "")
+    return web.Response(text=render_string(request, template, **context), status=status,
+                        content_type="text/html", charset="utf-8")
+
+
+async def staff_list(s: AsyncSession, roles: tuple[str, ...]) -> list[StaffUser]:
+    return list(
+        (await s.execute(
+            sa.select(StaffUser).where(StaffUser.active.is_(True), StaffUser.role.in_(roles))
+            .order_by(StaffUser.role, StaffUser.display_name)
+        )).scalars()
+    )
