@@ -1,0 +1,586 @@
+"""WeChat Official Account (公众号) inbound channel: the server URL ``GET|POST /wechat/{account}``.
+
+This module owns everything between WeChat's HTTP request and the engine:
+
+* **Verification** (`接入指南`_): ``signature = sha1(sort(token, timestamp, nonce))``, compared in
+  constant time (wechatpy's ``check_signature`` uses ``!=``), plus a timestamp window so a captured
+  request cannot be replayed later. In safe mode (`消息加解密`_) the body's ``Encrypt`` is covered by
+  ``msg_signature`` as well, and the decrypted payload must name our AppId.
+* **Decoding**: plaintext, compatible (明文 + ``Encrypt`` side by side) and safe mode. Every XML document
+  -- the raw body and, in safe mode, the decrypted payload -- is first checked with ``defusedxml`` with
+  DTDs forbidden (WeChat never sends one), so no entity expansion or external entity reaches
+  ``xmltodict``/wechatpy.
+* **Parsing** (`接收普通消息`_, `接收事件推送`_) with ``wechatpy.parse_message`` into a frozen
+  :class:`~channels.base.InboundMessage`. Unknown message types become ``kind="unknown"``.
+* **Answering**: the engine gets the message through :class:`~channels.base.MessageSink`; if its single
+  reply is ready inside ``reply_budget`` (WeChat waits 5 s, then retries) it goes back as a passive
+  reply (`被动回复用户消息`_), otherwise we answer ``success`` and call ``defer()`` so the engine sends
+  the replies through the customer-service API (:mod:`channels.wechat_api`).
+
+Status codes: 404 unknown account; 403 anything we cannot verify (signature, stale timestamp, ciphertext
+for another AppId or undecryptable); 413 body over ``max_body_bytes``; 400 anything malformed (bad XML,
+DTD/entities, missing fields); 503 when the engine could not store the message (so WeChat retries; the
+engine de-duplicates the retry on ``msg_id``). Never 500: every rejection is one ``yezhu.wechat`` warning
+with a reason, and the sink is never called for a rejected request.
+
+.. _接入指南: https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/Access_Overview.html
+.. _消息加解密: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Message_encryption_and_decryption_instructions.html
+.. _接收普通消息: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html
+.. _接收事件推送: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_event_pushes.html
+.. _被动回复用户消息: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Passive_user_reply_message.html
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml.ElementTree as SafeET
+import xmltodict
+from aiohttp import web
+from defusedxml import DefusedXmlException
+from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.events import BaseEvent
+from wechatpy.messages import (
+    ImageMessage,
+    LinkMessage,
+    LocationMessage,
+    ShortVideoMessage,
+    TextMessage,
+    VideoMessage,
+    VoiceMessage,
+)
+from wechatpy.replies import TextReply
+
+from channels.base import Accepted, Duplicate, InboundMessage, MessageKind, MessageSink, OutboundMessage
+
+log = logging.getLogger("yezhu.wechat")
+
+DEFAULT_API_BASE = "https://api.weixin.qq.com"
+
+#: WeChat's documented answer meaning "received, no passive reply; do not retry".
+SUCCESS = "success"
+
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
+_MAX_ECHOSTR = 256
+# Characters XML 1.0 cannot carry even inside CDATA (a reply containing one would be rejected by
+# WeChat as malformed and the owner would see "该公众号暂时无法提供服务").
+_XML_ILLEGAL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+@dataclass(frozen=True, slots=True)
+class WeChatAccountConfig:
+    """One Official Account as configured in the WeChat back office (基本配置 → 服务器配置).
+
+    ``name`` is the path segment of its server URL (``/wechat/{name}``); ``aes_key`` is the 43-character
+    EncodingAESKey (``None``: plaintext mode only); ``api_base`` the API host (tests point it at a fake).
+    """
+
+    name: str
+    token: str = field(repr=False)
+    app_id: str
+    app_secret: str = field(repr=False)
+    aes_key: str | None = field(default=None, repr=False)
+    api_base: str = DEFAULT_API_BASE
+
+
+class _Rejected(Exception):
+    """A request we refuse: ``status`` goes to WeChat, ``reason`` to the log and the metrics hook."""
+
+    def __init__(self, status: int, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+def _reject(status: int, reason: str, detail: str = "") -> NoReturn:
+    raise _Rejected(status, reason, detail)
+
+
+def mask_openid(openid: str | None) -> str:
+    """An openid as it may appear in a log line: the first 4 characters and ``***``."""
+    if not openid:
+        return "-"
+    return f"{openid[:4]}***"
+
+
+def wechat_signature(*parts: str) -> str:
+    """WeChat's signature: SHA-1 over the lexicographically sorted, concatenated ``parts``."""
+    return hashlib.sha1("".join(sorted(parts)).encode("utf-8")).hexdigest()
+
+
+def signature_matches(expected: str, given: str | None) -> bool:
+    """Constant-time comparison (bytes, so a non-ASCII forgery cannot raise ``TypeError``)."""
+    if not given:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8", "replace"))
+
+
+def cdata_safe(text: str) -> str:
+    """``text`` made safe to drop between ``<![CDATA[`` and ``]]>`` (wechatpy does no escaping).
+
+    ``]]>`` would end the section early, so it is split across two sections; characters XML 1.0 forbids
+    are dropped; line ends are normalised to ``\\n`` (an XML parser does that anyway, so the reply
+    parses back to exactly the string we return).
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _XML_ILLEGAL_RE.sub("", text)
+    return text.replace("]]>", "]]]]><![CDATA[>")
+
+
+def _build_crypto(account: WeChatAccountConfig) -> WeChatCrypto | None:
+    if not account.aes_key:
+        return None
+    try:
+        key = base64.b64decode(account.aes_key + "=", validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(account.aes_key) != 43 or len(key) != 32:
+        # wechatpy only ``assert``s this; a wrong key must stop start-up, not every message.
+        raise ValueError(f"WeChat account {account.name!r}: EncodingAESKey must be 43 base64 characters")
+    return WeChatCrypto(account.token, account.aes_key, account.app_id)
+
+
+def _parse_safely(document: bytes, what: str) -> Element:
+    """Parse ``document`` with DTDs, entities and external references forbidden (→ 400)."""
+    try:
+        root: Element = SafeET.fromstring(document, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        _reject(400, "forbidden_xml", f"{what}: {type(exc).__name__}")
+    except (ParseError, ValueError) as exc:
+        _reject(400, "malformed_xml", f"{what}: {exc}")
+    if root.tag != "xml":
+        _reject(400, "malformed_xml", f"{what}: root element <{root.tag[:40]}>")
+    return root
+
+
+def _text_of(fields: Mapping[str, Any], name: str) -> str:
+    value = fields.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _float_of(fields: Mapping[str, Any], name: str) -> float:
+    try:
+        return float(_text_of(fields, name))
+    except ValueError:
+        _reject(400, "malformed_message", f"{name} is not a number")
+
+
+@dataclass(slots=True)
+class _Account:
+    config: WeChatAccountConfig
+    crypto: WeChatCrypto | None
+
+
+class WeChatChannel:
+    """The WeChat OA webhook for any number of accounts, each served at ``/wechat/{name}``.
+
+    ``on_rejected(account, reason)`` is called once for every request not handed to the engine (for
+    metrics); ``clock`` gives Unix time (tests freeze it). See the module docstring for the protocol.
+    """
+
+    name = "wechat"
+
+    def __init__(
+        self,
+        accounts: Mapping[str, WeChatAccountConfig],
+        sink: MessageSink,
+        *,
+        reply_budget: float = 3.0,
+        signature_window: int = 300,
+        max_body_bytes: int = 65536,
+        clock: Callable[[], float] = time.time,
+        on_rejected: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._accounts = {key: _Account(cfg, _build_crypto(cfg)) for key, cfg in accounts.items()}
+        self._sink = sink
+        self._reply_budget = reply_budget
+        self._signature_window = signature_window
+        self._max_body_bytes = max_body_bytes
+        self._clock = clock
+        self._on_rejected = on_rejected
+        # Tasks we created around a bare-coroutine ``replies``: kept referenced until done, so a
+        # deferred reply is not garbage-collected mid-flight (the loop holds tasks weakly).
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def routes(self) -> list[web.RouteDef]:
+        """``GET`` (server URL verification) and ``POST`` (messages) on ``/wechat/{account}``."""
+        return [
+            web.get("/wechat/{account}", self._handle_get),
+            web.post("/wechat/{account}", self._handle_post),
+        ]
+
+    # -- handlers -------------------------------------------------------------------------------
+
+    async def _handle_get(self, request: web.Request) -> web.StreamResponse:
+        """Server URL verification (`接入指南`): echo ``echostr`` when the signature checks out.
+
+        https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/Access_Overview.html —
+        for an Official Account ``echostr`` is plain text in every mode, so no decryption here.
+        """
+        account_name = request.match_info["account"]
+        try:
+            account = self._account(account_name)
+            query = request.query
+            timestamp, nonce = self._check_freshness(query)
+            if not signature_matches(
+                wechat_signature(account.config.token, timestamp, nonce), query.get("signature")
+            ):
+                _reject(403, "bad_signature", "GET signature")
+            echostr = query.get("echostr")
+            if echostr is None or len(echostr) > _MAX_ECHOSTR:
+                _reject(400, "bad_echostr")
+        except _Rejected as rejected:
+            return self._rejection(request, account_name, rejected)
+        log.info("wechat server URL verified for account %s", account_name)
+        return web.Response(text=echostr, headers={"X-Content-Type-Options": "nosniff"})
+
+    async def _handle_post(self, request: web.Request) -> web.StreamResponse:
+        """One message or event pushed by WeChat."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._reply_budget
+        account_name = request.match_info["account"]
+        try:
+            account = self._account(account_name)
+            encrypted, xml_text = await self._verify_and_decode(request, account)
+            message = self._parse(account.config, xml_text)
+        except _Rejected as rejected:
+            return self._rejection(request, account_name, rejected)
+        except Exception:
+            # A bug of ours on a hostile input must still be a 4xx, never a 500.
+            log.exception("wechat %s: unexpected error while parsing a request", account_name)
+            return self._rejection(request, account_name, _Rejected(400, "unparseable"))
+        return await self._deliver(account, message, encrypted, deadline)
+
+    # -- verification and decoding --------------------------------------------------------------
+
+    def _account(self, name: str) -> _Account:
+        account = self._accounts.get(name)
+        if account is None:
+            _reject(404, "unknown_account", name[:40])
+        return account
+
+    def _check_freshness(self, query: Mapping[str, str]) -> tuple[str, str]:
+        timestamp = query.get("timestamp", "")
+        nonce = query.get("nonce", "")
+        if not _TIMESTAMP_RE.fullmatch(timestamp) or not nonce:
+            _reject(403, "missing_signature_params")
+        skew = abs(self._clock() - int(timestamp))
+        if skew > self._signature_window:
+            _reject(403, "stale_timestamp", f"skew {skew:.0f}s")
+        return timestamp, nonce
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self._max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            _reject(413, "body_too_large", f"Content-Length {request.content_length}")
+        body = bytearray()
+        # Count what actually arrives: Content-Length may be absent (chunked) or lie.
+        async for chunk in request.content.iter_chunked(16384):
+            body += chunk
+            if len(body) > limit:
+                _reject(413, "body_too_large", f"more than {limit} bytes read")
+        return bytes(body)
+
+    async def _verify_and_decode(self, request: web.Request, account: _Account) -> tuple[bool, str]:
+        """Return ``(encrypted, xml_text)`` of a verified request, or raise :class:`_Rejected`."""
+        query = request.query
+        token = account.config.token
+        encrypt_type = query.get("encrypt_type", "raw").lower()
+        if encrypt_type not in ("raw", "aes"):
+            _reject(400, "bad_encrypt_type", encrypt_type[:20])
+        timestamp, nonce = self._check_freshness(query)
+        signature = query.get("signature")
+        # Plaintext mode is authenticated by ``signature`` alone; in compatible/safe mode WeChat sends it
+        # too, next to ``msg_signature``, and we check both.
+        if (encrypt_type == "raw" or signature is not None) and not signature_matches(
+            wechat_signature(token, timestamp, nonce), signature
+        ):
+            _reject(403, "bad_signature")
+
+        body = await self._read_body(request)
+        root = _parse_safely(body, "body")
+        if encrypt_type == "raw":
+            try:
+                return False, body.decode("utf-8")
+            except UnicodeDecodeError:
+                _reject(400, "malformed_xml", "body is not UTF-8")
+
+        if account.crypto is None:
+            _reject(403, "no_aes_key", "encrypted message but no EncodingAESKey configured")
+        encrypt = root.findtext("Encrypt")
+        if not encrypt:
+            _reject(400, "malformed_xml", "no <Encrypt> in an encrypted message")
+        msg_signature = query.get("msg_signature")
+        if not signature_matches(wechat_signature(token, timestamp, nonce, encrypt), msg_signature):
+            _reject(403, "bad_msg_signature")
+        try:
+            # Signature already checked in constant time above; wechatpy re-checks it, then decrypts
+            # and raises if the trailing AppId is not ours. Garbage (bad base64, bad padding, a bogus
+            # length field, invalid UTF-8) fails somewhere in there too: all of it is unverifiable.
+            xml_text: str = account.crypto.decrypt_message(
+                {"Encrypt": encrypt}, msg_signature, timestamp, nonce
+            )
+        except Exception as exc:
+            _reject(403, "decrypt_failed", type(exc).__name__)
+        _parse_safely(xml_text.encode("utf-8"), "decrypted payload")
+        return True, xml_text
+
+    # -- parsing --------------------------------------------------------------------------------
+
+    def _parse(self, account: WeChatAccountConfig, xml_text: str) -> InboundMessage:
+        """Map one (already defused) WeChat XML document onto an :class:`InboundMessage`."""
+        # ``raw`` keeps exactly what WeChat sent: wechatpy's parser rewrites Event/EventKey in place
+        # for ``qrscene_`` subscriptions, so it gets its own parse.
+        fields = xmltodict.parse(xml_text).get("xml")
+        if not isinstance(fields, dict):
+            _reject(400, "malformed_message", "empty <xml>")
+        sender = _text_of(fields, "FromUserName")
+        create_time = _text_of(fields, "CreateTime")
+        msg_type = _text_of(fields, "MsgType").lower()
+        if not sender or not msg_type or not _TIMESTAMP_RE.fullmatch(create_time):
+            _reject(400, "malformed_message", "FromUserName, CreateTime or MsgType missing")
+        wx_message = parse_message(xml_text)
+
+        kind: MessageKind = "unknown"
+        text = ""
+        media: dict[str, Any] = {}
+        event: str | None = None
+        msg_id = _text_of(fields, "MsgId")
+
+        # wechatpy's classes pick the type; values are read from ``fields`` as plain strings (a typed
+        # accessor hands back a dict if someone nests elements where WeChat sends text).
+        if isinstance(wx_message, TextMessage):
+            kind, text = "text", _text_of(fields, "Content")
+        elif isinstance(wx_message, VoiceMessage):
+            # Recognition is WeChat's own speech-to-text (语音识别), present when the account enabled it.
+            kind, text = "voice", _text_of(fields, "Recognition")
+            media = {"media_id": _text_of(fields, "MediaId"), "format": _text_of(fields, "Format")}
+        elif isinstance(wx_message, ImageMessage):
+            kind = "image"
+            media = {"pic_url": _text_of(fields, "PicUrl"), "media_id": _text_of(fields, "MediaId")}
+        elif isinstance(wx_message, LocationMessage):
+            kind, text = "location", _text_of(fields, "Label")
+            media = {
+                "lat": _float_of(fields, "Location_X"),  # Location_X is the latitude (纬度)
+                "lng": _float_of(fields, "Location_Y"),
+                "scale": _float_of(fields, "Scale") if fields.get("Scale") else None,
+                "label": text,
+            }
+        elif isinstance(wx_message, LinkMessage):
+            kind = "link"
+            title, description = _text_of(fields, "Title"), _text_of(fields, "Description")
+            text = "\n".join(part for part in (title, description) if part)
+            media = {"url": _text_of(fields, "Url")}
+        elif isinstance(wx_message, VideoMessage | ShortVideoMessage):
+            kind = "video"
+            media = {
+                "media_id": _text_of(fields, "MediaId"),
+                "thumb_media_id": _text_of(fields, "ThumbMediaId"),
+                "type": msg_type,
+            }
+        elif msg_type == "event" and _text_of(fields, "Event"):
+            kind = "event"
+            event = _text_of(fields, "Event").lower()
+            text, media = self._event_details(event, fields)
+            msg_id = ""  # events carry no MsgId; see below
+        if not msg_id:
+            # Events (and the odd message without MsgId): WeChat's docs say to de-duplicate them on
+            # FromUserName + CreateTime; the event name keeps two events of the same second apart.
+            msg_id = f"{sender}:{create_time}:{event or msg_type}"
+        if kind == "unknown" and not isinstance(wx_message, BaseEvent):
+            log.info(
+                "wechat %s: unknown message type %r from %s", account.name, msg_type[:40], mask_openid(sender)
+            )
+
+        return InboundMessage(
+            channel=self.name,
+            account=account.name,
+            sender=sender,
+            msg_id=msg_id,
+            kind=kind,
+            text=text,
+            media=media,
+            event=event,
+            received_at=dt.datetime.fromtimestamp(int(create_time), dt.UTC),
+            raw=fields,
+        )
+
+    @staticmethod
+    def _event_details(event: str, fields: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``(text, media)`` of an event (`接收事件推送`_; `自定义菜单事件`_).
+
+        https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_event_pushes.html
+        https://developers.weixin.qq.com/doc/offiaccount/Custom_Menus/Custom_Menu_Push_Events.html
+        """
+        media: dict[str, Any] = {}
+        event_key = _text_of(fields, "EventKey")
+        if event_key:
+            media["event_key"] = event_key
+        if ticket := _text_of(fields, "Ticket"):
+            media["ticket"] = ticket
+        text = ""
+        if event == "subscribe" and event_key.startswith("qrscene_"):
+            media["scene"] = event_key[len("qrscene_") :]  # 扫描带参数二维码关注
+        elif event == "scan":
+            media["scene"] = event_key
+        elif event == "click":
+            text = event_key
+        elif event == "view":
+            media["url"] = event_key
+            if menu_id := _text_of(fields, "MenuId"):
+                media["menu_id"] = menu_id
+        elif event == "location":
+            media.update(
+                lat=_float_of(fields, "Latitude"),
+                lng=_float_of(fields, "Longitude"),
+                precision=_float_of(fields, "Precision") if fields.get("Precision") else None,
+            )
+        return text, media
+
+    # -- handing over and answering ---------------------------------------------------------------
+
+    async def _deliver(
+        self,
+        account: _Account,
+        message: InboundMessage,
+        encrypted: bool,
+        deadline: float,
+    ) -> web.StreamResponse:
+        name = account.config.name
+        try:
+            result = await self._sink.accept(message)
+        except Exception:
+            # The message was not stored. Answering ``success`` would lose it; a 503 makes WeChat retry
+            # (up to three times), and the retry is de-duplicated on msg_id if it did get stored.
+            log.warning(
+                "wechat %s: engine failed to accept a %s message from %s; answering 503 so WeChat retries",
+                name,
+                message.kind,
+                mask_openid(message.sender),
+                exc_info=True,
+            )
+            self._notify_rejected(name, "sink_error")
+            return web.Response(status=503, text="retry later")
+
+        if isinstance(result, Duplicate):
+            return _success()
+        if not isinstance(result, Accepted):  # a sink bug; the message is stored, do not make WeChat retry
+            log.error("wechat %s: sink returned %r", name, type(result).__name__)
+            return _success()
+
+        replies = await self._replies_within(result, deadline, name)
+        if replies is None:
+            result.defer()
+            return _success()
+        replies = [reply for reply in replies if reply.text.strip()]
+        if not replies:
+            return _success()
+        if len(replies) > 1:
+            # Only one passive reply is possible; rather than split the answer between two paths (and
+            # risk the order), let the engine send all of them through the customer-service API.
+            result.defer()
+            return _success()
+        try:
+            body = self._render_reply(account, message, replies[0], encrypted)
+        except Exception:
+            # The message is stored and answered; only the passive path failed: let the engine send it.
+            log.exception("wechat %s: could not render a passive reply; deferring", name)
+            result.defer()
+            return _success()
+        return web.Response(body=body.encode("utf-8"), content_type="application/xml", charset="utf-8")
+
+    async def _replies_within(
+        self, result: Accepted, deadline: float, account_name: str
+    ) -> list[OutboundMessage] | None:
+        """The engine's replies if ready before ``deadline``, else ``None`` (never cancelling them).
+
+        ``asyncio.wait`` never cancels what it waits on -- neither on timeout nor when this handler is
+        itself cancelled -- so the engine's work is shielded without ``asyncio.shield`` (whose extra
+        outer future would log "exception was never retrieved" when the engine fails after we left).
+        """
+        future = asyncio.ensure_future(result.replies)
+        if future is not result.replies:
+            self._background.add(future)
+            future.add_done_callback(self._background_done)
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        done, _ = await asyncio.wait({future}, timeout=remaining)
+        if not done:
+            return None
+        if future.cancelled():
+            log.warning("wechat %s: the engine cancelled its replies", account_name)
+            return None
+        exc = future.exception()
+        if exc is not None:
+            log.warning("wechat %s: the engine failed to produce replies: %r", account_name, exc)
+            return None
+        return list(future.result())
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("wechat: deferred replies failed: %r", task.exception())
+
+    def _render_reply(
+        self, account: _Account, message: InboundMessage, reply: OutboundMessage, encrypted: bool
+    ) -> str:
+        """A passive text reply, rendered by wechatpy and (in safe/compatible mode) encrypted.
+
+        Rich replies fall back to their text (``OutboundMessage``). wechatpy writes field values into
+        CDATA verbatim, so every value goes through :func:`cdata_safe` first.
+        """
+        now = str(int(self._clock()))
+        text_reply = TextReply(
+            source=cdata_safe(_text_of(message.raw, "ToUserName")),
+            target=cdata_safe(message.sender),
+            content=cdata_safe(reply.text),
+            time=int(now),
+        )
+        xml = text_reply.render()
+        if encrypted and account.crypto is not None:
+            # Our own nonce: the request's nonce would be copied into CDATA unescaped by wechatpy.
+            xml = account.crypto.encrypt_message(xml, secrets.token_hex(8), now)
+        return xml
+
+    # -- rejections -----------------------------------------------------------------------------
+
+    def _rejection(self, request: web.Request, account: str, rejected: _Rejected) -> web.Response:
+        log.warning(
+            "wechat %s: rejected %s from %s (openid %s): %s %s %s",
+            account[:40],
+            request.method,
+            request.remote,
+            mask_openid(request.query.get("openid")),
+            rejected.status,
+            rejected.reason,
+            rejected.detail,
+        )
+        # An unknown account is attacker-chosen text: keep it out of metric labels.
+        self._notify_rejected(account if rejected.reason != "unknown_account" else "-", rejected.reason)
+        return web.Response(status=rejected.status, text=rejected.reason)
+
+    def _notify_rejected(self, account: str, reason: str) -> None:
+        if self._on_rejected is None:
+            return
+        try:
+            self._on_rejected(account, reason)
+        except Exception:
+            log.exception("wechat: on_rejected hook failed")
+
+
+def _success() -> web.Response:
+    return web.Response(text=SUCCESS, content_type="text/plain")
