@@ -123,7 +123,9 @@ class DialoguePolicy:
             if form:
                 form["updated"] = turn.now.isoformat()
             turn.conversation.state = state  # replaced whole: the JSON column is not mutation-tracked
-        return [OutboundMessage(r) for r in replies if r]
+        # One message: WeChat's passive reply carries exactly one; more would go the slow API path.
+        text = "\n\n".join(r for r in replies if r)
+        return [OutboundMessage(text)] if text else []
 
     async def _respond(self, turn: Turn, state: dict[str, Any]) -> list[str]:
         msg = turn.inbound

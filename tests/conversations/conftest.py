@@ -1,0 +1,63 @@
+"""Multi-turn conversations through the real WeChat webhook (signed XML), the real NLU and policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bot.runtime import RUNTIME, Runtime
+from bot.store.models import SmsOutbox
+from tests.conftest import WECHAT, YezhuFactory, auth
+from tests.fakes.wechat_client import WeChatOwner
+from tests.fakes.wechat_server import FakeWeChatAPI
+
+
+class Chat:
+    """One owner's WeChat in a test: ``await chat("卫生间漏水")`` returns the bot's reply text."""
+
+    def __init__(self, client: Any, openid: str) -> None:
+        self.client = client
+        self.openid = openid
+        self.wechat = WeChatOwner(client, token=WECHAT["wechat_token"], app_id=WECHAT["wechat_app_id"], openid=openid)
+        self.replies: list[str] = []
+
+    @property
+    def rt(self) -> Runtime:
+        return self.client.app[RUNTIME]
+
+    async def __call__(self, text: str) -> str:
+        reply = await self.wechat.send_text(text)
+        assert reply, f"no passive reply to {text!r}"
+        self.replies.append(reply)
+        return reply
+
+    async def tickets(self, **params: str) -> list[dict[str, Any]]:
+        resp = await self.client.get("/api/v1/tickets", params=params, headers=auth())
+        return (await resp.json())["tickets"]
+
+    async def conversation(self) -> dict[str, Any]:
+        resp = await self.client.get("/api/v1/conversations", params={"channel": "wechat", "sender": self.openid},
+                                     headers=auth())
+        return (await resp.json())["conversations"][-1]
+
+    async def last_sms(self, phone: str) -> str:
+        async with self.rt.db.session() as s:
+            return (await s.execute(
+                sa.select(SmsOutbox.text).where(SmsOutbox.phone == phone).order_by(SmsOutbox.id.desc()).limit(1)
+            )).scalar_one()
+
+
+@pytest.fixture
+async def client(yezhu: YezhuFactory) -> Any:
+    async with FakeWeChatAPI({WECHAT["wechat_app_id"]: WECHAT["wechat_app_secret"]}) as api:
+        yield await yezhu(wechat_api_base=api.base_url)
+
+
+@pytest.fixture
+def chat(client: Any) -> Any:
+    def make(openid: str) -> Chat:
+        return Chat(client, openid)
+
+    return make
