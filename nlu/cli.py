@@ -1,0 +1,108 @@
+"""``yezhu nlu …`` commands: train, parse, test, export-rasa.
+
+This module owns the command-line surface of the NLU package; the lead mounts ``app`` under
+``yezhu nlu``. ``parse`` is a filter (one message per stdin line → one JSON object per stdout line),
+so it composes with shell pipes and test harnesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Yezhu NLU: train, parse, evaluate, export to Rasa.", no_args_is_help=True)
+
+ModelOpt = Annotated[Path | None, typer.Option("--model", help="Model directory (default: the shipped nlu/model).")]
+
+
+@app.command()
+def train(
+    data: Annotated[Path | None, typer.Option(help="Training data: a Rasa NLU YAML file or a directory of them.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the model (default: nlu/model).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (cross-validation folds, solver).")] = 13,
+) -> None:
+    """Train the intent model from nlu/data/nlu/*.yml and write it as .npz + .json."""
+    from nlu.train import train as run_training
+
+    report = run_training(data, out, seed=seed)
+    typer.echo(f"trained on {report.examples} examples, {len(report.intents)} intents, "
+               f"{report.features} features in {report.seconds:.1f} s → {report.model_dir}")
+    typer.echo(f"5-fold CV: accuracy {report.cv_accuracy:.3f}, macro-F1 {report.cv_macro_f1:.3f}, "
+               f"ECE {report.cv_ece_raw:.3f} → {report.cv_ece_calibrated:.3f} (temperature {report.temperature:.3f})")
+
+
+@app.command()
+def parse(
+    model: ModelOpt = None,
+    backend: Annotated[str | None, typer.Option(help="yezhu or rasa (default: YEZHU_NLU_BACKEND or yezhu).")] = None,
+    rasa_url: Annotated[str | None, typer.Option(help="Rasa server URL (default: YEZHU_RASA_URL).")] = None,
+    now: Annotated[str | None, typer.Option(help="Reference time for relative dates, ISO 8601.")] = None,
+) -> None:
+    """Parse messages: one per line on stdin, one JSON object per line on stdout."""
+    import os
+
+    from nlu.pipeline import load_interpreter
+
+    chosen = (backend or os.environ.get("YEZHU_NLU_BACKEND") or "yezhu").strip().lower()
+    url = rasa_url or os.environ.get("YEZHU_RASA_URL") or None
+    try:
+        interpreter = load_interpreter(chosen, url, model)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    reference = datetime.fromisoformat(now) if now else None
+    lines = [line.rstrip("\r\n") for line in sys.stdin]
+
+    async def run_async() -> None:
+        for line in lines:
+            result = await interpreter.aparse(line, reference)
+            typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+
+    if interpreter.backend == "rasa":
+        asyncio.run(run_async())
+    else:
+        for line in lines:
+            typer.echo(json.dumps(interpreter.parse(line, reference).to_dict(), ensure_ascii=False))
+
+
+@app.command("test")
+def test_command(
+    file: Annotated[Path, typer.Argument(help="Rasa NLU YAML file to evaluate on.", exists=True, dir_okay=False)],
+    out: Annotated[Path, typer.Option("--out", help="Report directory.")] = Path("reports/nlu"),
+    model: ModelOpt = None,
+) -> None:
+    """Evaluate intents on FILE; write intent_report.json, intent_confusion_matrix.png and
+    intent_errors.json (like `rasa test nlu`) and print a summary table."""
+    from nlu.data_io import load_examples
+    from nlu.evaluate import evaluate, format_table, write_report
+    from nlu.pipeline import load_interpreter
+
+    examples = load_examples(file)
+    if not examples:
+        raise typer.BadParameter(f"no intent examples in {file}")
+    result = evaluate(examples, load_interpreter("yezhu", None, model))
+    paths = write_report(result, out)
+    typer.echo(format_table(result.report))
+    typer.echo(f"{len(result.errors)} errors; report written to {out}: " + ", ".join(p.name for p in paths))
+
+
+@app.command("export-rasa")
+def export_rasa_command(
+    directory: Annotated[Path, typer.Argument(help="Output directory for the Rasa project.")],
+) -> None:
+    """Write a Rasa 3.x project (config.yml, data/nlu.yml, domain.yml) from Yezhu's training data."""
+    from nlu.export import export_rasa
+
+    for path in export_rasa(directory):
+        typer.echo(str(path))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
