@@ -93,3 +93,19 @@ async def test_healthz_on_redis_and_when_redis_dies(yezhu: YezhuFactory, redis_u
     assert resp.status == 503
     body = await resp.json()
     assert body["database"] == "ok" and body["redis"].startswith("error")
+
+
+async def test_nlu_parse_endpoint_and_parse_stored_with_the_message(yezhu: YezhuFactory) -> None:
+    client = await yezhu()
+    resp = await client.post("/api/v1/nlu/parse", json={"text": "三号楼二单元501卫生间漏水"}, headers=auth())
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["intent"] == "repair" and 0 < body["confidence"] <= 1
+    house = next(e for e in body["entities"] if e["entity"] == "house")
+    assert house["extra"] == {"building": "3", "unit": "2", "room": "501"} or house["value"].startswith("3")
+    assert (await client.post("/api/v1/nlu/parse", json={"x": 1}, headers=auth())).status == 400
+
+    await client.post("/api/v1/messages", json={"sender": "nlu-1", "text": "我要找人工"}, headers=auth())
+    resp = await client.get("/api/v1/conversations", params={"channel": "api", "sender": "nlu-1"}, headers=auth())
+    first = (await resp.json())["conversations"][0]["messages"][0]
+    assert first["intent"] == "human" and first["confidence"] > 0.5
