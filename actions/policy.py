@@ -676,11 +676,17 @@ class DialoguePolicy:
         turn.events.emit(events.EMERGENCY_RAISED, ticket_id=ticket.id, number=ticket.number, urgency=kind,
                          conversation_id=turn.conversation.id, text=text)
         on_duty = (await turn.session.execute(
-            sa.select(StaffUser.username).where(StaffUser.on_duty.is_(True), StaffUser.active.is_(True))
+            sa.select(StaffUser).where(StaffUser.on_duty.is_(True), StaffUser.active.is_(True))
         )).scalars().all()
+        summary = f"紧急：{URGENCY_LABEL.get(kind, kind)}"
         turn.events.emit(events.STAFF_ALERT, level="emergency", ticket_id=ticket.id, number=ticket.number,
-                         recipients=list(on_duty), conversation_id=turn.conversation.id,
-                         summary=f"紧急：{URGENCY_LABEL.get(kind, kind)}")
+                         recipients=[u.username for u in on_duty], conversation_id=turn.conversation.id,
+                         summary=summary)
+        where_text = house_text(house) if house else (location or "位置待确认")
+        for staff in on_duty:  # day or night: the on-duty people get a text, not only a console badge
+            if staff.phone:
+                await self.sms.send_text(turn.session, staff.phone,
+                                         f"【值班提醒】{summary}，{where_text}，工单{ticket.number}，请立即处理。")
         state.pop("form", None)
         if turn.conversation.mode == verbs.BOT:
             verbs.hand_over(turn.session, turn.events, turn.conversation, reason="emergency", priority=100,

@@ -228,3 +228,23 @@ async def test_idle_form_expires_politely(chat: Any) -> None:
         conv.state = state
     reply = await zhang("你好")
     assert "超时" in reply
+
+
+async def test_emergency_texts_the_on_duty_staff(chat: Any) -> None:
+    stranger: Chat = chat("oEMERG001")
+    reply = await stranger("3栋电梯困人了，有人被关在里面")
+    assert "紧急呼叫按钮" in reply
+    sms = await stranger.last_sms("13900000013")  # 工程师老陈 is on duty in the demo
+    assert "值班提醒" in sms and "电梯" in sms and re.search(r"BX\d{8}-\d{4}", sms)
+
+
+async def test_photos_sent_during_a_repair_are_attached_to_the_ticket(chat: Any) -> None:
+    zhang: Chat = chat("oDEMO0001")
+    await zhang("次卧墙面瓷砖裂了")
+    reply = await zhang.wechat.send_image(pic_url="http://mmbiz.qpic.cn/crack.jpg", media_id="MEDIA123")
+    assert reply and "照片已收到" in reply
+    await zhang("明天上午")
+    reply = await zhang("确认")
+    assert "BX" in reply
+    ticket = (await zhang.tickets(owner_phone="13800000001"))[0]
+    assert ticket["media"][0]["media_id"] == "MEDIA123"
