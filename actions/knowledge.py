@@ -68,8 +68,9 @@ class KnowledgeService:
         async with self._lock:
             async with self.db.session() as s:
                 items = await export_items(s)
-            # Building is CPU work (~ms for hundreds of entries); fine on the loop at this size.
-            self.index = KnowledgeIndex.build(items, self.synonyms)
+            # The first build tokenises every phrasing (seconds for thousands of entries): keep it off
+            # the event loop so webhooks are answered meanwhile.
+            self.index = await asyncio.to_thread(KnowledgeIndex.build, items, self.synonyms)
             log.info("knowledge index built with %d entries", len(items))
             return len(items)
 
