@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
+import functools
 import io
 import re
 import unicodedata
@@ -140,10 +141,13 @@ CERTIFICATE_STATUSES: dict[str, str] = {
 }
 
 
+_BRACKETED = re.compile(r"\(.*?\)|\[.*?\]|【.*?】")
+_NON_WORD = re.compile(r"[\W_]+")
+
+
 def _header_key(header: str) -> str:
     text = unicodedata.normalize("NFKC", header).lower()
-    text = re.sub(r"\(.*?\)|\[.*?\]|【.*?】", "", text)
-    return re.sub(r"[\W_]+", "", text)
+    return _NON_WORD.sub("", _BRACKETED.sub("", text))
 
 
 def _alias_index(columns: Mapping[str, Sequence[str]]) -> dict[str, str]:
@@ -346,7 +350,7 @@ def _cell_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return unicodedata.normalize("NFKC", value).strip()
+        return value.strip() if value.isascii() else unicodedata.normalize("NFKC", value).strip()
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float) and value.is_integer():
@@ -379,10 +383,19 @@ def _cn_number(text: str) -> str:
     return str((_CN_DIGITS[tens] if tens else 1) * 10 + (_CN_DIGITS[ones] if ones else 0))
 
 
-def _place_part(value: Any, suffixes: str, limit: int, what: str, english: str) -> str:
-    text = re.sub(r"\s+", "", _cell_text(value)).upper()
+_SPACES = re.compile(r"\s+")
+_BUILDING_SUFFIX = re.compile(r"(#楼|号楼|栋楼|栋|幢|座|楼|号|#)$")
+_UNIT_SUFFIX = re.compile(r"(单元|单|号)$")
+_ROOM_SUFFIX = re.compile(r"(室|房|号)$")
+
+
+# Rosters repeat the same building, unit and room spellings thousands of times: remember the answers
+# (a value that raises Invalid is not remembered).
+@functools.lru_cache(maxsize=16384)
+def _place_part(value: str, suffix: re.Pattern[str], limit: int, what: str, english: str) -> str:
+    text = _SPACES.sub("", value).upper()
     text = text.removeprefix("第")
-    text = re.sub(suffixes, "", text)
+    text = suffix.sub("", text)
     text = _cn_number(text)
     if text.isdigit():
         text = text.lstrip("0") or "0"
@@ -395,17 +408,17 @@ def _place_part(value: Any, suffixes: str, limit: int, what: str, english: str) 
 
 def normalise_building(value: Any) -> str:
     """``3栋``, ``3号楼``, ``3#``, ``3幢``, ``第三栋``, ``０３`` → ``3``; ``B座`` → ``B``."""
-    return _place_part(value, r"(#楼|号楼|栋楼|栋|幢|座|楼|号|#)$", 20, "楼栋", "building")
+    return _place_part(_cell_text(value), _BUILDING_SUFFIX, 20, "楼栋", "building")
 
 
 def normalise_unit(value: Any) -> str:
     """``2单元``, ``二单元``, ``2`` → ``2``."""
-    return _place_part(value, r"(单元|单|号)$", 10, "单元", "unit")
+    return _place_part(_cell_text(value), _UNIT_SUFFIX, 10, "单元", "unit")
 
 
 def normalise_room(value: Any) -> str:
     """``501室``, ``501``, ``0501`` → ``501``."""
-    return _place_part(value, r"(室|房|号)$", 10, "房号", "room")
+    return _place_part(_cell_text(value), _ROOM_SUFFIX, 10, "房号", "room")
 
 
 _HOUSE_LABEL = re.compile(
@@ -417,7 +430,7 @@ _HOUSE_LABEL = re.compile(
 
 def split_house_label(value: Any) -> tuple[str, str, str] | None:
     """``3-2-501`` or ``3栋2单元501室`` → ``("3", "2", "501")`` (a roster with one 房号 column)."""
-    text = re.sub(r"\s+", "", _cell_text(value)).upper()
+    text = _SPACES.sub("", _cell_text(value)).upper()
     match = _HOUSE_LABEL.fullmatch(text)
     if not match:
         return None
@@ -425,6 +438,11 @@ def split_house_label(value: Any) -> tuple[str, str, str] | None:
 
 
 _MOBILE = re.compile(r"1[3-9]\d{9}")
+_SCIENTIFIC = re.compile(r"\d(\.\d+)?E\+?\d+", re.IGNORECASE)
+_PHONE_SEPARATORS = re.compile(r"[/,;、|]")
+_PHONE_NOISE = re.compile(r"[\s()\-]")
+_COUNTRY_CODE = re.compile(r"^(\+?86|0086)(?=1[3-9]\d{9}$)")
+_LANDLINE_NOISE = re.compile(r"[\s()]")
 _LANDLINE = re.compile(r"(0\d{2,3})[-\s]?([2-9]\d{6,7})(?:(?:-|转|ext\.?|#)(\d{1,6}))?", re.IGNORECASE)
 
 
@@ -437,17 +455,18 @@ def parse_phone(value: Any) -> str:
     if isinstance(value, float) and not value.is_integer():
         raise Invalid("电话号码不是整数 (the phone number is not a whole number)")
     text = _cell_text(value)
+    if len(text) == 11 and _MOBILE.fullmatch(text):
+        return text
     if not text:
         raise Invalid("手机号不能为空 (phone is required)")
-    if re.fullmatch(r"\d(\.\d+)?E\+?\d+", text, re.IGNORECASE):
+    if _SCIENTIFIC.fullmatch(text):
         raise Invalid("手机号被 Excel 显示成了科学计数法，请把该列设为文本后重新导出 "
                       "(the phone number was saved in scientific notation: format the column as text)")
-    first = re.split(r"[/,;、|]", text)[0].strip()
-    compact = re.sub(r"[\s()\-]", "", first)
-    compact = re.sub(r"^(\+?86|0086)(?=1[3-9]\d{9}$)", "", compact)
+    first = _PHONE_SEPARATORS.split(text)[0].strip()
+    compact = _COUNTRY_CODE.sub("", _PHONE_NOISE.sub("", first))
     if _MOBILE.fullmatch(compact):
         return compact
-    landline = re.sub(r"[\s()]", "", first)
+    landline = _LANDLINE_NOISE.sub("", first)
     match = _LANDLINE.fullmatch(landline)
     if match:
         area, number, ext = match.groups()
@@ -464,6 +483,7 @@ _DATE = re.compile(
     r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"
     r"(?:[\sT]+(\d{1,2})[:时](\d{1,2})(?:[:分](\d{1,2})(?:\.\d+)?秒?)?)?"
 )
+_SERIAL = re.compile(r"\d{5}(\.\d+)?")
 _EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 _MIN_YEAR, _MAX_YEAR = 1990, 2100
 
@@ -503,19 +523,23 @@ def _from_number(number: float) -> dt.datetime:
     raise Invalid(f"不是日期 (not a date): {number:g}")
 
 
+@functools.lru_cache(maxsize=4096)
 def _from_text(text: str) -> dt.datetime:
     match = _DATE.fullmatch(text)
     try:
         if match:
             y, m, d, hh, mm, ss = match.groups()
             return dt.datetime(int(y), int(m), int(d), int(hh or 0), int(mm or 0), int(ss or 0))
-        if re.fullmatch(r"\d{8}", text):
+        if len(text) == 8 and text.isdigit():
             return dt.datetime(int(text[:4]), int(text[4:6]), int(text[6:]))
     except ValueError as exc:
         raise Invalid(f"日期不存在 (no such date): {text}") from exc
-    if re.fullmatch(r"\d{5}(\.\d+)?", text):
+    if _SERIAL.fullmatch(text):
         return _from_number(float(text))
     raise Invalid(f"日期格式不正确，请用 2025-06-01 或 2025年6月1日 (not a date: {text})")
+
+
+_STATUS_NOISE = re.compile(r"[\s\-]+")
 
 
 def parse_status(value: Any) -> str:
@@ -523,7 +547,7 @@ def parse_status(value: Any) -> str:
     text = _cell_text(value)
     if not text:
         raise Invalid("办证状态不能为空 (status is required)")
-    key = re.sub(r"[\s\-]+", "_", text.lower())
+    key = _STATUS_NOISE.sub("_", text.lower())
     status = CERTIFICATE_STATUSES.get(key) or CERTIFICATE_STATUSES.get(key.replace("_", ""))
     if status is None:
         raise Invalid("无法识别的办证状态，可用：办理中、已到/可领取、已领取、已邮寄、暂缓 "
@@ -531,16 +555,19 @@ def parse_status(value: Any) -> str:
     return status
 
 
+_CJK_NAME = re.compile(r"[\u3400-\u9fff·]+")
+_NUMBER_LIKE = re.compile(r"[\d\s\-+.]+")
+
+
 def _owner_name(value: Any) -> str:
     text = value.strip() if isinstance(value, str) else _cell_text(value)
     parts = text.split()  # also splits on the full-width space used to pad two-character names
-    if parts and all(re.fullmatch(r"[\u3400-\u9fff·]+", p) for p in parts):
-        text = "".join(parts)
-    else:
-        text = " ".join(parts)
+    if len(parts) > 1:
+        cjk = all(_CJK_NAME.fullmatch(p) for p in parts)
+        text = "".join(parts) if cjk else " ".join(parts)
     if not text:
         raise Invalid("业主姓名不能为空 (owner name is required)")
-    if re.fullmatch(r"[\d\s\-+]+", text):
+    if _NUMBER_LIKE.fullmatch(text):
         raise Invalid(f"业主姓名是数字，列是否错位？(the owner name is a number; are the columns shifted?): {text}")
     if len(text) > 50:
         raise Invalid("业主姓名太长，最多 50 个字符 (owner name longer than 50 characters)")
@@ -554,6 +581,11 @@ def _limited(value: Any, limit: int) -> str | None:
     if len(text) > limit:
         raise Invalid(f"内容太长，最多 {limit} 个字符 (longer than {limit} characters)")
     return text
+
+
+def _display_width(text: str) -> int:
+    """Terminal columns: Chinese characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 # --- reports ------------------------------------------------------------------------------------
@@ -613,8 +645,8 @@ class ImportReport:
                 ("更新办证记录 certificates updated", self.certificates_updated),
             ]
         lines.append(("拒绝行数 rows rejected", self.rows_rejected))
-        width = max(len(label) for label, _ in lines)
-        return [f"{label.ljust(width)}  {value}" for label, value in lines]
+        width = max(_display_width(label) for label, _ in lines)
+        return [f"{label}{' ' * (width - _display_width(label))}  {value:>8}" for label, value in lines]
 
     def write_errors(self, path: str | Path) -> Path:
         """The error report as CSV (row, column, value, reason), UTF-8 with BOM so Excel opens it."""
@@ -659,6 +691,26 @@ def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
     return sa.insert(table)
 
 
+async def _insert_returning(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, Any]],
+                            keys: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` (conflicts ignored) and return ``(id, *keys)`` for every one of them.
+
+    ``RETURNING`` answers for the rows this statement inserted (one round trip on SQLite ≥ 3.35 and
+    PostgreSQL); rows that already existed — another import got there first — are looked up by key.
+    """
+    columns = [table.c[k] for k in keys]
+    stmt = _insert(conn, table).returning(table.c.id, *columns)
+    found = [tuple(row) for row in await conn.execute(stmt, rows)]
+    if len(found) < len(rows):
+        missing = {tuple(r[k] for k in keys) for r in rows} - {row[1:] for row in found}
+        for chunk in _chunks(sorted(missing)):
+            where = [col.in_(sorted({m[i] for m in chunk})) for i, col in enumerate(columns)]
+            for row in await conn.execute(sa.select(table.c.id, *columns).where(*where)):
+                if tuple(row[1:]) in missing:
+                    found.append(tuple(row))
+    return found
+
+
 class _Columns:
     """Maps a file's headers to fields; several columns for one field: the first non-blank wins."""
 
@@ -676,6 +728,11 @@ class _Columns:
         headers = self.by_field.get(name)
         if not headers:
             return None, LABELS.get(name, name)
+        if len(headers) == 1:
+            value = record.get(headers[0])
+            if isinstance(value, str) and not value.strip():
+                value = None
+            return value, headers[0]
         for header in headers:
             value = record.get(header)
             if value is not None and (not isinstance(value, str) or value.strip()):
@@ -702,10 +759,13 @@ class _Importer:
         self.project_by_name: dict[str, list[int]] = {}
         self.code_of: dict[int, str] = {}
         self.buildings: dict[tuple[int, str], int] = {}
-        self.houses: dict[tuple[int, str, str], list[Any]] = {}
-        """(building id, unit, room) → [house id, handover date]."""
+        self.house_id: dict[tuple[int, str, str], int] = {}
+        """(building id, unit, room) → house id."""
+        self.house_handover: dict[tuple[int, str, str], dt.date | None] = {}
         self.loaded_buildings: set[int] = set()
         self._columns_cache: dict[tuple[str, ...], _Columns] = {}
+        self.fixed_columns: _Columns | None = None
+        """Set for a file: every row has the same headers, so they are mapped once."""
 
     async def load(self) -> None:
         async with self.db.engine.connect() as conn:
@@ -799,7 +859,8 @@ class _Importer:
                 .where(House.building_id.in_(chunk))
             )
             for hid, bid, unit, room, handover in result:
-                self.houses[(bid, unit, room)] = [hid, handover]
+                self.house_id[(bid, unit, room)] = hid
+                self.house_handover[(bid, unit, room)] = handover
         self.loaded_buildings.update(todo)
 
 
@@ -811,7 +872,8 @@ async def _run(importer: _Importer, rows: Rows, *, sheet: str | None, batch_size
     if isinstance(rows, str | Path):
         table = await asyncio.to_thread(read_table, rows, sheet=sheet, known=set(importer.index))
         try:
-            importer.columns(table.headers)  # a missing required column stops here, before any write
+            # A missing required column stops the import here, before anything is written.
+            importer.fixed_columns = importer.columns(table.headers)
         except TableError:
             table.close()
             raise
@@ -837,6 +899,9 @@ async def _run(importer: _Importer, rows: Rows, *, sheet: str | None, batch_size
                     break
             return len(chunk), (validate(chunk) if chunk else [])
 
+        # One batch at a time. Reading the next batch while this one is written was tried and is slower:
+        # the parsing thread holds the GIL, and every hop between the event loop and aiosqlite's thread
+        # then waits for the interpreter's switch interval.
         while True:
             count, valid = await asyncio.to_thread(next_batch)
             if not count:
@@ -885,8 +950,9 @@ class _OwnerImporter(_Importer):
     def __init__(self, db: Database, report: ImportReport, *, project: str | None, create_projects: bool) -> None:
         super().__init__(db, report, project=project)
         self.create_projects = create_projects
-        self.owners: dict[str, list[Any]] = {}
-        """phone → [owner id, name]."""
+        # Flat dicts of ints and strings, not dicts of lists: the garbage collector need not walk them.
+        self.owner_id: dict[str, int] = {}
+        self.owner_name: dict[str, str] = {}
         self.links: set[tuple[int, int]] = set()
         self.links_loaded: set[int] = set()
         # What earlier rows of this file said, to reject a later row that contradicts them.
@@ -896,7 +962,7 @@ class _OwnerImporter(_Importer):
     def validate(self, chunk: list[tuple[int, Mapping[str, Any]]]) -> list[_OwnerRow]:
         valid: list[_OwnerRow] = []
         for row, record in chunk:
-            columns = self.columns(list(record))
+            columns = self.fixed_columns or self.columns(list(record))
             errors: list[RowError] = []
             place = self.place(record, columns, errors, row, create=self.create_projects)
             name = phone = None
@@ -942,11 +1008,9 @@ class _OwnerImporter(_Importer):
         report = self.report
         async with self.db.engine.begin() as conn:
             # Projects (only with create_projects: validation turned unknown ones into errors otherwise).
-            new_codes = sorted({r.project for r in rows if isinstance(r.project, str)})
-            for code in new_codes:
+            for code in sorted({r.project for r in rows if isinstance(r.project, str)}):
                 if code not in self.project_by_code:
-                    await conn.execute(_insert(conn, _PROJECT),
-                                       [{"code": code, "name": code, "settings": {}}])
+                    await conn.execute(_insert(conn, _PROJECT), [{"code": code, "name": code, "settings": {}}])
                     pid, name = (await conn.execute(
                         sa.select(Project.id, Project.name).where(Project.code == code))).one()
                     self._add_project(pid, code, name)
@@ -954,18 +1018,13 @@ class _OwnerImporter(_Importer):
             pids = [r.project if isinstance(r.project, int) else self.project_by_code[r.project] for r in rows]
 
             # Buildings.
-            wanted = {(pid, r.building) for pid, r in zip(pids, rows, strict=True)}
-            new_buildings = sorted(wanted - self.buildings.keys())
+            new_buildings = sorted({(pid, r.building) for pid, r in zip(pids, rows, strict=True)}
+                                   - self.buildings.keys())
             if new_buildings:
-                await conn.execute(_insert(conn, _BUILDING),
-                                   [{"project_id": p, "name": b} for p, b in new_buildings])
-                for chunk in _chunks(new_buildings):
-                    result = await conn.execute(
-                        sa.select(Building.id, Building.project_id, Building.name)
-                        .where(Building.project_id.in_(sorted({p for p, _ in chunk})),
-                               Building.name.in_(sorted({b for _, b in chunk}))))
-                    for bid, pid, name in result:
-                        self.buildings[(pid, name)] = bid
+                for bid, pid, name in await _insert_returning(
+                        conn, _BUILDING, [{"project_id": p, "name": b} for p, b in new_buildings],
+                        ("project_id", "name")):
+                    self.buildings[(pid, name)] = bid
                 report.buildings_created += len(new_buildings)
             bids = [self.buildings[(pid, r.building)] for pid, r in zip(pids, rows, strict=True)]
 
@@ -975,26 +1034,20 @@ class _OwnerImporter(_Importer):
             changed: dict[int, dt.date] = {}
             for bid, r in zip(bids, rows, strict=True):
                 key = (bid, r.unit, r.room)
-                known = self.houses.get(key)
-                if known is None:
+                hid = self.house_id.get(key)
+                if hid is None:
                     if new_houses.get(key) is None:
                         new_houses[key] = r.handover
-                elif r.handover is not None and known[1] != r.handover:
-                    changed[known[0]] = r.handover
-                    known[1] = r.handover
+                elif r.handover is not None and self.house_handover[key] != r.handover:
+                    changed[hid] = r.handover
+                    self.house_handover[key] = r.handover
             if new_houses:
-                await conn.execute(_insert(conn, _HOUSE), [
-                    {"building_id": b, "unit": u, "room": rm, "handover_date": d}
-                    for (b, u, rm), d in new_houses.items()])
-                keys = sorted(new_houses)
-                for chunk in _chunks(keys):
-                    result = await conn.execute(
-                        sa.select(House.id, House.building_id, House.unit, House.room, House.handover_date)
-                        .where(House.building_id.in_(sorted({k[0] for k in chunk})),
-                               House.unit.in_(sorted({k[1] for k in chunk})),
-                               House.room.in_(sorted({k[2] for k in chunk}))))
-                    for hid, bid, unit, room, handover in result:
-                        self.houses.setdefault((bid, unit, room), [hid, handover])
+                created = await _insert_returning(
+                    conn, _HOUSE, [{"building_id": b, "unit": u, "room": rm, "handover_date": d}
+                                   for (b, u, rm), d in new_houses.items()], ("building_id", "unit", "room"))
+                for hid, bid, unit, room in created:
+                    self.house_id[(bid, unit, room)] = hid
+                    self.house_handover[(bid, unit, room)] = new_houses[(bid, unit, room)]
                 report.houses_created += len(new_houses)
             if changed:
                 await conn.execute(
@@ -1004,29 +1057,28 @@ class _OwnerImporter(_Importer):
                 report.houses_updated += len(changed)
 
             # Owners, keyed by phone: create, or update a changed name.
-            unknown = sorted({r.phone for r in rows} - self.owners.keys())
+            unknown = sorted({r.phone for r in rows} - self.owner_id.keys())
             for chunk in _chunks(unknown):
                 result = await conn.execute(sa.select(Owner.id, Owner.phone, Owner.name).where(Owner.phone.in_(chunk)))
                 for oid, phone, name in result:
-                    self.owners[phone] = [oid, name]
+                    self.owner_id[phone] = oid
+                    self.owner_name[phone] = name
             new_owners: dict[str, str] = {}
             renamed: dict[int, str] = {}
             for r in rows:
-                known = self.owners.get(r.phone)
-                if known is None:
+                oid = self.owner_id.get(r.phone)
+                if oid is None:
                     new_owners.setdefault(r.phone, r.name)
-                elif known[1] != r.name:
-                    renamed[known[0]] = r.name
-                    known[1] = r.name
+                elif self.owner_name[r.phone] != r.name:
+                    renamed[oid] = r.name
+                    self.owner_name[r.phone] = r.name
             if new_owners:
-                await conn.execute(_insert(conn, _OWNER),
-                                   [{"phone": p, "name": n} for p, n in new_owners.items()])
-                for chunk in _chunks(sorted(new_owners)):
-                    result = await conn.execute(
-                        sa.select(Owner.id, Owner.phone, Owner.name).where(Owner.phone.in_(chunk)))
-                    for oid, phone, name in result:
-                        self.owners[phone] = [oid, name]
-                        self.links_loaded.add(oid)  # a new owner has no links yet
+                created = await _insert_returning(
+                    conn, _OWNER, [{"phone": p, "name": n} for p, n in new_owners.items()], ("phone",))
+                for oid, phone in created:
+                    self.owner_id[phone] = oid
+                    self.owner_name[phone] = new_owners[phone]
+                    self.links_loaded.add(oid)  # a new owner has no links yet
                 report.owners_created += len(new_owners)
             if renamed:
                 await conn.execute(
@@ -1036,7 +1088,7 @@ class _OwnerImporter(_Importer):
                 report.owners_updated += len(renamed)
 
             # Links owner ↔ house (unique pair).
-            oids = [self.owners[r.phone][0] for r in rows]
+            oids = [self.owner_id[r.phone] for r in rows]
             todo = sorted(set(oids) - self.links_loaded)
             for chunk in _chunks(todo):
                 result = await conn.execute(
@@ -1045,7 +1097,7 @@ class _OwnerImporter(_Importer):
             self.links_loaded.update(todo)
             new_links: list[tuple[int, int]] = []
             for oid, bid, r in zip(oids, bids, rows, strict=True):
-                pair = (oid, self.houses[(bid, r.unit, r.room)][0])
+                pair = (oid, self.house_id[(bid, r.unit, r.room)])
                 if pair not in self.links:
                     self.links.add(pair)
                     new_links.append(pair)
@@ -1104,7 +1156,7 @@ class _CertificateImporter(_Importer):
     def validate(self, chunk: list[tuple[int, Mapping[str, Any]]]) -> list[_CertificateRow]:
         valid: list[_CertificateRow] = []
         for row, record in chunk:
-            columns = self.columns(list(record))
+            columns = self.fixed_columns or self.columns(list(record))
             errors: list[RowError] = []
             place = self.place(record, columns, errors, row, create=False)
             values: dict[str, Any] = {}
@@ -1155,13 +1207,13 @@ class _CertificateImporter(_Importer):
             await self.load_houses(conn, bids)
             for r in rows:
                 bid = self.buildings.get((r.project, r.building))
-                house = self.houses.get((bid, r.unit, r.room)) if bid is not None else None
-                if house is None:
+                hid = self.house_id.get((bid, r.unit, r.room)) if bid is not None else None
+                if hid is None:
                     what = "楼栋不存在 (no such building)" if bid is None else "房屋不存在 (no such house)"
                     report.errors.append(RowError(
                         r.row, r.column, r.cell, f"{what}: {self.code_of[r.project]} {r.cell}"))
                 else:
-                    found.append((house[0], r))
+                    found.append((hid, r))
             if not found:
                 return
             hids = sorted({hid for hid, _ in found})

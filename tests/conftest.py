@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 
+from bot.runtime import RUNTIME
 from bot.settings import Settings
 from bot.store.db import upgrade
 from bot.store.models import Base
@@ -192,7 +193,7 @@ async def yezhu(aiohttp_client: Any, sqlite_template: Path, sqlite_demo_template
         app = create_app(make_settings(**overrides))
         client = await aiohttp_client(app)
         if demo:
-            await load_demo(app["runtime"].db, admin_password="admin-pass")
+            await load_demo(app[RUNTIME].db, admin_password="admin-pass")
         return client
 
     return make

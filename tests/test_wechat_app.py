@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.app import create_app
 from bot.policy import Turn
-from bot.runtime import RUNTIME, Runtime
+from bot.runtime import Runtime
 from bot.store.models import Message
 from channels.base import OutboundMessage
 from tests.conftest import AES_KEY, WECHAT, make_settings
@@ -122,7 +122,7 @@ async def test_slow_answer_goes_out_through_the_customer_service_api(
 
 
 async def test_several_replies_are_all_sent_through_the_api(aiohttp_client: Any, sqlite_url: str, api: FakeWeChatAPI) -> None:
-    client, rt = await start(aiohttp_client, sqlite_url, api, policy=EchoPolicy(replies=2))
+    client, _rt = await start(aiohttp_client, sqlite_url, api, policy=EchoPolicy(replies=2))
     assert await owner(client, openid="oTWO0001").send_text("你好") is None
     sent = await api.wait_for_messages(2, timeout=10)
     assert [m.content for m in sent] == ["收到[0]：你好", "收到[1]：你好"]
@@ -142,7 +142,7 @@ async def test_outside_the_48_hour_window_is_recorded(aiohttp_client: Any, sqlit
 
 
 async def test_token_expiry_and_transient_errors_are_retried(aiohttp_client: Any, sqlite_url: str, api: FakeWeChatAPI) -> None:
-    client, rt = await start(aiohttp_client, sqlite_url, api, policy=EchoPolicy(delay=0.2), reply_budget=0.05)
+    client, _rt = await start(aiohttp_client, sqlite_url, api, policy=EchoPolicy(delay=0.2), reply_budget=0.05)
     o = owner(client, openid="oRETRY001")
     await o.send_text("第一条")
     await api.wait_for_messages(1, timeout=10)

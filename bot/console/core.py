@@ -97,6 +97,9 @@ class Staff:
 
 
 STAFF: web.RequestKey[Staff] = web.RequestKey("console_staff", Staff)
+DIRTY: web.RequestKey[bool] = web.RequestKey("console_dirty", bool)
+"""The session data changed in this request (a flash message): save it."""
+LOGGED_OUT: web.RequestKey[bool] = web.RequestKey("console_logged_out", bool)
 
 
 # --- sessions -----------------------------------------------------------------------------------
@@ -235,6 +238,14 @@ def forbidden(request: web.Request, detail: str = "您的角色无权执行此�
     return render(request, "error.html", status=403, title="无权访问", detail=detail)
 
 
+class Refused(Exception):
+    """Raise from a handler to refuse an action: the transaction rolls back and the staff member is told why."""
+
+    def __init__(self, detail: str, *, status: int = 400, back: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail, self.status, self.back = detail, status, back
+
+
 def fail(request: web.Request, detail: str, *, status: int = 400, back: str | None = None) -> web.StreamResponse:
     """A refused action: JSON for scripts, a flash message and a redirect back for plain forms."""
     if wants_json(request):
@@ -255,7 +266,7 @@ def flash(request: web.Request, message: str, kind: str = "ok") -> None:
     staff = request.get(STAFF)
     if staff is not None:
         staff.data.setdefault("flash", []).append([kind, message])
-        request["console_dirty"] = True
+        request[DIRTY] = True
 
 
 async def form(request: web.Request) -> dict[str, str]:
@@ -331,7 +342,10 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
         if refusal is not None:
             return refusal
     try:
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except Refused as refused:
+            response = fail(request, refused.detail, status=refused.status, back=refused.back)
     except web.HTTPException as exc:
         await _persist(request, console, staff)
         _secure_headers(request, exc)
@@ -343,10 +357,10 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def _persist(request: web.Request, console: Console, staff: Staff) -> None:
-    if request.get("console_logged_out"):
+    if request.get(LOGGED_OUT):
         return
     data = staff.data
-    if request.get("console_dirty") or console.sessions.clock() - data.get("seen", 0) > 60:
+    if request.get(DIRTY) or console.sessions.clock() - data.get("seen", 0) > 60:
         await console.sessions.save(staff.token_hash, data)
 
 
@@ -437,12 +451,12 @@ def local(value: dt.datetime | None, fmt: str = "%m-%d %H:%M") -> str:
 
 
 def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
-    """``刚刚``, ``12分钟``, ``3小时5分``, ``2天``."""
+    """``不到1分钟``, ``12分钟``, ``3小时5分``, ``2天``."""
     if value is None:
         return ""
     seconds = max(0, int(((now or utcnow()) - value).total_seconds()))
     if seconds < 60:
-        return "刚刚"
+        return "不到1分钟"
     minutes = seconds // 60
     if minutes < 60:
         return f"{minutes}分钟"
@@ -493,10 +507,11 @@ def render_string(request: web.Request, template: str, **context: Any) -> str:
     flashes: list[Any] = []
     if staff is not None and staff.data.get("flash"):
         flashes, staff.data["flash"] = staff.data["flash"], []
-        request["console_dirty"] = True
+        request[DIRTY] = True
     nav = [n for n in NAV if staff is not None and staff.can(n[3])]
+    context.setdefault("now", utcnow())
     return console.templates.get_template(template).render(
-        staff=staff, nav=nav, flashes=flashes, v=console.asset_version, now=utcnow(), **context
+        staff=staff, nav=nav, flashes=flashes, v=console.asset_version, **context
     )
 
 
