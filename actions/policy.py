@@ -30,7 +30,7 @@ from actions.knowledge import KnowledgeService
 from actions.tickets import KIND_LABEL, cn_date, local_now, open_ticket, warranty_verdict
 from bot import conversation as verbs
 from bot import events
-from bot.policy import HELP, NON_TEXT, WELCOME, Turn
+from bot.policy import HELP, NON_TEXT, WELCOME, OutboundMessage, Turn
 from bot.store.models import (
     Building,
     CertificateRecord,
@@ -43,7 +43,6 @@ from bot.store.models import (
     Ticket,
     utcnow,
 )
-from channels.base import OutboundMessage
 
 log = logging.getLogger("yezhu.policy")
 

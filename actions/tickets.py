@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from actions.workflow import sla_hours
 from bot.store.models import House, Project, Ticket, TicketCounter, TicketEvent, utcnow
 
 CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
@@ -22,14 +23,6 @@ CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
 PREFIX = {"repair": "BX", "complaint": "TS", "inquiry": "ZX", "certificate": "BZ"}
 
 KIND_LABEL = {"repair": "报修", "complaint": "投诉", "inquiry": "咨询", "certificate": "办证"}
-
-# Hours to resolve, per kind and priority (overridable per project: Project.settings["sla"]).
-DEFAULT_SLA_HOURS: dict[str, dict[str, float]] = {
-    "repair": {"urgent": 2, "normal": 48},
-    "complaint": {"group": 4, "serious": 4, "normal": 24},
-    "inquiry": {"normal": 24},
-    "certificate": {"normal": 72},
-}
 
 # Which warranty item (DOMAIN.md) a repair category falls under. Leaks need a closer look: water
 # through a roof, wet-room floor or exterior wall is a waterproofing defect (5 years); a burst or
@@ -135,13 +128,6 @@ def warranty_verdict(
                            "物业可提供有偿维修，上门后先报价，经您同意再施工。")
 
 
-def sla_hours(project: Project | None, kind: str, priority: str) -> float:
-    table = DEFAULT_SLA_HOURS
-    override = ((project.settings if project else None) or {}).get("sla") or {}
-    hours = (override.get(kind) or {}).get(priority) or table.get(kind, {}).get(priority)
-    return float(hours or table.get(kind, {}).get("normal", 48))
-
-
 async def open_ticket(
     s: AsyncSession,
     *,
@@ -178,7 +164,7 @@ async def open_ticket(
         visit_time=visit_time,
         warranty=warranty,
         media=media or [],
-        due_at=now + dt.timedelta(hours=sla_hours(project, kind, priority)),
+        due_at=now + dt.timedelta(hours=sla_hours(kind, priority, project.settings if project else None)),
         created_at=now,
     )
     s.add(ticket)

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import events
 from bot.events import EventBatch
+from bot.policy import OutboundMessage
 from bot.store.models import (
     Conversation,
     Identity,
@@ -52,7 +53,6 @@ from bot.store.models import (
     TicketEvent,
     utcnow,
 )
-from channels.base import OutboundMessage
 
 NEW, DISPATCHED, IN_PROGRESS, DONE, AWAITING, CLOSED, REOPENED = (
     "new", "dispatched", "in_progress", "done", "awaiting_acceptance", "closed", "reopened",

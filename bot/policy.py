@@ -18,6 +18,9 @@ from bot.events import EventBatch
 from bot.store.models import Conversation, Identity, Message, Owner
 from channels.base import InboundMessage, OutboundMessage
 
+__all__ = ["HELP", "NON_TEXT", "WELCOME", "OutboundMessage", "Policy", "Turn", "WelcomePolicy"]
+# OutboundMessage is re-exported: actions build replies with it without importing a channel module.
+
 WELCOME = (
     "您好，欢迎关注！我是业主服务助手，24小时在线。\n"
     "您可以直接留言告诉我：\n"

@@ -1,0 +1,521 @@
+"""The live queue and taking over a chat (接入): claim, reply, notes, transfer, hand back, close.
+
+Modes change only through the verbs of :mod:`bot.conversation`, under the same per-sender lock the
+engine holds for a bot turn, so a claim never races a bot reply. Replies go out through the owner's own
+channel with ``Engine.send`` + ``after_commit`` (the WeChat customer-service API, within its 48-hour
+window); when the window is closed the agent is told so and may send an SMS instead (dev sender).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import AsyncExitStack
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from actions.workflow import WECHAT_WINDOW, is_overdue, sms_sender, wechat_window_open
+from bot import conversation as verbs
+from bot.console.core import (
+    PREFIX,
+    Refused,
+    Staff,
+    audit,
+    done,
+    form,
+    match_id,
+    render,
+    render_string,
+    route,
+    runtime_of,
+    shown_phone,
+    staff_list,
+    staff_of,
+    wants_json,
+)
+from bot.engine import sender_key
+from bot.events import EventBatch
+from bot.store.models import (
+    Building,
+    CertificateRecord,
+    Conversation,
+    ConversationEvent,
+    House,
+    Identity,
+    Message,
+    Owner,
+    OwnerHouse,
+    StaffUser,
+    Ticket,
+    utcnow,
+)
+from channels.base import OutboundMessage
+
+MAX_TEXT = 1000
+CHANNEL_LABELS = {"wechat": "微信", "sms": "短信", "api": "接口", "terminal": "终端"}
+REASON_LABELS = {
+    "human": "业主要求人工", "owner_asked": "业主要求人工", "asked": "业主要求人工", "request": "业主要求人工",
+    "unsure": "机器人无法确定", "low_confidence": "机器人无法确定", "fallback": "机器人无法确定",
+    "unanswered": "知识库无答案", "unknown_question": "知识库无答案", "menu": "业主点击人工客服菜单", "emergency": "紧急情况", "complaint": "投诉",
+    "complaint_serious": "严重投诉", "serious_complaint": "严重投诉", "serious": "严重投诉",
+    "complaint_group": "群体投诉", "group_complaint": "群体投诉", "group": "群体投诉",
+    "repeated": "反复咨询", "staff": "客服接入",
+}
+EVENT_LABELS = {
+    "created": "会话开始", "hand_over": "转人工", "claim": "接入", "transfer": "转交", "hand_back": "交还机器人",
+    "close": "关闭会话", "reopen": "重新打开",
+}
+INTENT_LABELS = {
+    "repair": "报修", "complaint": "投诉", "inquiry": "咨询", "certificate": "办证", "human": "转人工",
+    "greet": "问候", "thanks": "感谢", "affirm": "肯定", "deny": "否定", "optout": "退订", "other": "其他",
+}
+CANNED_REPLIES = [
+    "您好，我是客服，很高兴为您服务。请问有什么可以帮您？",
+    "好的，已收到，我们马上为您核实，请稍等。",
+    "非常抱歉给您带来不便，我们已安排专人跟进，会尽快给您答复。",
+    "为了更好地帮您处理，麻烦提供一下房号（如3栋2单元501）和联系电话。",
+    "维修师傅会在约定时间上门，如需改约请随时告诉我们。",
+    "感谢您的反馈，如还有其他问题，随时给我们留言。",
+]
+
+
+def urgency(priority: int, reason: str | None) -> tuple[int, str, str]:
+    """(rank, label, css class): emergencies, then serious and group complaints, then the rest.
+
+    The policy records each hand-over's ``reason`` (``emergency``, ``group_complaint``,
+    ``serious_complaint``, ``owner_asked``, ``unknown_question``…) and a ``priority`` (100 emergency,
+    90 group, 80 serious complaint, 0 otherwise); either is enough to rank.
+    """
+    r = (reason or "").lower()
+    if "emergenc" in r or priority >= 100:
+        return 3, "紧急", "urgent"
+    if "group" in r:
+        return 2, "群体投诉", "serious"
+    if "serious" in r or priority >= 50:
+        return 2, "严重投诉", "serious"
+    if priority > 0 or "complaint" in r:
+        return 1, "优先", "high"
+    return 0, "", "normal"
+
+
+def reason_label(reason: str | None) -> str:
+    if not reason:
+        return ""
+    return REASON_LABELS.get(reason, reason)
+
+
+def who(identity: Identity, owner: Owner | None) -> str:
+    if owner is not None:
+        return owner.name
+    ext = identity.external_id
+    return f"未绑定用户 {ext[:4]}…{ext[-3:]}" if len(ext) > 8 else f"未绑定用户 {ext}"
+
+
+async def _latest_reasons(s: AsyncSession, conv_ids: list[int]) -> dict[int, str]:
+    if not conv_ids:
+        return {}
+    rows = (await s.execute(
+        sa.select(ConversationEvent.conversation_id, ConversationEvent.data)
+        .where(ConversationEvent.conversation_id.in_(conv_ids), ConversationEvent.kind == "hand_over")
+        .order_by(ConversationEvent.id)
+    )).all()
+    return {cid: str((data or {}).get("reason") or "") for cid, data in rows}
+
+
+async def _last_inbound(s: AsyncSession, conv_ids: list[int]) -> dict[int, str]:
+    if not conv_ids:
+        return {}
+    latest = (
+        sa.select(sa.func.max(Message.id)).where(Message.conversation_id.in_(conv_ids), Message.direction == "in")
+        .group_by(Message.conversation_id)
+    )
+    rows = (await s.execute(sa.select(Message.conversation_id, Message.text).where(Message.id.in_(latest)))).all()
+    return {cid: text for cid, text in rows}
+
+
+async def load_queue(s: AsyncSession, staff: Staff, now: dt.datetime) -> dict[str, list[dict[str, Any]]]:
+    rows = (await s.execute(
+        sa.select(Conversation, Identity, Owner, StaffUser)
+        .join(Identity, Identity.id == Conversation.identity_id)
+        .outerjoin(Owner, Owner.id == Conversation.owner_id)
+        .outerjoin(StaffUser, StaffUser.id == Conversation.assignee_id)
+        .where(Conversation.mode.in_((verbs.WAITING, verbs.STAFF)))
+    )).all()
+    ids = [c.id for c, *_ in rows]
+    reasons = await _latest_reasons(s, ids)
+    previews = await _last_inbound(s, ids)
+    waiting, mine, others = [], [], []
+    for conv, identity, owner, assignee in rows:
+        reason = reasons.get(conv.id, "")
+        rank, label, css = urgency(conv.priority, reason)
+        since = conv.waiting_since or conv.updated_at
+        item = {
+            "id": conv.id, "who": who(identity, owner), "channel": CHANNEL_LABELS.get(identity.channel, identity.channel),
+            "rank": rank, "priority": conv.priority, "urgency": label, "css": css, "reason": reason_label(reason), "since": since,
+            "waited": (now - since).total_seconds() if since else 0.0, "preview": (previews.get(conv.id) or "")[:80],
+            "assignee": assignee.display_name if assignee else "", "last": conv.last_message_at,
+        }
+        if conv.mode == verbs.WAITING:
+            waiting.append(item)
+        elif conv.assignee_id == staff.id:
+            mine.append(item)
+        else:
+            others.append(item)
+    waiting.sort(key=lambda i: (-i["rank"], -i["priority"], i["since"] or now, i["id"]))
+    mine.sort(key=lambda i: i["last"] or now, reverse=True)
+    others.sort(key=lambda i: i["last"] or now, reverse=True)
+    return {"waiting": waiting, "mine": mine, "others": others}
+
+
+# --- the queue ----------------------------------------------------------------------------------
+
+
+@route("GET", "/", "console")
+async def home(request: web.Request) -> web.StreamResponse:
+    staff = staff_of(request)
+    if not staff.can("chat"):
+        raise web.HTTPFound(f"{PREFIX}/tickets?mine=1")
+    async with runtime_of(request).db.session() as s:
+        queue = await load_queue(s, staff, utcnow())
+    return render(request, "queue.html", title="会话队列", page="queue", queue=queue)
+
+
+@route("GET", "/api/queue", "chat")
+async def queue_fragment(request: web.Request) -> web.StreamResponse:
+    staff = staff_of(request)
+    async with runtime_of(request).db.session() as s:
+        queue = await load_queue(s, staff, utcnow())
+    html = render_string(request, "_queue.html", queue=queue)
+    return web.json_response({
+        "html": html,
+        "waiting": [{"id": i["id"], "rank": i["rank"], "who": i["who"], "urgency": i["urgency"]}
+                    for i in queue["waiting"]],
+    })
+
+
+# --- one conversation ---------------------------------------------------------------------------
+
+
+async def _conversation(s: AsyncSession, conv_id: int) -> Conversation:
+    conv = (await s.execute(
+        sa.select(Conversation).where(Conversation.id == conv_id).options(
+            selectinload(Conversation.identity),
+            selectinload(Conversation.owner).selectinload(Owner.houses).selectinload(OwnerHouse.house)
+            .selectinload(House.building).selectinload(Building.project),
+        )
+    )).scalar_one_or_none()
+    if conv is None:
+        raise web.HTTPNotFound(text="会话不存在")
+    return conv
+
+
+def _timeline(messages: list[Message], conv_events: list[ConversationEvent],
+              names: dict[int, str]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = [{"type": "message", "at": m.at, "m": m, "nlu": _nlu(m)} for m in messages]
+    for e in conv_events:
+        data = e.data or {}
+        text = EVENT_LABELS.get(e.kind, e.kind)
+        if e.kind == "hand_over" and data.get("reason"):
+            text += f"：{reason_label(data['reason'])}"
+        if e.kind in ("claim", "transfer") and data.get("staff_id") in names:
+            text += f"（{names[data['staff_id']]}）"
+        if data.get("note"):
+            text += f" — {data['note']}"
+        items.append({"type": "event", "at": e.at, "text": text, "actor": e.actor or "", "first": e.kind == "created"})
+    # "created" is logged a moment after the first message it was opened for (whose time is the
+    # channel's, truncated to the second): it always opens the timeline.
+    items.sort(key=lambda i: (not i.get("first"), i["at"], 0 if i["type"] == "event" else 1))
+    return items
+
+
+def _nlu(m: Message) -> dict[str, Any] | None:
+    if not m.nlu:
+        return None
+    intent = m.nlu.get("intent") or ""
+    ents = [f"{e.get('entity')}={e.get('value')}" for e in m.nlu.get("entities") or [] if isinstance(e, dict)]
+    try:
+        confidence = f"{float(m.nlu.get('confidence') or 0) * 100:.0f}%"
+    except (TypeError, ValueError):
+        confidence = ""
+    return {"intent": INTENT_LABELS.get(intent, intent), "raw_intent": intent, "confidence": confidence,
+            "entities": ents}
+
+
+async def _names(s: AsyncSession) -> dict[int, str]:
+    return dict((await s.execute(sa.select(StaffUser.id, StaffUser.display_name))).all())
+
+
+def _author(m: Message, staff_names: dict[str, str]) -> str:
+    if m.direction == "in":
+        return ""
+    if m.author and m.author.startswith("staff:"):
+        return staff_names.get(m.author[6:], m.author[6:])
+    return "机器人" if (m.author or "bot") == "bot" else m.author or ""
+
+
+@route("GET", "/conversations/{id}", "chat")
+async def conversation_page(request: web.Request) -> web.StreamResponse:
+    staff = staff_of(request)
+    conv_id = match_id(request)
+    rt = runtime_of(request)
+    now = utcnow()
+    async with rt.db.session() as s, s.begin():
+        conv = await _conversation(s, conv_id)
+        identity, owner = conv.identity, conv.owner
+        messages = list((await s.execute(
+            sa.select(Message).where(Message.conversation_id == conv.id).order_by(Message.id)
+        )).scalars())
+        conv_events = list((await s.execute(
+            sa.select(ConversationEvent).where(ConversationEvent.conversation_id == conv.id)
+            .order_by(ConversationEvent.id)
+        )).scalars())
+        names = await _names(s)
+        usernames = dict((await s.execute(sa.select(StaffUser.username, StaffUser.display_name))).all())
+        houses = [oh.house for oh in owner.houses] if owner else []
+        certs = list((await s.execute(
+            sa.select(CertificateRecord).where(CertificateRecord.house_id.in_([h.id for h in houses]))
+        )).scalars()) if houses else []
+        cert_by_house = {c.house_id: c for c in certs}
+        ticket_q = sa.select(Ticket).options(selectinload(Ticket.assignee), selectinload(Ticket.house)
+                                             .selectinload(House.building)).order_by(Ticket.id.desc()).limit(20)
+        cond = Ticket.conversation_id == conv.id
+        if owner is not None:
+            cond = sa.or_(cond, Ticket.owner_id == owner.id)
+        tickets = list((await s.execute(ticket_q.where(cond))).scalars())
+        colleagues = [u for u in await staff_list(s, ("agent", "supervisor", "admin")) if u.id != staff.id]
+        project_settings: dict[str, Any] = {}
+        if houses:
+            project = houses[0].building.project
+            project_settings = dict(project.settings or {}) if project else {}
+        audit(s, staff, "conversation.view", f"conversation:{conv.id}", owner_id=conv.owner_id)
+    promises = [m for m in messages if m.direction == "out" and (m.author or "bot") == "bot"][-6:]
+    canned = list(project_settings.get("canned_replies") or []) + CANNED_REPLIES
+    window_open = wechat_window_open(identity, now)
+    window_until = identity.last_inbound_at + WECHAT_WINDOW if identity.last_inbound_at else None
+    phone = owner.phone if owner else (identity.external_id if identity.channel == "sms" else None)
+    return render(
+        request, "conversation.html", title=f"会话 · {who(identity, owner)}", page="conversation",
+        conv=conv, identity=identity, owner=owner, who=who(identity, owner),
+        channel=CHANNEL_LABELS.get(identity.channel, identity.channel),
+        timeline=_timeline(messages, conv_events, names), usernames=usernames, author=_author,
+        houses=houses, cert_by_house=cert_by_house, tickets=tickets, colleagues=colleagues,
+        canned=canned, promises=promises, window_open=window_open, window_until=window_until,
+        phone=shown_phone(staff, phone), has_phone=bool(phone), names=names,
+        last_id=messages[-1].id if messages else 0, is_overdue=is_overdue, now=now,
+        mine=conv.assignee_id == staff.id, assignee=names.get(conv.assignee_id or 0, ""),
+    )
+
+
+@route("GET", "/api/conversations/{id}/messages", "chat")
+async def new_messages(request: web.Request) -> web.StreamResponse:
+    conv_id = match_id(request)
+    after = int(request.query.get("after", "0") or 0) if request.query.get("after", "0").isdigit() else 0
+    async with runtime_of(request).db.session() as s:
+        conv = await s.get(Conversation, conv_id)
+        if conv is None:
+            raise web.HTTPNotFound()
+        messages = list((await s.execute(
+            sa.select(Message).where(Message.conversation_id == conv_id, Message.id > after).order_by(Message.id)
+        )).scalars())
+        usernames = dict((await s.execute(sa.select(StaffUser.username, StaffUser.display_name))).all())
+    items = [{"type": "message", "at": m.at, "m": m, "nlu": _nlu(m)} for m in messages]
+    html = render_string(request, "_timeline.html", timeline=items, usernames=usernames, author=_author)
+    return web.json_response({"html": html, "last_id": messages[-1].id if messages else after, "mode": conv.mode,
+                              "assignee_id": conv.assignee_id})
+
+
+# --- verbs --------------------------------------------------------------------------------------
+
+
+class _Locked:
+    """Open a transaction on one conversation under the engine's per-sender turn lock."""
+
+    def __init__(self, request: web.Request, conv_id: int) -> None:
+        self.rt = runtime_of(request)
+        self.conv_id = conv_id
+        self.stack = AsyncExitStack()
+
+    async def __aenter__(self) -> tuple[AsyncSession, Conversation]:
+        async with self.rt.db.session() as probe:
+            row = (await probe.execute(
+                sa.select(Identity.channel, Identity.account, Identity.external_id)
+                .join(Conversation, Conversation.identity_id == Identity.id).where(Conversation.id == self.conv_id)
+            )).one_or_none()
+        if row is None:
+            raise web.HTTPNotFound(text="会话不存在")
+        await self.stack.enter_async_context(self.rt.services.locks.lock("turn:" + sender_key(*row)))
+        s = await self.stack.enter_async_context(self.rt.db.session())
+        await self.stack.enter_async_context(s.begin())
+        return s, await _conversation(s, self.conv_id)
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        return await self.stack.__aexit__(*exc)
+
+
+def _back(conv_id: int) -> str:
+    return f"{PREFIX}/conversations/{conv_id}"
+
+
+def _may_act(staff: Staff, conv: Conversation) -> bool:
+    """The assignee acts on a claimed chat; supervisors and admins may step in."""
+    return conv.assignee_id == staff.id or staff.role in ("supervisor", "admin")
+
+
+@route("POST", "/conversations/{id}/claim", "chat")
+async def claim(request: web.Request) -> web.StreamResponse:
+    staff, conv_id = staff_of(request), match_id(request)
+    rt = runtime_of(request)
+    batch = EventBatch()
+    async with _Locked(request, conv_id) as (s, conv):
+        if conv.mode == verbs.STAFF:
+            if conv.assignee_id == staff.id:
+                return done(request, _back(conv_id))
+            holder = await s.get(StaffUser, conv.assignee_id) if conv.assignee_id else None
+            raise Refused(f"该会话已由{holder.display_name if holder else '同事'}接入", status=409) from None
+        try:
+            verbs.claim(s, batch, conv, staff_id=staff.id, actor=staff.actor)
+        except verbs.TransitionError:
+            raise Refused("会话已关闭，无法接入", status=409) from None
+        audit(s, staff, "conversation.claim", f"conversation:{conv_id}", owner_id=conv.owner_id)
+    await batch.publish(rt.services.pubsub)
+    return done(request, _back(conv_id), "已接入会话，机器人将暂停回复")
+
+
+@route("POST", "/conversations/{id}/reply", "chat")
+async def reply(request: web.Request) -> web.StreamResponse:
+    staff, conv_id = staff_of(request), match_id(request)
+    rt = runtime_of(request)
+    text = (await form(request)).get("text", "").strip()
+    if not text:
+        raise Refused("回复内容不能为空") from None
+    if len(text) > MAX_TEXT:
+        raise Refused(f"回复内容请控制在{MAX_TEXT}字以内") from None
+    batch = EventBatch()
+    async with _Locked(request, conv_id) as (s, conv):
+        if conv.mode != verbs.STAFF or conv.assignee_id != staff.id:
+            raise Refused("请先接入该会话再回复", status=409) from None
+        identity = conv.identity
+        if identity.channel == "sms" or not wechat_window_open(identity, utcnow()):
+            phone = conv.owner.phone if conv.owner else (identity.external_id if identity.channel == "sms" else None)
+            detail = ("该业主通过短信联系，请改用短信回复" if identity.channel == "sms" else
+                      "微信客服消息窗口已关闭（业主超过48小时未留言），消息无法送达。")
+            if phone and identity.channel != "sms":
+                detail += "可改发短信。"
+            if wants_json(request):
+                return web.json_response({"error": "window_closed", "detail": detail, "sms": bool(phone)},
+                                         status=409)
+            raise Refused(detail, status=409) from None
+        out = await rt.engine.send(s, conv, OutboundMessage(text), author=staff.actor, batch=batch)
+        audit(s, staff, "conversation.reply", f"conversation:{conv_id}", message_id=out.id, owner_id=conv.owner_id)
+    await rt.engine.after_commit(batch, [out.id])
+    rt.metrics.messages_out.labels(conv.identity.channel, "staff").inc()
+    return done(request, _back(conv_id), message_id=out.id)
+
+
+@route("POST", "/conversations/{id}/sms", "chat")
+async def reply_sms(request: web.Request) -> web.StreamResponse:
+    staff, conv_id = staff_of(request), match_id(request)
+    rt = runtime_of(request)
+    text = (await form(request)).get("text", "").strip()
+    if not text or len(text) > 300:
+        raise Refused("短信内容不能为空，且请控制在300字以内") from None
+    batch = EventBatch()
+    async with _Locked(request, conv_id) as (s, conv):
+        if conv.mode != verbs.STAFF or conv.assignee_id != staff.id:
+            raise Refused("请先接入该会话再回复", status=409) from None
+        identity = conv.identity
+        phone = conv.owner.phone if conv.owner else (identity.external_id if identity.channel == "sms" else None)
+        if not phone:
+            raise Refused("该用户未绑定手机号，无法发送短信", status=409) from None
+        sender = sms_sender(rt)
+        sms = await sender.send_text(s, phone, text)
+        msg = Message(conversation_id=conv.id, direction="out", channel="sms", account=sender.name, kind="text", text=text,
+                      author=staff.actor, delivery="sent", media={"sms_outbox_id": sms.id}, at=utcnow())
+        s.add(msg)
+        await s.flush()
+        batch.emit("message.created", conversation_id=conv.id, message_id=msg.id, direction="out", mode=conv.mode,
+                   author=staff.actor)
+        audit(s, staff, "conversation.sms", f"conversation:{conv_id}", sms_outbox_id=sms.id, owner_id=conv.owner_id)
+    await batch.publish(rt.services.pubsub)
+    return done(request, _back(conv_id), "短信已发送", message_id=msg.id)
+
+
+@route("POST", "/conversations/{id}/note", "chat")
+async def note(request: web.Request) -> web.StreamResponse:
+    staff, conv_id = staff_of(request), match_id(request)
+    rt = runtime_of(request)
+    text = (await form(request)).get("text", "").strip()
+    if not text:
+        raise Refused("备注内容不能为空") from None
+    batch = EventBatch()
+    async with rt.db.session() as s, s.begin():
+        conv = await _conversation(s, conv_id)
+        msg = Message(conversation_id=conv.id, direction="note", channel=conv.identity.channel,
+                      account=conv.identity.account, kind="text", text=text[:2000], author=staff.actor, at=utcnow())
+        s.add(msg)
+        await s.flush()
+        batch.emit("message.created", conversation_id=conv.id, message_id=msg.id, direction="note", mode=conv.mode,
+                   author=staff.actor)
+        audit(s, staff, "conversation.note", f"conversation:{conv_id}", message_id=msg.id)
+    await batch.publish(rt.services.pubsub)
+    return done(request, _back(conv_id), message_id=msg.id)
+
+
+@route("POST", "/conversations/{id}/transfer", "chat")
+async def transfer(request: web.Request) -> web.StreamResponse:
+    staff, conv_id = staff_of(request), match_id(request)
+    rt = runtime_of(request)
+    data = await form(request)
+    target_id = int(data["staff_id"]) if data.get("staff_id", "").isdigit() else None
+    note_text = data.get("note", "").strip()[:500]
+    batch = EventBatch()
+    async with _Locked(request, conv_id) as (s, conv):
+        target = await s.get(StaffUser, target_id) if target_id else None
+        if target is None or not target.active or target.role not in ("agent", "supervisor", "admin"):
+            raise Refused("请选择一位在岗的客服同事") from None
+        if conv.mode != verbs.STAFF or not _may_act(staff, conv):
+            raise Refused("只有接入该会话的客服（或主管）可以转交", status=409) from None
+        if target.id == conv.assignee_id:
+            raise Refused("该同事已经在处理这个会话") from None
+        verbs.transfer(s, batch, conv, staff_id=target.id, actor=staff.actor, note=note_text)
+        audit(s, staff, "conversation.transfer", f"conversation:{conv_id}", to=target.username, note=note_text)
+    await batch.publish(rt.services.pubsub)
+    return done(request, f"{PREFIX}/", f"已转交给{target.display_name}")
+
+
+@route("POST", "/conversations/{id}/hand_back", "chat")
+async def hand_back(request: web.Request) -> web.StreamResponse:
+    staff, conv_id = staff_of(request), match_id(request)
+    rt = runtime_of(request)
+    batch = EventBatch()
+    async with _Locked(request, conv_id) as (s, conv):
+        if conv.mode == verbs.STAFF and not _may_act(staff, conv):
+            raise Refused("该会话由其他同事处理中", status=409) from None
+        try:
+            verbs.hand_back(s, batch, conv, actor=staff.actor)
+        except verbs.TransitionError:
+            raise Refused("当前状态下无法交还机器人", status=409) from None
+        audit(s, staff, "conversation.hand_back", f"conversation:{conv_id}")
+    await batch.publish(rt.services.pubsub)
+    return done(request, f"{PREFIX}/", "已交还机器人，后续消息将由机器人回复")
+
+
+@route("POST", "/conversations/{id}/close", "chat")
+async def close(request: web.Request) -> web.StreamResponse:
+    staff, conv_id = staff_of(request), match_id(request)
+    rt = runtime_of(request)
+    reason = (await form(request)).get("reason", "").strip()[:200]
+    batch = EventBatch()
+    async with _Locked(request, conv_id) as (s, conv):
+        if conv.mode == verbs.STAFF and not _may_act(staff, conv):
+            raise Refused("该会话由其他同事处理中", status=409) from None
+        try:
+            verbs.close(s, batch, conv, actor=staff.actor, reason=reason)
+        except verbs.TransitionError:
+            raise Refused("会话已关闭", status=409) from None
+        audit(s, staff, "conversation.close", f"conversation:{conv_id}", reason=reason)
+    await batch.publish(rt.services.pubsub)
+    return done(request, f"{PREFIX}/", "会话已关闭")

@@ -1,0 +1,206 @@
+/* 业主服务台 — live updates (server-sent events), chat composer, notifications. No framework. */
+(function () {
+  "use strict";
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  if (!meta) return; // the login page
+  var csrf = meta.content;
+  var body = document.body;
+  var page = body.dataset.page;
+  var errorBox = document.getElementById("error-box");
+
+  function showError(text) {
+    if (!errorBox) { alert(text); return; }
+    errorBox.textContent = text;
+    errorBox.hidden = false;
+    window.clearTimeout(showError.t);
+    showError.t = window.setTimeout(function () { errorBox.hidden = true; }, 8000);
+  }
+
+  function api(method, url, data) {
+    var opts = { method: method, credentials: "same-origin",
+                 headers: { "Accept": "application/json", "X-CSRF-Token": csrf, "X-Requested-With": "fetch" } };
+    if (data !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(data);
+    }
+    return fetch(url, opts).then(function (r) {
+      if (r.status === 401) { window.location = "/console/login?next=" + encodeURIComponent(location.pathname); }
+      return r.json().catch(function () { return {}; }).then(function (j) { j._status = r.status; return j; });
+    });
+  }
+
+  // --- confirmations -------------------------------------------------------------------------
+  document.querySelectorAll("form[data-confirm]").forEach(function (f) {
+    f.addEventListener("submit", function (e) { if (!window.confirm(f.dataset.confirm)) e.preventDefault(); });
+  });
+
+  // --- notifications and sound --------------------------------------------------------------
+  var audio = null;
+  var toggle = document.getElementById("notify-toggle");
+  function notifyOn() { return localStorage.getItem("yezhu-notify") === "1"; }
+  function renderToggle() { if (toggle) toggle.textContent = notifyOn() ? "提醒已开启" : "开启提醒"; }
+  renderToggle();
+  if (toggle) toggle.addEventListener("click", function () {
+    if (notifyOn()) { localStorage.setItem("yezhu-notify", "0"); renderToggle(); return; }
+    localStorage.setItem("yezhu-notify", "1");
+    try { audio = audio || new (window.AudioContext || window.webkitAudioContext)(); } catch (e) { audio = null; }
+    if (window.Notification && Notification.permission === "default") Notification.requestPermission();
+    renderToggle();
+    beep(1);
+  });
+  function beep(times) {
+    if (!notifyOn()) return;
+    try {
+      audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+      for (var i = 0; i < times; i++) {
+        var o = audio.createOscillator(), g = audio.createGain();
+        o.frequency.value = times > 1 ? 988 : 660;
+        g.gain.value = 0.12;
+        o.connect(g); g.connect(audio.destination);
+        var t = audio.currentTime + i * 0.3;
+        o.start(t); o.stop(t + 0.18);
+      }
+    } catch (e) { /* no audio: the badge still shows */ }
+  }
+  function alertNew(item) {
+    var urgent = item.rank >= 2;
+    beep(urgent ? 3 : 1);
+    if (urgent && notifyOn() && window.Notification && Notification.permission === "granted") {
+      var n = new Notification("【" + (item.urgency || "紧急") + "】" + item.who + " 等待人工", { tag: "conv-" + item.id });
+      n.onclick = function () { window.focus(); window.location = "/console/conversations/" + item.id; };
+    }
+    document.title = "(" + (urgent ? "紧急" : "新") + ") " + document.title.replace(/^\([^)]*\) /, "");
+  }
+
+  // --- the queue ------------------------------------------------------------------------------
+  var canChat = !!document.querySelector('nav a[href="/console/"]');
+  var known = null;
+  var queueTimer = null;
+  function refreshQueue() {
+    if (!canChat) return;
+    window.clearTimeout(queueTimer);
+    queueTimer = window.setTimeout(function () {
+      api("GET", "/console/api/queue").then(function (j) {
+        if (!j.waiting) return;
+        var badge = document.getElementById("waiting-count");
+        if (badge) { badge.textContent = j.waiting.length; badge.hidden = j.waiting.length === 0; }
+        var box = document.getElementById("queue");
+        if (box) box.innerHTML = j.html;
+        var ids = {};
+        j.waiting.forEach(function (w) {
+          ids[w.id] = true;
+          if (known && !known[w.id]) alertNew(w);
+        });
+        known = ids;
+      });
+    }, 150);
+  }
+  refreshQueue();
+  if (page === "queue") window.setInterval(refreshQueue, 30000); // waiting times keep counting
+
+  // --- one conversation -----------------------------------------------------------------------
+  var convId = body.dataset.conversation;
+  var timeline = document.getElementById("timeline");
+  var fetching = false, again = false;
+  function scrollDown() { if (timeline) timeline.scrollTop = timeline.scrollHeight; }
+  scrollDown();
+  function fetchMessages() {
+    if (!convId) return;
+    if (fetching) { again = true; return; }
+    fetching = true;
+    api("GET", "/console/api/conversations/" + convId + "/messages?after=" + body.dataset.lastId).then(function (j) {
+      fetching = false;
+      if (j.html && timeline) {
+        var tmp = document.createElement("div");
+        tmp.innerHTML = j.html;
+        Array.prototype.slice.call(tmp.children).forEach(function (el) {
+          if (!el.dataset.message || !timeline.querySelector('[data-message="' + el.dataset.message + '"]')) timeline.appendChild(el);
+        });
+        scrollDown();
+      }
+      if (j.last_id) body.dataset.lastId = j.last_id;
+      if (j.mode && j.mode !== body.dataset.mode) window.location.reload();
+      if (again) { again = false; fetchMessages(); }
+    }, function () { fetching = false; });
+  }
+
+  var replyForm = document.getElementById("reply-form");
+  var replyText = document.getElementById("reply-text");
+  function post(url, text, after) {
+    return api("POST", url, { text: text }).then(function (j) {
+      if (j._status >= 400) { showError(j.detail || "操作失败"); return; }
+      if (after) after();
+      fetchMessages();
+    }, function () { showError("网络异常，请重试"); });
+  }
+  if (replyForm && replyText) {
+    replyForm.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var text = replyText.value.trim();
+      if (!text) return;
+      var btn = document.getElementById("send-reply");
+      btn.disabled = true;
+      post(replyForm.getAttribute("action"), text, function () { replyText.value = ""; })
+        .then(function () { btn.disabled = false; replyText.focus(); });
+    });
+    replyText.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); replyForm.requestSubmit(); }
+    });
+    var canned = document.getElementById("canned");
+    if (canned) canned.addEventListener("change", function () {
+      if (canned.value) { replyText.value = replyText.value ? replyText.value + canned.value : canned.value; }
+      canned.value = ""; replyText.focus();
+    });
+    var asNote = document.getElementById("as-note");
+    if (asNote) asNote.addEventListener("click", function () {
+      var text = replyText.value.trim();
+      if (!text) return;
+      post("/console/conversations/" + convId + "/note", text, function () { replyText.value = ""; });
+    });
+  }
+  var noteForm = document.getElementById("note-form");
+  if (noteForm) noteForm.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var ta = noteForm.querySelector("textarea");
+    if (ta.value.trim()) post(noteForm.getAttribute("action"), ta.value.trim(), function () { ta.value = ""; });
+  });
+
+  // --- live events ----------------------------------------------------------------------------
+  var dot = document.getElementById("live-dot");
+  var ticketId = body.dataset.ticket;
+  var reloadTimer = null;
+  function softReload(delay) {
+    window.clearTimeout(reloadTimer);
+    reloadTimer = window.setTimeout(function () {
+      var active = document.activeElement;
+      if (active && (active.tagName === "TEXTAREA" || active.tagName === "INPUT") && active.value) return;
+      window.location.reload();
+    }, delay);
+  }
+  function connect() {
+    if (!window.EventSource) return;
+    var es = new EventSource("/console/events");
+    es.addEventListener("hello", function () { if (dot) dot.classList.add("on"); refreshQueue(); fetchMessages(); });
+    es.onerror = function () { if (dot) dot.classList.remove("on"); };
+    es.addEventListener("expired", function () { es.close(); window.location = "/console/login"; });
+    es.addEventListener("message.created", function (e) {
+      var d = JSON.parse(e.data);
+      if (convId && String(d.conversation_id) === convId) fetchMessages();
+      if (page === "queue" && d.direction === "in") refreshQueue();
+    });
+    es.addEventListener("conversation.status_changed", function (e) {
+      var d = JSON.parse(e.data);
+      refreshQueue();
+      if (convId && String(d.conversation_id) === convId && d.mode !== body.dataset.mode) fetchMessages();
+      if (page === "dashboard") softReload(3000);
+    });
+    ["ticket.updated", "ticket.created"].forEach(function (name) {
+      es.addEventListener(name, function (e) {
+        var d = JSON.parse(e.data);
+        if (ticketId && String(d.ticket_id) === ticketId) softReload(300);
+        if (page === "dashboard" || page === "tickets") softReload(3000);
+      });
+    });
+  }
+  connect();
+})();
