@@ -133,18 +133,16 @@ async def _chat(s: Settings, openid: str | None, phone: str | None, account: str
         await rt.stop()
 
 
-def _mount(name: str, module: str, help_text: str) -> None:
-    try:
-        sub: Any = __import__(module, fromlist=["app"]).app
-    except ImportError as exc:  # a part that is not built yet must not break the rest of the CLI
-        log.debug("%s CLI unavailable: %s", name, exc)
-        return
+def _mount(name: str, module: str, help_text: str, attr: str = "app") -> None:
+    sub: Any = getattr(__import__(module, fromlist=[attr]), attr)
     app.add_typer(sub, name=name, help=help_text)
 
 
 _mount("nlu", "nlu.cli", "Train, run and evaluate the NLU model.")
 _mount("kb", "bot.kb_cli", "The knowledge base: import, export, ask.")
 _mount("staff", "bot.staff_cli", "Staff accounts.")
+_mount("owners", "bot.import_cli", "业主花名册: import the owner roster (xlsx/csv).", attr="owners_app")
+_mount("certificates", "bot.import_cli", "办证台账: import certificate records (xlsx/csv).", attr="certificates_app")
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ certificates_app = typer.Typer(help="办证台账 Certificate records: import fr
 ERRORS_SHOWN = 20
 """Errors echoed to the terminal; the CSV report holds all of them."""
 
-FileArg = Annotated[Path, typer.Argument(help="The roster: .xlsx or .csv (UTF-8 or GBK)", show_default=False)]
+FileArg = Annotated[Path, typer.Argument(help="The spreadsheet: .xlsx or .csv (UTF-8 or GBK)", show_default=False)]
 ErrorsOpt = Annotated[
     Path | None,
     typer.Option("--errors", help="Where to write the error report (default: <FILE>.errors.csv next to FILE)"),
@@ -60,8 +60,10 @@ def owners_import(
 ) -> None:
     """Import owners, houses and their links; re-importing the same file changes nothing.
 
-    Columns: 项目 楼栋 单元 房号 业主姓名 手机号 交房日期 (or project, building, unit, room, owner, phone,
-    handover date).
+    列 Columns: 项目 楼栋 单元 房号 业主姓名 手机号 交房日期
+
+    (project, building, unit, room, owner, phone, handover date). Exit code 0: all rows imported;
+    1: some rows rejected (see the error report); 2: the file cannot be read.
     """
     _run("owners", file, errors, quiet, create_projects=create_projects, project=project, sheet=sheet)
 
@@ -76,8 +78,10 @@ def certificates_import(
 ) -> None:
     """Import certificate records, one per house; re-importing the same file changes nothing.
 
-    Columns: 项目 楼栋 单元 房号 状态 (办理中/已到/可领取/已领取/已邮寄/暂缓) and optionally 批次 备注 领取地点
-    领取时间 到证日期 领取日期 领取人.
+    列 Columns: 项目 楼栋 单元 房号 状态 [批次 备注 领取地点 领取时间 到证日期 领取日期 领取人 经办人]
+
+    状态 status: 办理中 已到/可领取 已领取 已邮寄 暂缓 (processing, ready, collected, mailed, on_hold).
+    A blank cell keeps the stored value; an unknown house is a rejected row. Exit codes as for owners.
     """
     _run("certificates", file, errors, quiet, project=project, sheet=sheet)
 

@@ -27,6 +27,7 @@ import csv
 import datetime as dt
 import functools
 import io
+import itertools
 import re
 import unicodedata
 import warnings
@@ -48,6 +49,7 @@ __all__ = [
     "CERTIFICATE_STATUSES",
     "OWNER_COLUMNS",
     "ImportReport",
+    "Invalid",
     "RowError",
     "Table",
     "TableError",
@@ -61,6 +63,7 @@ __all__ = [
     "parse_phone",
     "parse_status",
     "read_table",
+    "split_house_label",
 ]
 
 BATCH_SIZE = 2000
@@ -181,7 +184,7 @@ class Table(Iterator[tuple[int, dict[str, Any]]]):
         self.headers: list[str] = []
         self._columns: list[tuple[int, str]] = []
         for index, cell in enumerate(raw):
-            name = _cell_text(cell)
+            name = cell.strip() if isinstance(cell, str) else _cell_text(cell)  # as staff typed it
             if not name:
                 continue
             unique, n = name, 2
@@ -245,9 +248,9 @@ def read_table(path: str | Path, *, sheet: str | None = None, known: Collection[
     """Open ``path`` (xlsx/xlsm or csv/tsv/txt) and return its data rows.
 
     The format is told by the file's content, not its name. ``sheet`` picks a worksheet (default: the
-    one that was active when the file was saved). The header is the first of the first ten non-blank rows
-    that holds at least two ``known`` column names (default: every accepted header), so a title row above
-    the header is skipped. Raises :class:`TableError` when the file cannot be read.
+    one that was active when the file was saved). The header is the one of the first ten non-blank rows
+    that holds the most ``known`` column names (at least two; default: every accepted header), so a title
+    row above it is skipped. Raises :class:`TableError` when the file cannot be read.
     """
     path = Path(path)
     known = _ALL_HEADERS if known is None else known
@@ -324,8 +327,8 @@ def _read_csv(path: Path, known: Collection[str]) -> Table:
     del data
     if "\x00" in text[:4096]:
         raise TableError(f"{path.name} 不是文本文件 (not a CSV or text file)")
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    delimiter = max((",", "\t", ";"), key=first.count)
+    head = "".join(itertools.islice((line for line in io.StringIO(text) if line.strip()), 5))
+    delimiter = max((",", "\t", ";"), key=head.count)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows: Iterator[tuple[int, Sequence[Any]]] = enumerate(reader, start=1)
 
@@ -1058,19 +1061,19 @@ class _OwnerImporter(_Importer):
 
             # Owners, keyed by phone: create, or update a changed name.
             unknown = sorted({r.phone for r in rows} - self.owner_id.keys())
-            for chunk in _chunks(unknown):
-                result = await conn.execute(sa.select(Owner.id, Owner.phone, Owner.name).where(Owner.phone.in_(chunk)))
-                for oid, phone, name in result:
-                    self.owner_id[phone] = oid
+            for phones in _chunks(unknown):
+                found = await conn.execute(sa.select(Owner.id, Owner.phone, Owner.name).where(Owner.phone.in_(phones)))
+                for owner_id, phone, name in found:
+                    self.owner_id[phone] = owner_id
                     self.owner_name[phone] = name
             new_owners: dict[str, str] = {}
             renamed: dict[int, str] = {}
             for r in rows:
-                oid = self.owner_id.get(r.phone)
-                if oid is None:
+                known = self.owner_id.get(r.phone)
+                if known is None:
                     new_owners.setdefault(r.phone, r.name)
                 elif self.owner_name[r.phone] != r.name:
-                    renamed[oid] = r.name
+                    renamed[known] = r.name
                     self.owner_name[r.phone] = r.name
             if new_owners:
                 created = await _insert_returning(
@@ -1090,10 +1093,10 @@ class _OwnerImporter(_Importer):
             # Links owner ↔ house (unique pair).
             oids = [self.owner_id[r.phone] for r in rows]
             todo = sorted(set(oids) - self.links_loaded)
-            for chunk in _chunks(todo):
-                result = await conn.execute(
-                    sa.select(OwnerHouse.owner_id, OwnerHouse.house_id).where(OwnerHouse.owner_id.in_(chunk)))
-                self.links.update((o, h) for o, h in result)
+            for owner_ids in _chunks(todo):
+                links = await conn.execute(
+                    sa.select(OwnerHouse.owner_id, OwnerHouse.house_id).where(OwnerHouse.owner_id.in_(owner_ids)))
+                self.links.update((o, h) for o, h in links)
             self.links_loaded.update(todo)
             new_links: list[tuple[int, int]] = []
             for oid, bid, r in zip(oids, bids, rows, strict=True):
