@@ -6,6 +6,7 @@ After aiogram's storage tests and Rasa's lock-store tests: one behaviour, every 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -68,9 +69,12 @@ async def test_lock_wait_times_out(services: Services) -> None:
 
 
 async def test_pubsub_delivers_to_every_subscriber(services: Services) -> None:
-    async with services.pubsub.subscribe("events") as first, services.pubsub.subscribe("events") as second:
+    # Pub/sub channels are server-wide in Redis (not per database): a unique name keeps other
+    # Yezhu processes on this server out of the test.
+    channel = f"events-{uuid.uuid4().hex}"
+    async with services.pubsub.subscribe(channel) as first, services.pubsub.subscribe(channel) as second:
         await asyncio.sleep(0.05)  # Redis: let SUBSCRIBE reach the server
-        await services.pubsub.publish("events", {"event": "message.created", "text": "卫生间漏水"})
+        await services.pubsub.publish(channel, {"event": "message.created", "text": "卫生间漏水"})
         await services.pubsub.publish("other", {"event": "ignored"})
         got1 = await asyncio.wait_for(anext(first), 2)
         got2 = await asyncio.wait_for(anext(second), 2)
