@@ -28,7 +28,7 @@ from bot.conversation import CLOSED, STAFF, log_event
 from bot.events import EventBatch
 from bot.policy import Policy, Turn
 from bot.store.db import Database
-from bot.store.models import Conversation, Identity, Message, Owner, OwnerHouse, utcnow
+from bot.store.models import Conversation, Identity, Message, Owner, utcnow
 from channels.base import Accepted, Duplicate, InboundMessage, OutboundMessage
 
 log = logging.getLogger("yezhu.engine")
@@ -172,12 +172,8 @@ class Engine:
                 await s.execute(
                     sa.select(Conversation)
                     .where(Conversation.id == conversation_id)
-                    .options(
-                        selectinload(Conversation.identity)
-                        .selectinload(Identity.owner)
-                        .selectinload(Owner.houses)
-                        .selectinload(OwnerHouse.house)
-                    )
+                    # The identity and owner only: a policy that needs the houses loads them itself.
+                    .options(selectinload(Conversation.identity).selectinload(Identity.owner))
                 )
             ).scalar_one()
             message = await s.get_one(Message, message_id)
