@@ -84,7 +84,14 @@ class Jobs:
     async def startup(self) -> None:
         await self.broker.startup()
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, timeout: float = 10.0) -> None:
+        if isinstance(self.broker, InMemoryBroker):
+            # Let in-process jobs finish (a send being cancelled half-way would leave its database
+            # connection behind); what is still running after ``timeout`` is cancelled by the broker.
+            try:
+                await asyncio.wait_for(self.broker.wait_all(), timeout)
+            except TimeoutError:
+                log.warning("in-process jobs still running at shutdown were cancelled")
         await self.broker.shutdown()
 
     async def enqueue_delivery(self, message_id: int) -> None:
