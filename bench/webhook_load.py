@@ -226,6 +226,7 @@ class Server:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"yezhu-bench-{target}-"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "server.log"
+        self.counts_path = self.workdir / "counts.json"
         self.venv_bin = Path(args.venv) / "bin"
         if target == "embedded":
             self.database_url: str | None = f"sqlite+aiosqlite:///{self.workdir / 'yezhu.db'}"
@@ -252,12 +253,18 @@ class Server:
             YEZHU_WECHAT_APP_SECRET="bench-secret",
             YEZHU_WECHAT_API_BASE=DISCARD_API,
             YEZHU_LOG_LEVEL="WARNING",
+            # As deployed: docker-compose.yml logs JSON; `yezhu run` on its own logs to the console.
+            YEZHU_LOG_JSON=str(
+                self.args.log_json == "true" or (self.args.log_json == "auto" and self.target == "postgres")
+            ).lower(),
             YEZHU_REPLY_BUDGET=str(self.args.reply_budget),
             YEZHU_ADMIN_PASSWORD="bench-admin-password",
             YEZHU_JOB_QUEUE="yezhu:bench:jobs",
         )
         if self.mode == "safe":
             env["YEZHU_WECHAT_AES_KEY"] = AES_KEY
+        if self.args.count_queries:
+            env["YEZHU_BENCH_COUNTS"] = str(self.counts_path)
         if self.database_url:
             env["YEZHU_DATABASE_URL"] = self.database_url
         if self.redis_url:
@@ -292,6 +299,9 @@ class Server:
     def start(self) -> None:
         if self.target == "bare":
             cmd = [sys.executable, str(ROOT / "bench" / "bare_server.py"), "--port", str(self.port)]
+        elif self.args.count_queries:
+            cmd = [str(self.venv_bin / "python"), str(Path(__file__).resolve()), "--serve-counting"]
+            cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
         else:
             cmd = [str(self.venv_bin / "yezhu"), "run", "--host", "127.0.0.1", "--port", str(self.port)]
         if self.args.pin:
@@ -352,6 +362,90 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None, timeout: float)
             pass
         time.sleep(0.3)
     return False
+
+
+# --- counting SQL statements and Redis commands inside the server (--count-queries) ---------------
+
+
+def serve_counting(argv: list[str]) -> None:
+    """``yezhu run`` with every SQL statement, transaction and Redis command counted (by text).
+
+    Started by the bench as the server (``--count-queries``): SIGUSR1 resets the counts (after the
+    warm-up); at exit they go to the JSON file named by ``YEZHU_BENCH_COUNTS``.
+    """
+    import atexit
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    statements: collections.Counter[str] = collections.Counter()
+    seconds: collections.Counter[str] = collections.Counter()
+    transactions: collections.Counter[str] = collections.Counter()
+    redis_commands: collections.Counter[str] = collections.Counter()
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def _before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        conn.info.setdefault("bench_t", []).append(time.perf_counter())
+
+    @event.listens_for(Engine, "after_cursor_execute")
+    def _after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        key = " ".join(statement.split())[:120]
+        statements[key] += 1
+        seconds[key] += time.perf_counter() - conn.info["bench_t"].pop()
+
+    for name in ("begin", "commit", "rollback"):
+        event.listen(Engine, name, lambda conn, name=name: transactions.update([name]))
+
+    try:
+        import redis.asyncio.client as redis_client
+    except ImportError:
+        pass
+    else:
+        original = redis_client.Redis.execute_command
+
+        async def execute_command(self: Any, *cmd: Any, **options: Any) -> Any:
+            redis_commands[str(cmd[0]).upper()] += 1
+            return await original(self, *cmd, **options)
+
+        redis_client.Redis.execute_command = execute_command  # type: ignore[method-assign]
+
+    def reset(*_: Any) -> None:
+        for counter in (statements, seconds, transactions, redis_commands):
+            counter.clear()
+
+    def dump() -> None:
+        Path(os.environ["YEZHU_BENCH_COUNTS"]).write_text(
+            json.dumps(
+                {
+                    "statements": {k: [n, seconds[k]] for k, n in statements.items()},
+                    "transactions": dict(transactions),
+                    "redis": dict(redis_commands),
+                },
+                ensure_ascii=False,
+            )
+        )
+
+    signal.signal(signal.SIGUSR1, reset)
+    atexit.register(dump)
+    from bot.cli import main as yezhu
+
+    sys.argv = ["yezhu", "run", *argv]
+    yezhu()
+
+
+def counts_report(path: Path, messages: int) -> str:
+    data = json.loads(path.read_text())
+    n = max(1, messages)
+    total = sum(v[0] for v in data["statements"].values())
+    lines = [
+        f"inside the server, per measured message ({messages}): {total / n:.1f} SQL statements, "
+        + ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(data["transactions"].items()))
+        + (f"; {sum(data['redis'].values()) / n:.1f} Redis commands " if data["redis"] else "")
+        + (str({k: round(v / n, 2) for k, v in sorted(data["redis"].items())}) if data["redis"] else "")
+    ]
+    for text, (count, secs) in sorted(data["statements"].items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"  {count / n:5.2f} x  {secs * 1000 / count:6.2f} ms  {text}")
+    return "\n".join(lines)
 
 
 # --- the load --------------------------------------------------------------------------------------
@@ -489,17 +583,18 @@ def judge(load: Load, s: Sample, bare: bool) -> str:
 
 
 async def storage_check(database_url: str, load: Load, settle: float) -> dict[str, Any]:
-    """Inbound messages of this run's senders: each acknowledged MsgId exactly once, each with a reply."""
+    """The inbound messages of this run's senders: each acknowledged MsgId stored exactly once, each
+    followed by a reply. Totals, and the same figures per phase (``phases``)."""
     import sqlalchemy as sa
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from bot.store.models import Conversation, Identity, Message
 
-    acked = {s.msg_id for s in load.samples if s.status == 200 and not s.error}
-    sent = {s.msg_id for s in load.samples}
     engine = create_async_engine(database_url)
     q = (
-        sa.select(Message.direction, Message.channel_msg_id, Message.conversation_id, Message.delivery)
+        sa.select(
+            Message.id, Message.direction, Message.channel_msg_id, Message.conversation_id, Message.delivery
+        )
         .join(Conversation, Conversation.id == Message.conversation_id)
         .join(Identity, Identity.id == Conversation.identity_id)
         .where(
@@ -507,6 +602,7 @@ async def storage_check(database_url: str, load: Load, settle: float) -> dict[st
             Identity.account == ACCOUNT,
             Identity.external_id.like(load.prefix + "%"),
         )
+        .order_by(Message.id)
     )
     try:
         deadline, last, stable_since = time.monotonic() + settle, None, time.monotonic()
@@ -521,23 +617,47 @@ async def storage_check(database_url: str, load: Load, settle: float) -> dict[st
             await asyncio.sleep(0.5)
     finally:
         await engine.dispose()
+
     inbound = collections.Counter(
         int(r.channel_msg_id) for r in rows if r.direction == "in" and r.channel_msg_id
     )
-    per_conv: dict[int, list[int]] = collections.defaultdict(lambda: [0, 0])
-    deliveries = collections.Counter(r.delivery for r in rows if r.direction == "out")
+    # Pair replies with inbound messages per conversation, oldest first (turns of one sender run one at a
+    # time, in order): an inbound message no outbound message pairs with got no reply.
+    pending: dict[int, collections.deque[int]] = collections.defaultdict(collections.deque)
     for r in rows:
-        per_conv[r.conversation_id][0 if r.direction == "in" else 1] += 1
+        if r.direction == "in" and r.channel_msg_id:
+            pending[r.conversation_id].append(int(r.channel_msg_id))
+        elif r.direction == "out" and pending[r.conversation_id]:
+            pending[r.conversation_id].popleft()
+    unanswered = {m for queue in pending.values() for m in queue}
+    deliveries = collections.Counter(r.delivery for r in rows if r.direction == "out")
+
+    def figures(samples: list[Sample]) -> dict[str, int]:
+        acked = {s.msg_id for s in samples if s.status == 200 and not s.error}
+        sent = {s.msg_id for s in samples}
+        stored = inbound.keys() & sent
+        return {
+            "acknowledged": len(acked),
+            "lost": len(acked - stored),
+            "duplicated": sum(1 for m in stored if inbound[m] > 1),
+            "stored_not_acknowledged": len(stored - acked),
+            "without_reply": len(stored & unanswered),
+            "acknowledged_without_reply": len(acked & unanswered),
+        }
+
+    by_phase: dict[str, list[Sample]] = collections.defaultdict(list)
+    for sample in load.samples:
+        by_phase[sample.phase].append(sample)
+    total = figures(load.samples)
+    total.update(
+        stored_inbound=sum(inbound.values()),
+        unexpected=len(inbound.keys() - {s.msg_id for s in load.samples}),
+        stored_outbound=sum(deliveries.values()),
+    )
     return {
-        "acknowledged": len(acked),
-        "stored_inbound": sum(inbound.values()),
-        "lost": len(acked - inbound.keys()),
-        "duplicated": sum(1 for c in inbound.values() if c > 1),
-        "stored_not_acknowledged": len((inbound.keys() & sent) - acked),
-        "unexpected": len(inbound.keys() - sent),
-        "stored_outbound": sum(deliveries.values()),
-        "without_reply": sum(max(0, ins - outs) for ins, outs in per_conv.values()),
+        **total,
         "outbound_delivery": dict(deliveries),
+        "phases": {k: figures(v) for k, v in by_phase.items()},
     }
 
 
@@ -733,39 +853,64 @@ class PySpy:
             self.proc.kill()
 
 
-def profile_report(raw: Path, top: int = 25) -> str:
-    """Inclusive and self share of samples by function, from py-spy's collapsed stacks."""
+# Where a sample's innermost frame lives -> what it is spent on (first match wins).
+COMPONENTS = [
+    ("selectors.py", "idle (epoll)"),
+    ("sqlalchemy/", "SQLAlchemy"),
+    ("asyncpg/", "DB driver (asyncpg, aiosqlite, sqlite3)"),
+    ("aiosqlite/", "DB driver (asyncpg, aiosqlite, sqlite3)"),
+    ("sqlite3/", "DB driver (asyncpg, aiosqlite, sqlite3)"),
+    ("greenlet", "SQLAlchemy"),
+    ("redis/", "Redis client"),
+    ("rich/", "log rendering (structlog, rich, pygments)"),
+    ("pygments/", "log rendering (structlog, rich, pygments)"),
+    ("structlog/", "log rendering (structlog, rich, pygments)"),
+    ("logging/", "log rendering (structlog, rich, pygments)"),
+    ("aiohttp/", "aiohttp (HTTP server)"),
+    ("asyncio/", "asyncio event loop and sockets"),
+    ("wechatpy/", "WeChat XML, signature, AES"),
+    ("xmltodict", "WeChat XML, signature, AES"),
+    ("defusedxml/", "WeChat XML, signature, AES"),
+    ("xml/", "WeChat XML, signature, AES"),
+    ("cryptography/", "WeChat XML, signature, AES"),
+    ("channels/", "WeChat XML, signature, AES"),
+    ("nlu/", "NLU"),
+    ("jieba/", "NLU"),
+    ("knowledge/", "knowledge base"),
+    ("actions/", "dialogue policy and actions"),
+    ("bot/", "engine, app (bot/)"),
+    ("taskiq", "job queue"),
+    ("prometheus_client/", "metrics"),
+]
+OWN_CODE = ("bot/", "channels/", "actions/", "nlu/", "knowledge/")
+
+
+def profile_report(raw: Path, top: int = 20) -> str:
+    """Samples by component (of the innermost frame), our own functions by inclusive share, and the
+    functions with the largest self share, from py-spy's collapsed stacks (``--format raw``)."""
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
+    components: collections.Counter[str] = collections.Counter()
     total = 0
-    idle = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue  # a continuation of a frame name with a newline in it (generated code)
         n = int(count)
-        frames = stack.split(";")
+        frames = [_short(f) for f in stack.split(";")]
         total += n
-        leaf = frames[-1]
-        if "select (selectors.py" in leaf:
-            idle += n
-        own[_short(leaf)] += n
-        for f in {_short(f) for f in frames}:
-            inclusive[f] += n
-    lines = [f"py-spy: {total} samples, {idle * 100 / max(1, total):.1f}% idle in epoll (selectors.select)"]
-    lines.append("  inclusive %  function")
-    for name, n in inclusive.most_common(top * 3):
-        if any(
-            skip in name
-            for skip in ("<module>", "run_forever", "_run_once", "run_until_complete", "_run (asyncio/events")
-        ):
-            continue
-        lines.append(f"  {n * 100 / total:9.1f}  {name}")
-        if len(lines) > top + 2:
-            break
-    lines.append("  self %      function")
-    for name, n in own.most_common(top):
-        lines.append(f"  {n * 100 / total:9.1f}  {name}")
+        own[frames[-1]] += n
+        components[next((c for marker, c in COMPONENTS if marker in frames[-1]), "other")] += n
+        for f in set(frames):
+            if any(f"({prefix}" in f for prefix in OWN_CODE) and "(bot/cli.py)" not in f:
+                inclusive[f] += n
+    total = max(1, total)
+    lines = [f"py-spy: {total} samples of the server's threads; by component (innermost frame):"]
+    lines += [f"  {n * 100 / total:5.1f}%  {name}" for name, n in components.most_common()]
+    lines.append("our functions, inclusive (samples with that function anywhere on the stack):")
+    lines += [f"  {n * 100 / total:5.1f}%  {name}" for name, n in inclusive.most_common(top)]
+    lines.append("functions, self (innermost frame):")
+    lines += [f"  {n * 100 / total:5.1f}%  {name}" for name, n in own.most_common(top)]
     return "\n".join(lines)
 
 
@@ -814,6 +959,8 @@ async def drive(
         print(
             f"warm-up: {warmup} messages in {time.monotonic() - t:.1f} s; drained in {await drain(server_pid, args.drain):.1f} s"
         )
+    if args.count_queries and server_pid and target != "bare":
+        os.kill(server_pid, signal.SIGUSR1)  # count the measured messages only
     best: float | None = None
     if "closed" in shapes:
         spy = (
@@ -823,7 +970,9 @@ async def drive(
         )
         async with session_for(args.concurrency, args.timeout) as session:
             before = Meter(server_pid).snap()
-            sent = await load.closed(session, "closed", args.messages, args.concurrency, args.max_seconds)
+            sent = await load.closed(
+                session, f"closed C={args.concurrency}", args.messages, args.concurrency, args.max_seconds
+            )
             after = Meter(server_pid).snap()
         if spy:
             spy.stop()
@@ -840,7 +989,7 @@ async def drive(
                 # Beyond what the server sustains the backlog only grows: a short run shows it.
                 duration = min(duration, args.overload_duration)
                 label += " overload"
-            samples = load.build(max(1, int(rate * duration)), "open")
+            samples = load.build(max(1, int(rate * duration)), f"open {label}")
             async with session_for(args.open_connections, args.timeout) as session:
                 before = Meter(server_pid).snap()
                 sent = await load.open(session, samples, rate)
@@ -854,6 +1003,7 @@ async def drive(
 def run_config(target: str, mode: Mode, args: argparse.Namespace, port: int) -> list[PhaseResult]:
     print(f"\n=== {target} / {mode} ===", flush=True)
     server = Server(target, mode, port, args)
+    load: Load | None = None
     try:
         t = time.monotonic()
         server.prepare()
@@ -871,6 +1021,9 @@ def run_config(target: str, mode: Mode, args: argparse.Namespace, port: int) -> 
         return results
     finally:
         server.stop()
+        if load is not None and server.counts_path.exists():
+            measured = sum(1 for s in load.samples if s.phase != "warmup" and s.status == 200)
+            print(counts_report(server.counts_path, measured))
         server.cleanup()
 
 
@@ -887,7 +1040,7 @@ def finish(
     total_success = sum(1 for s in load.samples if s.verdict == "success")
     for r in results:
         r.extra["peak_rss_mb"] = round(peak / 1024, 1) if pid else None
-        r.extra["storage"] = storage
+        r.extra["storage"] = storage["phases"].get(f"{r.shape} {r.offered}") if storage else None
     print(
         f"peak RSS (VmHWM, server and children): {peak / 1024:.1f} MB"
         if pid
@@ -895,11 +1048,18 @@ def finish(
     )
     if storage:
         print(
-            "storage: {acknowledged} acknowledged, {stored_inbound} stored, lost {lost}, duplicated {duplicated}, "
-            "stored but not acknowledged {stored_not_acknowledged}, unexpected {unexpected}; "
-            "{stored_outbound} replies stored, messages without a reply {without_reply}; "
-            "outbound delivery {outbound_delivery}".format(**storage)
+            "storage (all phases, warm-up included): {acknowledged} acknowledged, {stored_inbound} stored, "
+            "lost {lost}, duplicated {duplicated}, stored but not acknowledged {stored_not_acknowledged}, "
+            "unexpected {unexpected}; {stored_outbound} replies stored; stored messages without a reply "
+            "{without_reply} (acknowledged ones: {acknowledged_without_reply}); outbound delivery "
+            "{outbound_delivery}".format(**storage)
         )
+        for phase, f in storage["phases"].items():
+            print(
+                f"  {phase}: {f['acknowledged']} acknowledged, lost {f['lost']}, duplicated {f['duplicated']}, "
+                f"stored but not acknowledged {f['stored_not_acknowledged']}, without a reply {f['without_reply']} "
+                f"(acknowledged ones: {f['acknowledged_without_reply']})"
+            )
         if total_success:
             print(
                 f"({total_success} webhooks answered `success`: their replies go through the customer-service API)"
@@ -939,7 +1099,7 @@ def table(results: list[PhaseResult], markdown: bool) -> str:
         "errors",
         "lost",
         "dup",
-        "no reply",
+        "no reply (acked)",
         "peak RSS MB",
         "server CPU",
         "ms CPU/msg",
@@ -967,7 +1127,7 @@ def table(results: list[PhaseResult], markdown: bool) -> str:
                 str(r.errors),
                 str(st.get("lost", "n/a")),
                 str(st.get("duplicated", "n/a")),
-                str(st.get("without_reply", "n/a")),
+                f"{st['without_reply']} ({st['acknowledged_without_reply']})" if st else "n/a",
                 f"{r.extra.get('peak_rss_mb') or 0:.0f}",
                 f"{r.server_cpu_pct:.0f}%",
                 f"{r.server_cpu_ms_per_msg:.2f}",
@@ -1016,6 +1176,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where.add_argument(
         "--no-demo", action="store_true", help="do not load the demo data (empty knowledge base)"
     )
+    where.add_argument(
+        "--log-json",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="YEZHU_LOG_JSON of a server the bench starts (auto: true for postgres, as in docker-compose.yml)",
+    )
     where.add_argument("--venv", default=str(ROOT / ".venv"))
     where.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (SQLite file, server log)"
@@ -1059,7 +1225,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     load.add_argument(
         "--drain",
         type=float,
-        default=90.0,
+        default=120.0,
         help="most seconds to wait for the server to finish queued work after a phase",
     )
     load.add_argument(
@@ -1081,6 +1247,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     load.add_argument("--quiet-wait", type=float, default=600.0, help="most seconds to wait for that")
     out = p.add_argument_group("output")
+    out.add_argument(
+        "--count-queries",
+        action="store_true",
+        help="run the server with every SQL statement, transaction and Redis command counted; print them per "
+        "message (use with --shape closed: it costs the server some CPU)",
+    )
     out.add_argument("--json", help="write machine, arguments and results to this file")
     out.add_argument("--markdown", action="store_true", help="print the final table as Markdown")
     out.add_argument(
@@ -1097,6 +1269,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve-counting"]:  # the server process of --count-queries
+        serve_counting(argv[1:])
+        return
     args = parse_args(argv)
     if args.pin:
         os.sched_setaffinity(0, {args.client_core})
