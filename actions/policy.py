@@ -19,10 +19,11 @@ import copy
 import datetime as dt
 import logging
 import re
+import time
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from actions import binding
 from actions.hours import describe_hours, in_staff_hours, next_opening
@@ -47,6 +48,8 @@ from bot.store.models import (
 log = logging.getLogger("yezhu.policy")
 
 FORM_TIMEOUT = dt.timedelta(minutes=30)
+ACCOUNT_PROJECT_TTL = 60.0
+"""Seconds an account's project (for owners without a bound house) is kept between look-ups."""
 CONFIDENT = 0.5
 GROUP_THRESHOLD = 3
 GROUP_WINDOW = dt.timedelta(hours=24)
@@ -108,6 +111,7 @@ class DialoguePolicy:
         self.rt = runtime
         self.knowledge: KnowledgeService = runtime.knowledge
         self.sms = runtime.sms
+        self._account_projects: dict[str, tuple[str | None, float]] = {}
 
     # --- entry point ---------------------------------------------------------------------------
 
@@ -391,7 +395,7 @@ class DialoguePolicy:
                         sa.select(House)
                         .join(OwnerHouse, OwnerHouse.house_id == House.id)
                         .where(OwnerHouse.owner_id == owner_id)
-                        .options(selectinload(House.building).selectinload(Building.project))
+                        .options(joinedload(House.building).joinedload(Building.project))
                         .order_by(House.id)
                     )
                 ).scalars()
@@ -425,6 +429,17 @@ class DialoguePolicy:
         return project
 
     async def _project_code(self, turn: Turn) -> str | None:
+        if "project" not in turn.extra and turn.identity.owner_id is None:
+            # An owner who has not bound a house: the account's project. Asked on most messages of
+            # unbound owners (knowledge-base answers), so it is kept for a minute, not queried each time.
+            account = turn.identity.account
+            cached = self._account_projects.get(account)
+            if cached is not None and cached[1] > time.monotonic():
+                return cached[0]
+            project = await self._project(turn)
+            code = project.code if project else None
+            self._account_projects[account] = (code, time.monotonic() + ACCOUNT_PROJECT_TTL)
+            return code
         project = await self._project(turn)
         return project.code if project else None
 

@@ -22,6 +22,16 @@ def settings() -> Settings:
     return s
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop (libuv: about half the CPU per socket operation of asyncio's selector loop,
+    measured in docs/PERFORMANCE.md); asyncio's own where uvloop is not installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 @app.command()
 def run(
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
@@ -35,6 +45,7 @@ def run(
     s = settings()
     web.run_app(
         create_app(s, migrate=s.is_sqlite),
+        loop=new_event_loop(),
         host=host or s.host,
         port=port or s.port,
         access_log=None,
@@ -49,7 +60,11 @@ def worker() -> None:
     if not s.redis_url:
         typer.echo("yezhu worker needs YEZHU_REDIS_URL; the embedded mode runs jobs inside `yezhu run`.", err=True)
         raise typer.Exit(2)
-    asyncio.run(_worker(s))
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(_worker(s))
+    finally:
+        loop.close()
 
 
 async def _worker(s: Settings) -> None:

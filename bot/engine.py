@@ -21,7 +21,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from bot import events
 from bot.conversation import CLOSED, STAFF, log_event
@@ -34,6 +33,11 @@ from channels.base import Accepted, Duplicate, InboundMessage, OutboundMessage
 log = logging.getLogger("yezhu.engine")
 
 Enqueue = Callable[..., Awaitable[None]]
+
+
+PARSED_KINDS = frozenset({"text", "voice", "link", "location"})
+SUBSCRIPTION_EVENTS = frozenset({"subscribe", "unsubscribe"})
+OPEN_CACHE_SIZE = 100_000
 
 
 def dedup_key(msg: InboundMessage) -> str:
@@ -50,6 +54,9 @@ class Engine:
         self.db: Database = runtime.db
         self.policy = policy
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._open: dict[str, tuple[int, int]] = {}
+        """sender key -> (identity id, its open conversation id), as last seen by this process. A hint
+        only: the fast path checks in the database that the conversation is still open."""
 
     # --- step 1: accept ------------------------------------------------------------------------
 
@@ -61,8 +68,8 @@ class Engine:
             metrics.dedup_hits.labels(msg.channel).inc()
             return Duplicate()
         try:
-            async with services.locks.lock("accept:" + sender_key(msg.channel, msg.account, msg.sender)):
-                stored = await self._store_inbound(msg)
+            parse = await self._parse(msg)
+            stored = await self._store_inbound(msg, parse)
         except IntegrityError:
             # The database saw this msg_id already (e.g. the de-dup key expired, or Redis was flushed).
             metrics.dedup_hits.labels(msg.channel).inc()
@@ -73,31 +80,97 @@ class Engine:
         metrics.messages_in.labels(msg.channel).inc()
         conversation_id, message_id = stored
         pending = _Pending(self, msg.channel)
-        task = self._spawn(self._process(msg, conversation_id, message_id, started, pending))
+        task = self._spawn(self._process(msg, conversation_id, message_id, parse, started, pending))
         return Accepted(replies=asyncio.shield(task), defer=pending.defer)
 
-    async def _store_inbound(self, msg: InboundMessage) -> tuple[int, int]:
+    async def _parse(self, msg: InboundMessage) -> Any | None:
+        """The NLU result, stored with the message itself (one write instead of an insert and an update).
+
+        A failing NLU backend must not refuse the message: it is stored unparsed and the bot answers
+        as it would to text it does not understand."""
+        nlu = self.rt.nlu
+        if nlu is None or msg.kind not in PARSED_KINDS or not msg.text.strip():
+            return None
+        try:
+            parse = await nlu.aparse(msg.text)
+        except Exception:
+            log.exception("NLU failed; the message is stored without a parse")
+            return None
+        self.rt.metrics.nlu_intents.labels(parse.intent).inc()
+        return parse
+
+    async def _store_inbound(self, msg: InboundMessage, parse: Any | None) -> tuple[int, int]:
+        """Commit the inbound message; returns ``(conversation_id, message_id)``.
+
+        Fast path: the sender's open conversation is known to this process, and one statement (on
+        PostgreSQL; one short transaction on SQLite) touches the conversation only if it is still open,
+        stamps the identity and inserts the message. Otherwise (a new sender, a closed conversation,
+        (un)subscribe events) the ORM path runs under the sender's accept lock, so two first messages
+        cannot open two conversations.
+        """
+        sender = sender_key(msg.channel, msg.account, msg.sender)
+        nlu = parse.to_dict() if parse is not None else None
+        if not (msg.kind == "event" and msg.event in SUBSCRIPTION_EVENTS):
+            known = self._open.get(sender)
+            if known is not None:
+                message_id = await self._append(known[0], known[1], msg, nlu)
+                if message_id is not None:
+                    return known[1], message_id
+                self._open.pop(sender, None)  # closed meanwhile: find or open the current one
+        async with self.rt.services.locks.lock("accept:" + sender):
+            identity_id, conversation_id, message_id = await self._store_inbound_orm(msg, nlu)
+        if len(self._open) >= OPEN_CACHE_SIZE:
+            self._open.clear()
+        self._open[sender] = (identity_id, conversation_id)
+        return conversation_id, message_id
+
+    def _inbound_values(self, msg: InboundMessage, nlu: dict[str, Any] | None) -> dict[str, Any]:
+        return {
+            "direction": "in",
+            "channel": msg.channel,
+            "account": msg.account,
+            "channel_msg_id": msg.msg_id,
+            "kind": msg.kind,
+            "text": msg.text,
+            "media": dict(msg.media, **({"event": msg.event} if msg.event else {})),
+            "nlu": nlu,
+            "attempts": 0,
+            "at": msg.received_at,
+        }
+
+    async def _append(
+        self, identity_id: int, conversation_id: int, msg: InboundMessage, nlu: dict[str, Any] | None
+    ) -> int | None:
+        """Insert the message into a conversation that is still open; None if it was closed."""
+        params = {
+            "p_cid": conversation_id,
+            "p_iid": identity_id,
+            "p_now": utcnow(),
+            **{"p_" + k: v for k, v in self._inbound_values(msg, nlu).items()},
+        }
+        if self.db.is_sqlite:
+            async with self.db.engine.begin() as c:
+                if (await c.execute(_APPEND.touch, params)).rowcount == 0:
+                    return None
+                await c.execute(_APPEND.stamp, params)
+                return (await c.execute(_APPEND.insert, params)).scalar_one()
+        async with self.db.autocommit() as c:
+            return (await c.execute(_APPEND.combined, params)).scalar_one_or_none()
+
+    async def _store_inbound_orm(
+        self, msg: InboundMessage, nlu: dict[str, Any] | None
+    ) -> tuple[int, int, int]:
         async with self.db.session() as s, s.begin():
             identity = await self._identity(s, msg.channel, msg.account, msg.sender)
             identity.last_inbound_at = utcnow()
-            if msg.kind == "event" and msg.event in ("subscribe", "unsubscribe"):
+            if msg.kind == "event" and msg.event in SUBSCRIPTION_EVENTS:
                 identity.subscribed = msg.event == "subscribe"
             conv = await self.current_conversation(s, identity)
             conv.last_message_at = utcnow()
-            message = Message(
-                conversation_id=conv.id,
-                direction="in",
-                channel=msg.channel,
-                account=msg.account,
-                channel_msg_id=msg.msg_id,
-                kind=msg.kind,
-                text=msg.text,
-                media=dict(msg.media, **({"event": msg.event} if msg.event else {})),
-                at=msg.received_at,
-            )
+            message = Message(conversation_id=conv.id, **self._inbound_values(msg, nlu))
             s.add(message)
             await s.flush()
-            return conv.id, message.id
+            return identity.id, conv.id, message.id
 
     async def _identity(self, s: AsyncSession, channel: str, account: str, external_id: str) -> Identity:
         q = sa.select(Identity).where(
@@ -141,12 +214,18 @@ class Engine:
         return task
 
     async def _process(
-        self, msg: InboundMessage, conversation_id: int, message_id: int, started: float, pending: _Pending
+        self,
+        msg: InboundMessage,
+        conversation_id: int,
+        message_id: int,
+        parse: Any | None,
+        started: float,
+        pending: _Pending,
     ) -> list[OutboundMessage]:
         rt = self.rt
         try:
             async with rt.services.locks.lock("turn:" + sender_key(msg.channel, msg.account, msg.sender)):
-                replies, out_ids, batch = await self._turn(msg, conversation_id, message_id)
+                replies, out_ids, batch = await self._turn(msg, conversation_id, message_id, parse)
             await batch.publish(rt.services.pubsub)
         except Exception:
             log.exception("processing failed", extra={"conversation_id": conversation_id})
@@ -163,29 +242,26 @@ class Engine:
             await self.rt.jobs.enqueue_delivery(mid)
 
     async def _turn(
-        self, msg: InboundMessage, conversation_id: int, message_id: int
+        self, msg: InboundMessage, conversation_id: int, message_id: int, parse: Any | None
     ) -> tuple[list[OutboundMessage], list[int], EventBatch]:
         rt = self.rt
         batch = EventBatch()
         async with self.db.session() as s, s.begin():
-            conv = (
+            # The conversation, its identity and owner in one statement, as plain entities (cheaper
+            # than eager-loading relationships); ``conv.identity`` and ``identity.owner`` then come
+            # from the session's identity map without SQL. A policy that needs houses loads them.
+            conv, identity, owner = (
                 await s.execute(
-                    sa.select(Conversation)
+                    sa.select(Conversation, Identity, Owner)
+                    .join(Identity, Identity.id == Conversation.identity_id)
+                    .outerjoin(Owner, Owner.id == Identity.owner_id)
                     .where(Conversation.id == conversation_id)
-                    # The identity and owner only: a policy that needs the houses loads them itself.
-                    .options(selectinload(Conversation.identity).selectinload(Identity.owner))
                 )
-            ).scalar_one()
-            message = await s.get_one(Message, message_id)
-            parse = None
-            if msg.text.strip() and msg.kind in ("text", "voice", "link", "location") and rt.nlu is not None:
-                parse = await rt.nlu.aparse(msg.text)
-                message.nlu = parse.to_dict()
-                rt.metrics.nlu_intents.labels(parse.intent).inc()
+            ).one()
             batch.emit(
                 events.MESSAGE_CREATED,
                 conversation_id=conv.id,
-                message_id=message.id,
+                message_id=message_id,
                 direction="in",
                 mode=conv.mode,
                 text=msg.text,
@@ -194,10 +270,10 @@ class Engine:
                 return [], [], batch  # a person owns the conversation: the bot stays silent
             turn = Turn(
                 inbound=msg,
-                message=message,
+                message_id=message_id,
                 conversation=conv,
-                identity=conv.identity,
-                owner=conv.identity.owner,
+                identity=identity,
+                owner=owner,
                 parse=parse,
                 session=s,
                 events=batch,
@@ -206,13 +282,33 @@ class Engine:
             )
             replies = await self.policy.respond(turn)
             out_ids = []
+            if replies:
+                await s.flush()  # what the policy changed goes first, as the unit of work would order it
+                conn = await s.connection()
             for reply in replies:
-                out = self._outbound(conv, msg.channel, msg.account, reply, author="bot", delivery="reply")
-                s.add(out)
-                await s.flush()
-                out_ids.append(out.id)
+                # A plain INSERT in the turn's transaction: the reply needs no ORM object here.
+                out_ids.append(
+                    (
+                        await conn.execute(
+                            _REPLY,
+                            {
+                                "conversation_id": conv.id,
+                                "direction": "out",
+                                "channel": msg.channel,
+                                "account": msg.account,
+                                "kind": reply.kind,
+                                "text": reply.text,
+                                "media": dict(reply.data),
+                                "author": "bot",
+                                "delivery": "reply",
+                                "attempts": 0,
+                                "at": utcnow(),
+                            },
+                        )
+                    ).scalar_one()
+                )
                 batch.emit(
-                    events.MESSAGE_CREATED, conversation_id=conv.id, message_id=out.id, direction="out",
+                    events.MESSAGE_CREATED, conversation_id=conv.id, message_id=out_ids[-1], direction="out",
                     mode=conv.mode, text=reply.text,
                 )
         return replies, out_ids, batch
@@ -263,6 +359,55 @@ class Engine:
         deadline = time.monotonic() + timeout
         while self._tasks and time.monotonic() < deadline:
             await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
+
+
+class _AppendStatements:
+    """The fast-path accept statements, built once (their SQL is compiled once and cached)."""
+
+    def __init__(self) -> None:
+        conv, ident, message = Conversation.__table__, Identity.__table__, Message.__table__
+        self.columns = [
+            "direction", "channel", "account", "channel_msg_id", "kind", "text", "media", "nlu", "attempts", "at",
+        ]
+        # The conversation only while it is open; it takes the identity's owner once the owner bound.
+        self.touch = (
+            sa.update(conv)
+            .where(conv.c.id == sa.bindparam("p_cid"), conv.c.mode != sa.literal_column(f"'{CLOSED}'"))
+            .values(
+                last_message_at=sa.bindparam("p_now"),
+                updated_at=sa.bindparam("p_now"),
+                owner_id=sa.func.coalesce(
+                    conv.c.owner_id,
+                    sa.select(ident.c.owner_id).where(ident.c.id == sa.bindparam("p_iid")).scalar_subquery(),
+                ),
+            )
+        )
+        self.stamp = (
+            sa.update(ident).where(ident.c.id == sa.bindparam("p_iid")).values(last_inbound_at=sa.bindparam("p_now"))
+        )
+        # Parameters are prefixed: an UPDATE would take a parameter named like a column as a new value.
+        binds = [sa.bindparam("p_" + k, type_=message.c[k].type) for k in self.columns]
+        self.insert = (
+            sa.insert(message)
+            .from_select(
+                ["conversation_id", *self.columns], sa.select(sa.bindparam("p_cid", type_=sa.Integer), *binds)
+            )
+            .returning(message.c.id)
+        )
+        # PostgreSQL: all three in one statement, atomic on its own (data-modifying CTEs), so it can
+        # run in autocommit without BEGIN and COMMIT round trips.
+        touched = self.touch.returning(conv.c.id).cte("touched")
+        stamped = self.stamp.where(sa.exists(sa.select(touched.c.id))).cte("stamped")
+        self.combined = (
+            sa.insert(message)
+            .from_select(["conversation_id", *self.columns], sa.select(touched.c.id, *binds))
+            .returning(message.c.id)
+            .add_cte(stamped)
+        )
+
+
+_APPEND = _AppendStatements()
+_REPLY = sa.insert(Message.__table__).returning(Message.__table__.c.id)
 
 
 class _Pending:

@@ -52,9 +52,10 @@ class EventBatch:
         self.events.append(DomainEvent(name, data))
 
     async def publish(self, pubsub: PubSub) -> None:
-        for ev in self.events:
-            try:
-                await pubsub.publish(CHANNEL, {"event": ev.name, **ev.data})
-            except Exception:  # the state is committed; a lost notification must not fail the request
-                log.exception("could not publish %s", ev.name)
-        self.events.clear()
+        if not self.events:
+            return
+        events, self.events = self.events, []
+        try:  # in one round trip
+            await pubsub.publish_many(CHANNEL, [{"event": ev.name, **ev.data} for ev in events])
+        except Exception:  # the state is committed; a lost notification must not fail the request
+            log.exception("could not publish %s", ", ".join(ev.name for ev in events))

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import EventBatch
-from bot.store.models import Conversation, Identity, Message, Owner
+from bot.store.models import Conversation, Identity, Owner
 from channels.base import InboundMessage, OutboundMessage
 
 __all__ = ["HELP", "NON_TEXT", "WELCOME", "OutboundMessage", "Policy", "Turn", "WelcomePolicy"]
@@ -48,7 +48,8 @@ class Turn:
     """Everything a policy may look at and change for one inbound message."""
 
     inbound: InboundMessage
-    message: Message
+    message_id: int
+    """The stored inbound message (already committed, with its NLU parse)."""
     conversation: Conversation
     identity: Identity
     owner: Owner | None

@@ -31,6 +31,10 @@ class Locks(Protocol):
 class PubSub(Protocol):
     async def publish(self, channel: str, message: dict[str, Any]) -> None: ...
 
+    async def publish_many(self, channel: str, messages: list[dict[str, Any]]) -> None:
+        """Publish several messages in order (with Redis: in one round trip)."""
+        ...
+
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]:
         """``async with pubsub.subscribe(ch) as messages: async for m in messages: ...``"""
         ...

@@ -65,6 +65,10 @@ class MemoryPubSub:
         for queue in list(self._queues.get(channel, ())):
             queue.put_nowait(message)
 
+    async def publish_many(self, channel: str, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            await self.publish(channel, message)
+
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

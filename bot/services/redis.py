@@ -72,6 +72,14 @@ class RedisPubSub:
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
         await self.r.publish(PREFIX + channel, json.dumps(message, ensure_ascii=False, default=str))
 
+    async def publish_many(self, channel: str, messages: list[dict[str, Any]]) -> None:
+        if len(messages) == 1:
+            return await self.publish(channel, messages[0])
+        async with self.r.pipeline(transaction=False) as pipe:
+            for message in messages:
+                pipe.publish(PREFIX + channel, json.dumps(message, ensure_ascii=False, default=str))
+            await pipe.execute()
+
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         pubsub = self.r.pubsub(ignore_subscribe_messages=True)

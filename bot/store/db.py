@@ -12,7 +12,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
 
@@ -37,11 +43,15 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # No pre-ping: it costs a round trip on every checkout (several per message). A connection
+            # that died with the server fails one statement, and SQLAlchemy then invalidates the whole
+            # pool; recycling keeps connections from outliving server-side idle timeouts.
+            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def is_sqlite(self) -> bool:
@@ -49,6 +59,11 @@ class Database:
 
     def session(self) -> AsyncSession:
         return self.sessions()
+
+    def autocommit(self) -> AsyncConnection:
+        """A connection without an explicit transaction (``async with db.autocommit() as c``): each
+        statement commits on its own, saving the BEGIN and COMMIT round trips of a one-statement write."""
+        return self._autocommit.connect()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

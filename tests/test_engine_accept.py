@@ -1,0 +1,117 @@
+"""The accept step's fast path (bot/engine.py) through the real webhook, on SQLite and PostgreSQL.
+
+A sender this process already knows has its message written by one statement (PostgreSQL) or one short
+transaction (SQLite) that only lands in the conversation while it is still open; these tests pin what
+that path must keep doing: the NLU parse stored with the message, the 48-hour window stamp, a closed
+conversation never receiving new messages, an owner bound in the meantime, and exactly-once storage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from bot import conversation as verbs
+from bot.events import EventBatch
+from bot.runtime import Runtime
+from bot.store.models import Conversation, Identity, Owner
+from tests.test_wechat_app import EchoPolicy, FakeWeChatAPI, api, messages, owner, start  # noqa: F401
+
+__all__ = ["api"]
+
+
+async def conversations(rt: Runtime) -> list[Conversation]:
+    async with rt.db.session() as s:
+        return list((await s.execute(sa.select(Conversation).order_by(Conversation.id))).scalars())
+
+
+async def identity(rt: Runtime, openid: str) -> Identity:
+    async with rt.db.session() as s:
+        return (await s.execute(sa.select(Identity).where(Identity.external_id == openid))).scalar_one()
+
+
+async def test_a_known_sender_writes_into_the_open_conversation_with_the_parse(
+    aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
+) -> None:
+    from bot.runtime import load_nlu
+    from bot.settings import Settings
+
+    client, rt = await start(aiohttp_client, db_url, api)
+    rt.nlu = load_nlu(Settings(_env_file=None))  # type: ignore[call-arg]
+    o = owner(client, openid="oFAST0001")
+    assert await o.send_text("你好") == "收到[0]：你好"
+    first_seen = (await identity(rt, "oFAST0001")).last_inbound_at
+    assert rt.engine._open, "the first message should have taught the engine the sender's conversation"
+    assert await o.send_text("物业费怎么交") == "收到[0]：物业费怎么交"
+    assert await o.send_text("卫生间漏水了") == "收到[0]：卫生间漏水了"
+
+    stored = await messages(rt)
+    assert [(m.direction, m.text) for m in stored] == [
+        ("in", "你好"), ("out", "收到[0]：你好"),
+        ("in", "物业费怎么交"), ("out", "收到[0]：物业费怎么交"),
+        ("in", "卫生间漏水了"), ("out", "收到[0]：卫生间漏水了"),
+    ]
+    inbound = [m for m in stored if m.direction == "in"]
+    assert [m.nlu["intent"] for m in inbound] == ["greet", "inquiry", "repair"]  # type: ignore[index]
+    assert {m.conversation_id for m in stored} == {stored[0].conversation_id}
+    assert all(m.channel_msg_id and m.kind == "text" and m.attempts == 0 for m in inbound)
+    # the customer-service window and the queue order move with every message
+    ident = await identity(rt, "oFAST0001")
+    assert first_seen is not None and ident.last_inbound_at is not None and ident.last_inbound_at > first_seen
+    (conv,) = await conversations(rt)
+    assert conv.last_message_at is not None and conv.last_message_at >= ident.last_inbound_at
+
+
+async def test_a_closed_conversation_takes_no_more_messages(
+    aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
+) -> None:
+    client, rt = await start(aiohttp_client, db_url, api)
+    o = owner(client, openid="oFAST0002")
+    assert await o.send_text("电梯坏了") == "收到[0]：电梯坏了"
+    async with rt.db.session() as s, s.begin():  # staff close it from the console (another process, say)
+        conv = (await s.execute(sa.select(Conversation))).scalar_one()
+        verbs.close(s, EventBatch(), conv, actor="staff:kefu")
+    assert await o.send_text("还在吗") == "收到[0]：还在吗"
+
+    old, new = await conversations(rt)
+    assert old.mode == "closed" and new.mode == "bot" and new.identity_id == old.identity_id
+    by_conv = {m.text: m.conversation_id for m in await messages(rt) if m.direction == "in"}
+    assert by_conv == {"电梯坏了": old.id, "还在吗": new.id}
+    assert await o.send_text("好的") == "收到[0]：好的"  # and the new one is the known one from now on
+    assert len(await conversations(rt)) == 2
+
+
+async def test_an_owner_bound_meanwhile_is_set_on_the_conversation(
+    aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
+) -> None:
+    client, rt = await start(aiohttp_client, db_url, api)
+    o = owner(client, openid="oFAST0003")
+    await o.send_text("我要绑定房屋")
+    async with rt.db.session() as s, s.begin():
+        person = Owner(name="赵六", phone="13900000003")
+        s.add(person)
+        await s.flush()
+        (await s.execute(sa.select(Identity))).scalar_one().owner_id = person.id
+        owner_id = person.id
+    (conv,) = await conversations(rt)
+    assert conv.owner_id is None
+    await o.send_text("你好")
+    (conv,) = await conversations(rt)
+    assert conv.owner_id == owner_id
+
+
+async def test_a_redelivery_after_the_dedup_key_expired_is_stored_once(
+    aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
+) -> None:
+    client, rt = await start(aiohttp_client, db_url, api)
+    o = owner(client, openid="oFAST0004")
+    await o.send_text("你好")
+    xml = o.text_xml("停水了吗", msg_id=7054768590064713001)
+    first = await o.post(xml)
+    assert o.reply_fields(first)["Content"] == "收到[0]：停水了吗"
+    await rt.services.dedup.forget("msg:wechat:default:7054768590064713001")  # e.g. Redis was flushed
+    again = await o.post(xml)
+    assert again.status == 200 and not o.reply_fields(again)  # acknowledged, nothing done twice
+    stored = [m.text for m in await messages(rt)]
+    assert stored == ["你好", "收到[0]：你好", "停水了吗", "收到[0]：停水了吗"]
