@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         reply_budget=settings.reply_budget,
         signature_window=settings.signature_window,
         max_body_bytes=settings.max_body_bytes,
+        max_inflight=settings.webhook_max_inflight,
         on_rejected=lambda account, reason: rt.metrics.rejected.labels("wechat", reason).inc(),
     )
     app.add_routes(wechat.routes())

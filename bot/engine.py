@@ -54,6 +54,7 @@ class Engine:
         self.db: Database = runtime.db
         self.policy = policy
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._turn_slots = asyncio.Semaphore(max(1, runtime.settings.turn_concurrency))
         self._open: dict[str, tuple[int, int]] = {}
         """sender key -> (identity id, its open conversation id), as last seen by this process. A hint
         only: the fast path checks in the database that the conversation is still open."""
@@ -224,7 +225,10 @@ class Engine:
     ) -> list[OutboundMessage]:
         rt = self.rt
         try:
-            async with rt.services.locks.lock("turn:" + sender_key(msg.channel, msg.account, msg.sender)):
+            async with (
+                self._turn_slots,
+                rt.services.locks.lock("turn:" + sender_key(msg.channel, msg.account, msg.sender)),
+            ):
                 replies, out_ids, batch = await self._turn(msg, conversation_id, message_id, parse)
             await batch.publish(rt.services.pubsub)
         except Exception:

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     """Seconds a signed request's timestamp may differ from our clock."""
     max_body_bytes: int = 64 * 1024
     dedup_ttl: int = 24 * 3600
+    webhook_max_inflight: int = 256
+    """Webhook requests one process works on at once; beyond that it answers 503 at once (WeChat retries
+    after 5 s) instead of queueing requests it could not answer within WeChat's 5 s anyway."""
+    turn_concurrency: int = 16
+    """Bot turns one process runs at once; more wait their turn, so a burst of messages cannot starve
+    the accept step (which commits each message and answers the webhook) of CPU and connections."""
 
     nlu_backend: str = "yezhu"
     rasa_url: str | None = None

@@ -203,6 +203,7 @@ class WeChatChannel:
         reply_budget: float = 3.0,
         signature_window: int = 300,
         max_body_bytes: int = 65536,
+        max_inflight: int = 256,
         clock: Callable[[], float] = time.time,
         on_rejected: Callable[[str, str], None] | None = None,
     ) -> None:
@@ -211,6 +212,10 @@ class WeChatChannel:
         self._reply_budget = reply_budget
         self._signature_window = signature_window
         self._max_body_bytes = max_body_bytes
+        self._max_inflight = max_inflight
+        self._inflight = 0
+        self._shed = 0  # requests refused for overload since the last log line
+        self._shed_logged = 0.0
         self._clock = clock
         self._on_rejected = on_rejected
         # Tasks we created around a bare-coroutine ``replies``: kept referenced until done, so a
@@ -250,7 +255,32 @@ class WeChatChannel:
         return web.Response(text=echostr, headers={"X-Content-Type-Options": "nosniff"})
 
     async def _handle_post(self, request: web.Request) -> web.StreamResponse:
-        """One message or event pushed by WeChat."""
+        """One message or event pushed by WeChat (unless this process already has too many)."""
+        if self._inflight >= self._max_inflight:
+            return self._overloaded(request)
+        self._inflight += 1
+        try:
+            return await self._handle_message(request)
+        finally:
+            self._inflight -= 1
+
+    def _overloaded(self, request: web.Request) -> web.Response:
+        """Load shedding: 503 before reading the body, so WeChat retries in 5 s (and its retry is
+        de-duplicated). Nothing was stored, so nothing acknowledged is lost; one log line a second."""
+        account = request.match_info["account"]
+        self._shed += 1
+        now = time.monotonic()
+        if now - self._shed_logged >= 1.0:
+            log.warning(
+                "wechat: overloaded (%d requests in progress): answered 503 to %d request(s) so WeChat retries",
+                self._inflight,
+                self._shed,
+            )
+            self._shed, self._shed_logged = 0, now
+        self._notify_rejected(account if account in self._accounts else "-", "overloaded")
+        return web.Response(status=503, text="busy, retry later", headers={"Retry-After": "5"})
+
+    async def _handle_message(self, request: web.Request) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._reply_budget
         account_name = request.match_info["account"]

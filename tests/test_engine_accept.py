@@ -8,6 +8,7 @@ conversation never receiving new messages, an owner bound in the meantime, and e
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from bot import conversation as verbs
 from bot.events import EventBatch
 from bot.runtime import Runtime
 from bot.store.models import Conversation, Identity, Owner
+from channels.base import OutboundMessage
 from tests.test_wechat_app import EchoPolicy, FakeWeChatAPI, api, messages, owner, start  # noqa: F401
 
 __all__ = ["api"]
@@ -115,3 +117,59 @@ async def test_a_redelivery_after_the_dedup_key_expired_is_stored_once(
     assert again.status == 200 and not o.reply_fields(again)  # acknowledged, nothing done twice
     stored = [m.text for m in await messages(rt)]
     assert stored == ["你好", "收到[0]：你好", "停水了吗", "收到[0]：停水了吗"]
+
+
+class GatedPolicy:
+    """Answers once released; records how many turns ran at the same time."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.running = self.most = 0
+
+    async def respond(self, turn: Any) -> list[OutboundMessage]:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await self.release.wait()
+        finally:
+            self.running -= 1
+        return [OutboundMessage(f"收到：{turn.inbound.text}")]
+
+
+async def test_turns_beyond_the_limit_wait_while_messages_are_still_stored_and_answered(
+    aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
+) -> None:
+    policy = GatedPolicy()
+    client, rt = await start(aiohttp_client, db_url, api, policy=policy, turn_concurrency=2, reply_budget=5.0)
+    owners = [owner(client, openid=f"oBURST{n:04d}") for n in range(5)]
+    sends = [asyncio.ensure_future(o.send_text(f"第{n}条")) for n, o in enumerate(owners)]
+    for _ in range(200):  # every message is committed while the turns are held
+        if len([m for m in await messages(rt) if m.direction == "in"]) == 5:
+            break
+        await asyncio.sleep(0.02)
+    assert len([m for m in await messages(rt) if m.direction == "in"]) == 5
+    assert policy.running == 2  # two turns run, three wait for a slot
+    policy.release.set()
+    assert sorted(await asyncio.gather(*sends)) == sorted(f"收到：第{n}条" for n in range(5))
+    assert policy.most == 2
+
+
+async def test_an_overloaded_webhook_answers_503_before_storing_anything(
+    aiohttp_client: Any, sqlite_url: str, api: FakeWeChatAPI
+) -> None:
+    policy = GatedPolicy()
+    client, rt = await start(aiohttp_client, sqlite_url, api, policy=policy, webhook_max_inflight=2)
+    busy = [asyncio.ensure_future(owner(client, openid=f"oBUSY{n:04d}").send_text("在吗")) for n in range(2)]
+    while policy.running < 2:  # both requests are in progress, waiting for their answers
+        await asyncio.sleep(0.01)
+    late = owner(client, openid="oLATE0001")
+    refused = await late.post(late.text_xml("电梯困人了", msg_id=7054768590064719999))
+    assert refused.status == 503
+    assert "电梯困人了" not in [m.text for m in await messages(rt)]  # WeChat will retry it
+    policy.release.set()
+    assert await asyncio.gather(*busy) == ["收到：在吗", "收到：在吗"]
+    # the retry, once there is room, is stored and answered like any message
+    retried = await late.post(late.text_xml("电梯困人了", msg_id=7054768590064719999))
+    assert late.reply_fields(retried)["Content"] == "收到：电梯困人了"
+    text = await (await client.get("/metrics")).text()
+    assert 'reason="overloaded"' in text
