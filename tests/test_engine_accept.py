@@ -160,8 +160,11 @@ async def test_an_overloaded_webhook_answers_503_before_storing_anything(
     policy = GatedPolicy()
     client, rt = await start(aiohttp_client, sqlite_url, api, policy=policy, webhook_max_inflight=2)
     busy = [asyncio.ensure_future(owner(client, openid=f"oBUSY{n:04d}").send_text("在吗")) for n in range(2)]
-    while policy.running < 2:  # both requests are in progress, waiting for their answers
+    for _ in range(500):  # both requests are in progress, waiting for their answers
+        if policy.running == 2:
+            break
         await asyncio.sleep(0.01)
+    assert policy.running == 2
     late = owner(client, openid="oLATE0001")
     refused = await late.post(late.text_xml("电梯困人了", msg_id=7054768590064719999))
     assert refused.status == 503
