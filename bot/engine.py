@@ -21,6 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import events
 from bot.conversation import CLOSED, STAFF, log_event
@@ -248,30 +250,34 @@ class Engine:
     async def _turn(
         self, msg: InboundMessage, conversation_id: int, message_id: int, parse: Any | None
     ) -> tuple[list[OutboundMessage], list[int], EventBatch]:
+        """One bot turn. Most turns (a knowledge-base answer, a greeting, a form step) change nothing
+        but the dialogue state and add a reply; they cost two statements and no transaction round trips:
+
+        1. the conversation, its identity and owner in one Core statement, outside a transaction (the
+           per-sender ``turn:`` lock already keeps other turns of this sender out), attached to a fresh
+           session as if the ORM had loaded them;
+        2. the policy runs with that session; if it queries, adds or changes anything else the session
+           opens a transaction as usual, and the replies join that transaction (``_commit_turn``);
+        3. otherwise the new dialogue state and the replies are written by one statement
+           (``_write_turn``).
+        """
         rt = self.rt
         batch = EventBatch()
-        async with self.db.session() as s, s.begin():
-            # The conversation, its identity and owner in one statement, as plain entities (cheaper
-            # than eager-loading relationships); ``conv.identity`` and ``identity.owner`` then come
-            # from the session's identity map without SQL. A policy that needs houses loads them.
-            conv, identity, owner = (
-                await s.execute(
-                    sa.select(Conversation, Identity, Owner)
-                    .join(Identity, Identity.id == Conversation.identity_id)
-                    .outerjoin(Owner, Owner.id == Identity.owner_id)
-                    .where(Conversation.id == conversation_id)
-                )
-            ).one()
-            batch.emit(
-                events.MESSAGE_CREATED,
-                conversation_id=conv.id,
-                message_id=message_id,
-                direction="in",
-                mode=conv.mode,
-                text=msg.text,
-            )
-            if conv.mode == STAFF:
-                return [], [], batch  # a person owns the conversation: the bot stays silent
+        async with self.db.autocommit() as c:
+            row = (await c.execute(_TURN.load, {"p_cid": conversation_id})).one()
+        conv, identity, owner = _TURN.entities(row)
+        batch.emit(
+            events.MESSAGE_CREATED,
+            conversation_id=conv.id,
+            message_id=message_id,
+            direction="in",
+            mode=conv.mode,
+            text=msg.text,
+        )
+        if conv.mode == STAFF:
+            return [], [], batch  # a person owns the conversation: the bot stays silent
+        async with self.db.session() as s:
+            _TURN.attach(s, conv, identity, owner)
             turn = Turn(
                 inbound=msg,
                 message_id=message_id,
@@ -285,37 +291,64 @@ class Engine:
                 runtime=rt,
             )
             replies = await self.policy.respond(turn)
-            out_ids = []
-            if replies:
-                await s.flush()  # what the policy changed goes first, as the unit of work would order it
-                conn = await s.connection()
-            for reply in replies:
-                # A plain INSERT in the turn's transaction: the reply needs no ORM object here.
-                out_ids.append(
-                    (
-                        await conn.execute(
-                            _REPLY,
-                            {
-                                "conversation_id": conv.id,
-                                "direction": "out",
-                                "channel": msg.channel,
-                                "account": msg.account,
-                                "kind": reply.kind,
-                                "text": reply.text,
-                                "media": dict(reply.data),
-                                "author": "bot",
-                                "delivery": "reply",
-                                "attempts": 0,
-                                "at": utcnow(),
-                            },
-                        )
-                    ).scalar_one()
-                )
-                batch.emit(
-                    events.MESSAGE_CREATED, conversation_id=conv.id, message_id=out_ids[-1], direction="out",
-                    mode=conv.mode, text=reply.text,
-                )
+            rows = [
+                {
+                    "conversation_id": conv.id,
+                    "direction": "out",
+                    "channel": msg.channel,
+                    "account": msg.account,
+                    "kind": reply.kind,
+                    "text": reply.text,
+                    "media": dict(reply.data),
+                    "author": "bot",
+                    "delivery": "reply",
+                    "attempts": 0,
+                    "at": utcnow(),
+                }
+                for reply in replies
+            ]
+            state = _TURN.only_state_changed(s, conv)
+            if state is not None:
+                out_ids = await self._write_turn(conv, state, rows)
+            else:
+                out_ids = await self._commit_turn(s, rows)
+        for reply, out_id in zip(replies, out_ids, strict=True):
+            batch.emit(
+                events.MESSAGE_CREATED, conversation_id=conv.id, message_id=out_id, direction="out",
+                mode=conv.mode, text=reply.text,
+            )
         return replies, out_ids, batch
+
+    async def _commit_turn(self, s: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+        """The general case: what the policy changed, then the replies, in one transaction."""
+        await s.flush()  # the policy's changes go first, as the unit of work would order them
+        out_ids = []
+        if rows:
+            conn = await s.connection()
+            for row in rows:
+                out_ids.append((await conn.execute(_REPLY, row)).scalar_one())
+        await s.commit()
+        return out_ids
+
+    async def _write_turn(
+        self, conv: Conversation, state: dict[str, Any] | _Unchanged, rows: list[dict[str, Any]]
+    ) -> list[int]:
+        """Only the dialogue state (maybe) and the replies changed: write them together, atomically."""
+        if not rows and isinstance(state, _Unchanged):
+            return []
+        params = {"p_cid": conv.id, "p_now": utcnow()}
+        if self.db.is_sqlite or len(rows) != 1:
+            async with self.db.engine.begin() as c:
+                if not isinstance(state, _Unchanged):
+                    await c.execute(_TURN.save_state, {**params, "p_state": state})
+                return [(await c.execute(_REPLY, row)).scalar_one() for row in rows]
+        # PostgreSQL, one reply (the usual case): one statement in autocommit.
+        stmt = _TURN.reply_only if isinstance(state, _Unchanged) else _TURN.reply_and_state
+        values = {**params, **{"p_" + k: v for k, v in rows[0].items()}}
+        if not isinstance(state, _Unchanged):
+            values["p_state"] = state
+        async with self.db.autocommit() as c:
+            return [(await c.execute(stmt, values)).scalar_one()]
 
     @staticmethod
     def _outbound(
@@ -412,6 +445,99 @@ class _AppendStatements:
 
 _APPEND = _AppendStatements()
 _REPLY = sa.insert(Message.__table__).returning(Message.__table__.c.id)
+
+
+class _Unchanged:
+    """The dialogue state did not change (as opposed to a new state, which may be ``{}``)."""
+
+
+UNCHANGED = _Unchanged()
+
+
+class _TurnStatements:
+    """Loading a turn's entities without the ORM's query machinery, and writing a simple turn."""
+
+    def __init__(self) -> None:
+        self.models = (Conversation, Identity, Owner)
+        self.attrs = [
+            [(attr.key, attr.columns[0].name) for attr in sa.inspect(model).column_attrs] for model in self.models
+        ]
+        conv, ident, owner = (m.__table__ for m in self.models)
+        columns = [
+            table.c[column].label(f"{prefix}_{column}")
+            for table, prefix, attrs in zip((conv, ident, owner), "cio", self.attrs, strict=True)
+            for _, column in attrs
+        ]
+        self.load = (
+            sa.select(*columns)
+            .select_from(conv.join(ident, ident.c.id == conv.c.identity_id).outerjoin(owner, owner.c.id == ident.c.owner_id))
+            .where(conv.c.id == sa.bindparam("p_cid"))
+        )
+        self.save_state = (
+            sa.update(conv)
+            .where(conv.c.id == sa.bindparam("p_cid"))
+            .values(state=sa.bindparam("p_state", type_=conv.c.state.type), updated_at=sa.bindparam("p_now"))
+        )
+        message = Message.__table__
+        self.reply_columns = [
+            "conversation_id", "direction", "channel", "account", "kind", "text", "media", "author", "delivery",
+            "attempts", "at",
+        ]
+        binds = [sa.bindparam("p_" + k, type_=message.c[k].type) for k in self.reply_columns]
+        self.reply_only = (
+            sa.insert(message).from_select(self.reply_columns, sa.select(*binds)).returning(message.c.id)
+        )
+        saved = self.save_state.returning(conv.c.id).cte("saved")
+        self.reply_and_state = (
+            sa.insert(message)
+            .from_select(self.reply_columns, sa.select(*binds).where(sa.exists(sa.select(saved.c.id))))
+            .returning(message.c.id)
+        )
+
+    def entities(self, row: sa.Row[Any]) -> tuple[Conversation, Identity, Owner | None]:
+        data = row._mapping
+        built: list[Any] = []
+        for model, prefix, attrs in zip(self.models, "cio", self.attrs, strict=True):
+            if data[f"{prefix}_id"] is None:
+                built.append(None)  # no owner bound
+                continue
+            built.append(model(**{key: data[f"{prefix}_{column}"] for key, column in attrs}))
+        return built[0], built[1], built[2]
+
+    @staticmethod
+    def attach(s: AsyncSession, conv: Conversation, identity: Identity, owner: Owner | None) -> None:
+        """Put the entities into the session as persistent and clean, as a query would have."""
+        for obj in (conv, identity, owner):
+            if obj is not None:
+                make_transient_to_detached(obj)
+                s.add(obj)
+        set_committed_value(conv, "identity", identity)
+        set_committed_value(identity, "owner", owner)
+        if owner is not None and conv.owner_id == owner.id:
+            set_committed_value(conv, "owner", owner)
+        elif conv.owner_id is None:
+            set_committed_value(conv, "owner", None)
+
+    @staticmethod
+    def only_state_changed(s: AsyncSession, conv: Conversation) -> dict[str, Any] | _Unchanged | None:
+        """The new dialogue state if that is all the policy changed (``UNCHANGED`` if not even that);
+        None if it did more (queried, added, deleted, or changed anything else)."""
+        if s.in_transaction() or s.new or s.deleted:
+            return None
+        changed = UNCHANGED
+        for obj in s.dirty:
+            if not s.is_modified(obj):
+                continue
+            if obj is not conv:
+                return None
+            attrs = sa.inspect(conv).attrs
+            if any(a.key != "state" and a.history.has_changes() for a in attrs):
+                return None
+            changed = conv.state
+        return changed
+
+
+_TURN = _TurnStatements()
 
 
 class _Pending:
