@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import events
@@ -522,7 +522,7 @@ class _TurnStatements:
     def only_state_changed(s: AsyncSession, conv: Conversation) -> dict[str, Any] | _Unchanged | None:
         """The new dialogue state if that is all the policy changed (``UNCHANGED`` if not even that);
         None if it did more (queried, added, deleted, or changed anything else)."""
-        if s.in_transaction() or s.new or s.deleted:
+        if s.info.get(USED_CONNECTION) or s.new or s.deleted:
             return None
         changed = UNCHANGED
         for obj in s.dirty:
@@ -538,6 +538,15 @@ class _TurnStatements:
 
 
 _TURN = _TurnStatements()
+
+USED_CONNECTION = "yezhu.used_connection"
+
+
+@sa.event.listens_for(Session, "after_begin")
+def _mark_used(session: Session, transaction: Any, connection: Any) -> None:
+    """A session is "in a transaction" as soon as anything is added to it; this marks the moment it
+    actually took a database connection (a query, a flush), which is what the turn needs to know."""
+    session.info[USED_CONNECTION] = True
 
 
 class _Pending:

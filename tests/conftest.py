@@ -194,6 +194,7 @@ async def yezhu(aiohttp_client: Any, sqlite_template: Path, sqlite_demo_template
         client = await aiohttp_client(app)
         if demo:
             await load_demo(app[RUNTIME].db, admin_password="admin-pass")
+            await app[RUNTIME].knowledge.reload()  # the app started before the demo knowledge base existed
         return client
 
     return make

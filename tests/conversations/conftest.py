@@ -49,10 +49,16 @@ class Chat:
             )).scalar_one()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Every flow on both databases: the engine writes most turns with dialect-specific statements."""
+    return {} if request.param == "sqlite" else {"database_url": request.getfixturevalue("pg_url")}
+
+
 @pytest.fixture
-async def client(yezhu: YezhuFactory) -> Any:
+async def client(yezhu: YezhuFactory, database: dict[str, str]) -> Any:
     async with FakeWeChatAPI({WECHAT["wechat_app_id"]: WECHAT["wechat_app_secret"]}) as api:
-        yield await yezhu(wechat_api_base=api.base_url)
+        yield await yezhu(wechat_api_base=api.base_url, **database)
 
 
 @pytest.fixture
