@@ -501,7 +501,11 @@ class _TurnStatements:
             if data[f"{prefix}_id"] is None:
                 built.append(None)  # no owner bound
                 continue
-            built.append(model(**{key: data[f"{prefix}_{column}"] for key, column in attrs}))
+            # As the ORM's loader does: a bare instance whose __dict__ holds the loaded values (no
+            # constructor, no attribute events, no history).
+            obj = sa.inspect(model).class_manager.new_instance()
+            obj.__dict__.update({key: data[f"{prefix}_{column}"] for key, column in attrs})
+            built.append(obj)
         return built[0], built[1], built[2]
 
     @staticmethod
