@@ -157,13 +157,14 @@ async def engine_steps(rt: Any, n: int, repeat: int) -> tuple[float, dict[str, f
     timed(engine, "_turn", "turn transaction (load, policy, replies, commit)")
     timed(engine.policy, "respond", "  of which the dialogue policy (knowledge base)")
     tag = f"{os.getpid()}x{time.time_ns() % 10**6}"
+    ids = iter(range(10**9))
 
     async def one(i: int) -> None:
         msg = InboundMessage(
             channel="wechat",
             account="default",
             sender=f"oHot{tag}s{i % 50}",
-            msg_id=f"hot{tag}m{i}",
+            msg_id=f"hot{tag}m{next(ids)}",
             kind="text",
             text=TEXTS[i % len(TEXTS)],
         )
