@@ -36,8 +36,29 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 def run(
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(help="Web processes sharing the port, one per core (needs Redis and PostgreSQL)", min=1),
+    ] = None,
 ) -> None:
     """Serve webhooks, the console and the API (embedded mode: also runs jobs in-process)."""
+    s = settings()
+    host, port, processes = host or s.host, port or s.port, processes or s.processes
+    if processes == 1:
+        serve(host, port)
+        return
+    if not s.redis_url or s.is_sqlite:
+        typer.echo(
+            "Several web processes need YEZHU_REDIS_URL and a PostgreSQL YEZHU_DATABASE_URL: the embedded "
+            "de-duplication, locks and SQLite file cannot be shared between processes.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    raise typer.Exit(supervise(processes, host, port))
+
+
+def serve(host: str, port: int, reuse_port: bool = False) -> None:
+    """One web process (``reuse_port``: one of several sharing the port; the kernel spreads connections)."""
     from aiohttp import web
 
     from bot.app import create_app
@@ -46,11 +67,74 @@ def run(
     web.run_app(
         create_app(s, migrate=s.is_sqlite),
         loop=new_event_loop(),
-        host=host or s.host,
-        port=port or s.port,
+        host=host,
+        port=port,
+        reuse_port=reuse_port,
         access_log=None,
-        print=lambda text: log.info("listening on http://%s:%s", host or s.host, port or s.port),
+        print=lambda text: log.info("listening on http://%s:%s", host, port),
     )
+
+
+RESTARTS_ALLOWED = 5
+"""A web process that dies is restarted, unless this many died within ``RESTART_WINDOW`` seconds."""
+RESTART_WINDOW = 60.0
+
+
+def supervise(count: int, host: str, port: int) -> int:
+    """Run ``count`` web processes on one port (SO_REUSEPORT) until SIGTERM/SIGINT; restart any that
+    dies; on the signal, stop them gracefully (each finishes its requests and in-flight turns)."""
+    import multiprocessing
+    import time
+    from collections import deque
+
+    ctx = multiprocessing.get_context("spawn")
+    children: list[Any] = []
+    deaths: deque[float] = deque()
+    stopping = False
+
+    def start(slot: int) -> None:
+        child = ctx.Process(target=serve, args=(host, port, True), name=f"yezhu-web-{slot}", daemon=False)
+        child.start()
+        if slot < len(children):
+            children[slot] = child
+        else:
+            children.append(child)
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for slot in range(count):
+        start(slot)
+    log.info("serving on http://%s:%s with %d web processes", host, port, count)
+    status = 0
+    while not stopping:
+        time.sleep(0.2)
+        for slot, child in enumerate(children):
+            if child.is_alive() or stopping:
+                continue
+            now = time.monotonic()
+            deaths.append(now)
+            while deaths and now - deaths[0] > RESTART_WINDOW:
+                deaths.popleft()
+            if len(deaths) > RESTARTS_ALLOWED:
+                log.error("web processes keep dying (%d in %.0f s): stopping", len(deaths), RESTART_WINDOW)
+                stopping, status = True, 1
+                break
+            log.error("web process %s exited with status %s: starting another", child.pid, child.exitcode)
+            start(slot)
+    for child in children:
+        if child.is_alive():
+            child.terminate()  # SIGTERM: aiohttp's graceful shutdown
+    for child in children:
+        child.join(timeout=30)
+        if child.is_alive():
+            log.error("web process %s did not stop within 30 s: killing it", child.pid)
+            child.kill()
+            child.join()
+    return status
 
 
 @app.command()

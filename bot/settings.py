@@ -49,6 +49,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    processes: int = Field(default=1, ge=1)
+    """Web processes of ``yezhu run`` sharing the port (SO_REUSEPORT); more than one needs Redis and
+    PostgreSQL."""
     log_level: str = "INFO"
     log_json: bool = False
 

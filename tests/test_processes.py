@@ -1,0 +1,154 @@
+"""``yezhu run --processes N``: several web processes on one port, as an operator would start them.
+
+The server runs as a real subprocess on PostgreSQL and Redis; signed WeChat messages from many owners
+arrive at once and spread over the processes; every one is answered and stored exactly once (the
+de-duplication and per-sender locks are shared through Redis), and SIGTERM stops all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bot.store.models import Message
+from tests.conftest import WECHAT
+from tests.fakes.wechat_client import WeChatOwner
+
+ROOT = Path(__file__).resolve().parent.parent
+YEZHU = Path(sys.executable).parent / "yezhu"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def web_processes(pid: int) -> list[int]:
+    """The server's child processes that serve (multiprocessing also starts a resource tracker)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(c) for c in f.read().split()]
+    return [c for c in found if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def start_server(args: list[str], cwd: Path, env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([str(YEZHU), "run", *args], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def running(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+async def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "the server exited while starting"
+            try:
+                async with http.get(base + "/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.3)
+    raise AssertionError("the server did not become healthy")
+
+
+async def test_several_web_processes_share_the_port_and_the_work(
+    pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("YEZHU_")},
+        "YEZHU_DATABASE_URL": pg_url,
+        "YEZHU_REDIS_URL": redis_url,
+        "YEZHU_WECHAT_TOKEN": WECHAT["wechat_token"],
+        "YEZHU_WECHAT_APP_ID": WECHAT["wechat_app_id"],
+        "YEZHU_WECHAT_APP_SECRET": WECHAT["wechat_app_secret"],
+        "YEZHU_WECHAT_API_BASE": "http://127.0.0.1:9",
+        "YEZHU_LOG_LEVEL": "WARNING",
+    }
+    log = (tmp_path / "server.log").open("wb")
+    proc = start_server(["--host", "127.0.0.1", "--port", str(port), "--processes", "2"], tmp_path, env, log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_healthy(base, proc)
+        workers = web_processes(proc.pid)
+        assert len(workers) == 2, workers
+        cpu_before = {pid: cpu_ticks(pid) for pid in workers}
+
+        async with aiohttp.ClientSession(base_url=base) as http:
+            owners = [
+                WeChatOwner(http, token=WECHAT["wechat_token"], app_id=WECHAT["wechat_app_id"],
+                            openid=f"oPROC{n:04d}")
+                for n in range(40)
+            ]
+            # each owner's message twice at once (WeChat's retry): one answer, one stored message
+            xmls = [o.text_xml("你好", msg_id=8054768590064710000 + n) for n, o in enumerate(owners)]
+            responses = await asyncio.gather(
+                *(o.post(xml) for o, xml in zip(owners, xmls, strict=True)),
+                *(o.post(xml) for o, xml in zip(owners, xmls, strict=True)),
+            )
+        assert all(r.status == 200 for r in responses)
+        answered: Counter[str] = Counter()
+        for o, r in zip(owners + owners, responses, strict=True):
+            fields = o.reply_fields(r)
+            if fields:
+                assert fields["ToUserName"] == o.openid and "您好" in fields["Content"]
+                answered[o.openid] += 1
+        assert sorted(answered.values()) == [1] * 40, answered  # every owner answered exactly once
+
+        engine = create_async_engine(pg_url)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(sa.select(Message.direction, Message.channel_msg_id))).all()
+        await engine.dispose()
+        inbound = Counter(m for d, m in rows if d == "in")
+        assert len(inbound) == 40 and set(inbound.values()) == {1}
+        assert sum(1 for d, _ in rows if d == "out") == 40
+
+        # both processes took part (the kernel spreads new connections over the listening sockets)
+        worked = {pid: cpu_ticks(pid) - cpu_before[pid] for pid in workers}
+        assert all(ticks > 0 for ticks in worked.values()), worked
+        server_log = (tmp_path / "server.log").read_text()
+        assert "Traceback" not in server_log, server_log
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        log.close()
+    assert code == 0, (tmp_path / "server.log").read_text()[-3000:]
+    assert not any(running(pid) for pid in workers)
+
+
+def test_several_processes_need_redis_and_postgresql(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YEZHU_")}
+    env["YEZHU_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+    done = subprocess.run([str(YEZHU), "run", "--processes", "2"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert "YEZHU_REDIS_URL" in done.stderr
