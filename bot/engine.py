@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,9 @@ Enqueue = Callable[..., Awaitable[None]]
 PARSED_KINDS = frozenset({"text", "voice", "link", "location"})
 SUBSCRIPTION_EVENTS = frozenset({"subscribe", "unsubscribe"})
 OPEN_CACHE_SIZE = 100_000
+RECOVERY_ATTEMPTS = 3
+RECOVERY_HORIZON = dt.timedelta(hours=24)
+"""Older unfinished turns are not run any more (WeChat's reply window is 48 hours; staff see them)."""
 
 
 def dedup_key(msg: InboundMessage) -> str:
@@ -57,6 +61,7 @@ class Engine:
         self.policy = policy
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turn_slots = asyncio.Semaphore(max(1, runtime.settings.turn_concurrency))
+        self._sweeper: asyncio.Future[None] | None = None
         self._open: dict[str, tuple[int, int]] = {}
         """sender key -> (identity id, its open conversation id), as last seen by this process. A hint
         only: the fast path checks in the database that the conversation is still open."""
@@ -244,8 +249,7 @@ class Engine:
         """The channel could not reply inline: mark the replies queued and hand them to the job queue."""
         async with self.db.session() as s, s.begin():
             await s.execute(sa.update(Message).where(Message.id.in_(out_ids)).values(delivery="queued"))
-        for mid in out_ids:
-            await self.rt.jobs.enqueue_delivery(mid)
+        await self.rt.jobs.enqueue_deliveries(out_ids)
 
     async def _turn(
         self, msg: InboundMessage, conversation_id: int, message_id: int, parse: Any | None
@@ -264,7 +268,9 @@ class Engine:
         rt = self.rt
         batch = EventBatch()
         async with self.db.autocommit() as c:
-            row = (await c.execute(_TURN.load, {"p_cid": conversation_id})).one()
+            row = (await c.execute(_TURN.load, {"p_cid": conversation_id, "p_mid": message_id})).one()
+        if row.m_handled_at is not None:
+            return [], [], batch  # its turn already ran (the recovery sweep met a live turn)
         conv, identity, owner = _TURN.entities(row)
         batch.emit(
             events.MESSAGE_CREATED,
@@ -274,8 +280,10 @@ class Engine:
             mode=conv.mode,
             text=msg.text,
         )
-        if conv.mode == STAFF:
-            return [], [], batch  # a person owns the conversation: the bot stays silent
+        if conv.mode in (STAFF, CLOSED):
+            # A person owns the conversation (or closed it since the message came): the bot stays silent.
+            await self._write_turn(conv, message_id, UNCHANGED, [])
+            return [], [], batch
         async with self.db.session() as s:
             _TURN.attach(s, conv, identity, owner)
             turn = Turn(
@@ -309,9 +317,9 @@ class Engine:
             ]
             state = _TURN.only_state_changed(s, conv)
             if state is not None:
-                out_ids = await self._write_turn(conv, state, rows)
+                out_ids = await self._write_turn(conv, message_id, state, rows)
             else:
-                out_ids = await self._commit_turn(s, rows)
+                out_ids = await self._commit_turn(s, message_id, rows)
         for reply, out_id in zip(replies, out_ids, strict=True):
             batch.emit(
                 events.MESSAGE_CREATED, conversation_id=conv.id, message_id=out_id, direction="out",
@@ -319,36 +327,38 @@ class Engine:
             )
         return replies, out_ids, batch
 
-    async def _commit_turn(self, s: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    async def _commit_turn(self, s: AsyncSession, message_id: int, rows: list[dict[str, Any]]) -> list[int]:
         """The general case: what the policy changed, then the replies, in one transaction."""
         await s.flush()  # the policy's changes go first, as the unit of work would order them
-        out_ids = []
-        if rows:
-            conn = await s.connection()
-            for row in rows:
-                out_ids.append((await conn.execute(_REPLY, row)).scalar_one())
+        conn = await s.connection()
+        out_ids = [(await conn.execute(_REPLY, row)).scalar_one() for row in rows]
+        await conn.execute(_TURN.mark_handled, {"p_mid": message_id, "p_now": utcnow()})
         await s.commit()
         return out_ids
 
     async def _write_turn(
-        self, conv: Conversation, state: dict[str, Any] | _Unchanged, rows: list[dict[str, Any]]
+        self,
+        conv: Conversation,
+        message_id: int,
+        state: dict[str, Any] | _Unchanged,
+        rows: list[dict[str, Any]],
     ) -> list[int]:
-        """Only the dialogue state (maybe) and the replies changed: write them together, atomically."""
-        if not rows and isinstance(state, _Unchanged):
-            return []
-        params = {"p_cid": conv.id, "p_now": utcnow()}
+        """Only the dialogue state (maybe) and the replies changed: write them, and mark the inbound
+        message handled, atomically."""
+        params: dict[str, Any] = {"p_cid": conv.id, "p_mid": message_id, "p_now": utcnow()}
+        if not isinstance(state, _Unchanged):
+            params["p_state"] = state
         if self.db.is_sqlite or len(rows) != 1:
             async with self.db.engine.begin() as c:
                 if not isinstance(state, _Unchanged):
-                    await c.execute(_TURN.save_state, {**params, "p_state": state})
-                return [(await c.execute(_REPLY, row)).scalar_one() for row in rows]
+                    await c.execute(_TURN.save_state, params)
+                out_ids = [(await c.execute(_REPLY, row)).scalar_one() for row in rows]
+                await c.execute(_TURN.mark_handled, params)
+                return out_ids
         # PostgreSQL, one reply (the usual case): one statement in autocommit.
         stmt = _TURN.reply_only if isinstance(state, _Unchanged) else _TURN.reply_and_state
-        values = {**params, **{"p_" + k: v for k, v in rows[0].items()}}
-        if not isinstance(state, _Unchanged):
-            values["p_state"] = state
         async with self.db.autocommit() as c:
-            return [(await c.execute(stmt, values)).scalar_one()]
+            return [(await c.execute(stmt, {**params, **{"p_" + k: v for k, v in rows[0].items()}})).scalar_one()]
 
     @staticmethod
     def _outbound(
@@ -388,8 +398,88 @@ class Engine:
 
     async def after_commit(self, batch: EventBatch, message_ids: list[int]) -> None:
         await batch.publish(self.rt.services.pubsub)
-        for mid in message_ids:
-            await self.rt.jobs.enqueue_delivery(mid)
+        await self.rt.jobs.enqueue_deliveries(message_ids)
+
+    # --- recovery: turns whose process stopped before they finished ------------------------------
+
+    def start_recovery(self) -> None:
+        """Sweep for unfinished turns now and every ``turn_recovery_interval`` seconds."""
+        settings = self.rt.settings
+        if settings.turn_recovery_after > 0 and self._sweeper is None:
+            self._sweeper = asyncio.ensure_future(
+                self._sweep_forever(settings.turn_recovery_after, settings.turn_recovery_interval)
+            )
+
+    async def stop_recovery(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+
+    async def _sweep_forever(self, after: float, interval: float) -> None:
+        while True:
+            try:
+                await self.recover(older_than=after)
+            except Exception:
+                log.exception("the turn-recovery sweep failed; trying again in %.0f s", interval)
+            await asyncio.sleep(interval)
+
+    async def recover(self, *, older_than: float, limit: int = 100) -> int:
+        """Run the turns of inbound messages committed at least ``older_than`` seconds ago whose turn
+        never finished: the process that accepted them died (crash, kill, a backlog at shutdown) or the
+        turn failed. Each is tried at most ``RECOVERY_ATTEMPTS`` times, for messages of the last
+        ``RECOVERY_HORIZON``; the replies go out through the channel's API (the webhook is long gone).
+        Safe beside live turns and other processes' sweeps: a turn runs under the sender's lock and does
+        nothing if the message is already handled. Returns how many turns it started."""
+        now = utcnow()
+        query = (
+            sa.select(
+                Message.id, Message.conversation_id, Message.channel, Message.account, Message.channel_msg_id,
+                Message.kind, Message.text, Message.media, Message.at, Identity.external_id,
+            )
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(Identity, Identity.id == Conversation.identity_id)
+            .where(
+                Message.direction == "in",
+                Message.handled_at.is_(None),
+                Message.at < now - dt.timedelta(seconds=older_than),
+                Message.at > now - RECOVERY_HORIZON,
+                Message.attempts < RECOVERY_ATTEMPTS,
+            )
+            .order_by(Message.id)
+            .limit(limit)
+        )
+        async with self.db.autocommit() as c:
+            rows = (await c.execute(query)).all()
+        for row in rows:
+            async with self.db.autocommit() as c:
+                await c.execute(
+                    sa.update(Message).where(Message.id == row.id).values(attempts=Message.attempts + 1)
+                )
+            media = dict(row.media or {})
+            msg = InboundMessage(
+                channel=row.channel,
+                account=row.account,
+                sender=row.external_id,
+                msg_id=row.channel_msg_id or f"recovered-{row.id}",
+                kind=row.kind,
+                text=row.text,
+                media=media,
+                event=media.pop("event", None),
+                received_at=row.at,
+            )
+            log.warning(
+                "message %s (%s) was stored but its turn never finished: running it now", row.id, row.channel
+            )
+            self.rt.metrics.turns_recovered.labels(row.channel).inc()
+            pending = _Pending(self, msg.channel)
+            pending.defer()  # nobody waits for a passive reply any more
+            try:
+                await self._process(msg, row.conversation_id, row.id, await self._parse(msg), time.perf_counter(),
+                                    pending)
+            except Exception:
+                pass  # logged by _process; the next sweep tries again (up to RECOVERY_ATTEMPTS)
+        return len(rows)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for in-flight turns and deliveries (graceful shutdown, tests)."""
@@ -468,30 +558,41 @@ class _TurnStatements:
             for table, prefix, attrs in zip((conv, ident, owner), "cio", self.attrs, strict=True)
             for _, column in attrs
         ]
+        message = Message.__table__
+        handled = sa.select(message.c.handled_at).where(message.c.id == sa.bindparam("p_mid")).scalar_subquery()
         self.load = (
-            sa.select(*columns)
+            sa.select(*columns, handled.label("m_handled_at"))
             .select_from(conv.join(ident, ident.c.id == conv.c.identity_id).outerjoin(owner, owner.c.id == ident.c.owner_id))
             .where(conv.c.id == sa.bindparam("p_cid"))
+        )
+        self.mark_handled = (
+            sa.update(message)
+            .where(message.c.id == sa.bindparam("p_mid"), message.c.handled_at.is_(None))
+            .values(handled_at=sa.bindparam("p_now"))
         )
         self.save_state = (
             sa.update(conv)
             .where(conv.c.id == sa.bindparam("p_cid"))
             .values(state=sa.bindparam("p_state", type_=conv.c.state.type), updated_at=sa.bindparam("p_now"))
         )
-        message = Message.__table__
         self.reply_columns = [
             "conversation_id", "direction", "channel", "account", "kind", "text", "media", "author", "delivery",
             "attempts", "at",
         ]
         binds = [sa.bindparam("p_" + k, type_=message.c[k].type) for k in self.reply_columns]
+        marked = self.mark_handled.cte("marked")
         self.reply_only = (
-            sa.insert(message).from_select(self.reply_columns, sa.select(*binds)).returning(message.c.id)
+            sa.insert(message)
+            .from_select(self.reply_columns, sa.select(*binds))
+            .returning(message.c.id)
+            .add_cte(marked)
         )
         saved = self.save_state.returning(conv.c.id).cte("saved")
         self.reply_and_state = (
             sa.insert(message)
             .from_select(self.reply_columns, sa.select(*binds).where(sa.exists(sa.select(saved.c.id))))
             .returning(message.c.id)
+            .add_cte(marked)
         )
 
     def entities(self, row: sa.Row[Any]) -> tuple[Conversation, Identity, Owner | None]:

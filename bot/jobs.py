@@ -72,7 +72,9 @@ class Jobs:
         self.rt = runtime
         self.broker = make_broker(runtime.settings)
 
-        async def deliver_message(message_id: int) -> str:  # taskiq renames the function: no bound method
+        async def deliver_message(message_id: int | list[int]) -> str:  # taskiq renames it: no bound method
+            if isinstance(message_id, list):  # one turn's replies: one job, so they arrive in order
+                return ",".join([await self.deliver_message(mid) for mid in message_id])
             return await self.deliver_message(message_id)
 
         self._deliver = self.broker.register_task(deliver_message, task_name=DELIVER)
@@ -96,6 +98,14 @@ class Jobs:
 
     async def enqueue_delivery(self, message_id: int) -> None:
         await self._deliver.kiq(message_id)
+
+    async def enqueue_deliveries(self, message_ids: list[int]) -> None:
+        """Several messages to one owner, delivered in this order by one job (a redelivered job skips
+        the ones already sent)."""
+        if len(message_ids) == 1:
+            await self.enqueue_delivery(message_ids[0])
+        elif message_ids:
+            await self._deliver.kiq(list(message_ids))
 
     # --- jobs ----------------------------------------------------------------------------------
 

@@ -29,6 +29,10 @@ class Metrics:
             "yezhu_requests_rejected", "Inbound requests rejected before processing", ["channel", "reason"],
             registry=r,
         )
+        self.turns_recovered = Counter(
+            "yezhu_turns_recovered", "Turns run again because their process stopped before they finished",
+            ["channel"], registry=r,
+        )
         self.latency = Histogram(
             "yezhu_message_latency_seconds",
             "From receipt of an inbound message to the bot's replies being ready",

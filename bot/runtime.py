@@ -84,8 +84,10 @@ class Runtime:
             await self.db.migrate()
         await self.jobs.startup()
         await self.knowledge.reload()
+        self.engine.start_recovery()
 
     async def stop(self) -> None:
+        await self.engine.stop_recovery()
         await self.engine.drain()
         await self.jobs.shutdown()
         for sender in self.senders.values():

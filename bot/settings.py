@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     webhook_max_inflight: int = 256
     """Webhook requests one process works on at once; beyond that it answers 503 at once (WeChat retries
     after 5 s) instead of queueing requests it could not answer within WeChat's 5 s anyway."""
+    turn_recovery_after: float = 60.0
+    """Seconds after which a stored inbound message whose turn never finished (its process died) has
+    its turn run by the recovery sweep; 0 turns the sweep off."""
+    turn_recovery_interval: float = 30.0
     turn_concurrency: int = 16
     """Bot turns one process runs at once; more wait their turn, so a burst of messages cannot starve
     the accept step (which commits each message and answers the webhook) of CPU and connections."""

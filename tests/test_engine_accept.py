@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from bot import conversation as verbs
 from bot.events import EventBatch
 from bot.runtime import Runtime
-from bot.store.models import Conversation, Identity, Owner
+from bot.store.models import Conversation, Identity, Owner, StaffUser
 from channels.base import OutboundMessage
 from tests.test_wechat_app import EchoPolicy, FakeWeChatAPI, api, messages, owner, start  # noqa: F401
 
@@ -176,3 +176,78 @@ async def test_an_overloaded_webhook_answers_503_before_storing_anything(
     assert late.reply_fields(retried)["Content"] == "收到：电梯困人了"
     text = await (await client.get("/metrics")).text()
     assert 'reason="overloaded"' in text
+
+
+async def test_a_turn_lost_with_its_process_is_run_by_the_recovery_sweep(
+    aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
+) -> None:
+    client, rt = await start(aiohttp_client, db_url, api)
+    o = owner(client, openid="oCRASH001")
+    assert await o.send_text("你好") == "收到[0]：你好"
+
+    async def died(*args: Any, **kwargs: Any) -> Any:  # the process stops after the commit
+        raise asyncio.CancelledError
+
+    rt.engine._process = died  # type: ignore[method-assign]
+    response = await o.post(o.text_xml("楼道灯坏了", msg_id=7054768590064715001))
+    assert response.status == 200 and o.reply_fields(response) is None  # acknowledged: stored, no answer
+    del rt.engine._process
+    assert [m.text for m in await messages(rt)][-1] == "楼道灯坏了"
+
+    assert await rt.engine.recover(older_than=60) == 0  # too recent: its own process may still answer
+    assert await rt.engine.recover(older_than=0) == 1
+    sent = await api.wait_for_messages(1, timeout=10)
+    assert sent[0].touser == "oCRASH001" and sent[0].content == "收到[0]：楼道灯坏了"
+    await rt.engine.drain()
+    stored = await messages(rt)
+    assert [(m.direction, m.text) for m in stored][-2:] == [("in", "楼道灯坏了"), ("out", "收到[0]：楼道灯坏了")]
+    assert stored[-2].handled_at is not None and stored[-2].attempts == 1
+    # handled now, and every other message was handled by its own turn: nothing to run twice
+    assert await rt.engine.recover(older_than=0) == 0
+    assert all(m.handled_at is not None for m in stored if m.direction == "in")
+    text = await (await client.get("/metrics")).text()
+    assert 'yezhu_turns_recovered_total{channel="wechat"} 1.0' in text
+
+
+class BrokenPolicy:
+    async def respond(self, turn: Any) -> list[OutboundMessage]:
+        raise RuntimeError("a bug in the policy")
+
+
+async def test_a_turn_that_keeps_failing_is_tried_three_times_and_left_to_staff(
+    aiohttp_client: Any, sqlite_url: str, api: FakeWeChatAPI
+) -> None:
+    client, rt = await start(aiohttp_client, sqlite_url, api, policy=BrokenPolicy())
+    o = owner(client, openid="oBROKEN01")
+    assert await o.send_text("物业费怎么交") is None  # the turn failed; the message is stored all the same
+    for expected in (1, 1, 1, 0):
+        assert await rt.engine.recover(older_than=0) == expected
+    (inbound,) = [m for m in await messages(rt) if m.direction == "in"]
+    assert inbound.text == "物业费怎么交" and inbound.handled_at is None and inbound.attempts == 3
+
+
+async def test_a_message_for_a_conversation_staff_took_over_gets_no_bot_answer_on_recovery(
+    aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
+) -> None:
+    client, rt = await start(aiohttp_client, db_url, api)
+    o = owner(client, openid="oCRASH002")
+    await o.send_text("你好")
+
+    async def died(*args: Any, **kwargs: Any) -> Any:
+        raise asyncio.CancelledError
+
+    rt.engine._process = died  # type: ignore[method-assign]
+    await o.post(o.text_xml("我要找人工", msg_id=7054768590064715002))
+    del rt.engine._process
+    async with rt.db.session() as s, s.begin():
+        conv = (await s.execute(sa.select(Conversation))).scalar_one()
+        agent = StaffUser(username="kefu", display_name="客服小王", role="agent", password_hash="-")
+        s.add(agent)
+        await s.flush()
+        verbs.hand_over(s, EventBatch(), conv, actor="owner", reason="owner_asked")
+        verbs.claim(s, EventBatch(), conv, staff_id=agent.id, actor="staff:kefu")
+    assert await rt.engine.recover(older_than=0) == 1
+    await rt.engine.drain()
+    stored = await messages(rt)
+    assert [m.text for m in stored][-1] == "我要找人工"  # no bot reply: the agent answers
+    assert stored[-1].handled_at is not None

@@ -177,6 +177,12 @@ class Message(Base):
     __table_args__ = (
         sa.UniqueConstraint("channel", "account", "channel_msg_id", name="uq_message_channel_msg"),
         sa.Index("ix_message_conversation_at", "conversation_id", "id"),
+        sa.Index(
+            "ix_message_unhandled",
+            "id",
+            postgresql_where=sa.text("direction = 'in' AND handled_at IS NULL"),
+            sqlite_where=sa.text("direction = 'in' AND handled_at IS NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(sa.ForeignKey("conversation.id", ondelete="CASCADE"))
@@ -195,7 +201,10 @@ class Message(Base):
     """Outbound only: ``passive`` | ``queued`` | ``sent`` | ``failed`` | ``inline``."""
     delivery_error: Mapped[str | None] = mapped_column(sa.String(200))
     attempts: Mapped[int] = mapped_column(default=0)
+    """Outbound: delivery attempts. Inbound: turns the recovery sweep started for it."""
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    handled_at: Mapped[dt.datetime | None]
+    """Inbound only: when the bot's turn for it finished (NULL: not yet; see ``Engine.recover``)."""
 
 
 # --- tickets ------------------------------------------------------------------------------------
