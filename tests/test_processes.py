@@ -1,4 +1,4 @@
-"""``yezhu run --processes N``: several web processes on one port, as an operator would start them.
+"""`yezhu run` as an operator starts it: several web processes on one port, and a server killed mid-burst.
 
 The server runs as a real subprocess on PostgreSQL and Redis; signed WeChat messages from many owners
 arrive at once and spread over the processes; every one is answered and stored exactly once (the
@@ -152,3 +152,89 @@ def test_several_processes_need_redis_and_postgresql(tmp_path: Path) -> None:
                           text=True, timeout=60)
     assert done.returncode == 2
     assert "YEZHU_REDIS_URL" in done.stderr
+
+
+async def test_messages_of_a_killed_server_are_answered_after_the_restart(tmp_path: Path) -> None:
+    """SIGKILL in the middle of a burst: everything acknowledged is stored once, and every stored
+    message gets its answer -- the restarted server runs the turns the dead one never finished and
+    sends their replies through the customer-service API."""
+    from tests.fakes.wechat_server import FakeWeChatAPI
+
+    db = tmp_path / "yezhu.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    async with FakeWeChatAPI({WECHAT["wechat_app_id"]: WECHAT["wechat_app_secret"]}) as api:
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("YEZHU_")},
+            "YEZHU_DATABASE_URL": url,
+            "YEZHU_WECHAT_TOKEN": WECHAT["wechat_token"],
+            "YEZHU_WECHAT_APP_ID": WECHAT["wechat_app_id"],
+            "YEZHU_WECHAT_APP_SECRET": WECHAT["wechat_app_secret"],
+            "YEZHU_WECHAT_API_BASE": api.base_url,
+            "YEZHU_LOG_LEVEL": "WARNING",
+            "YEZHU_TURN_CONCURRENCY": "1",  # a backlog of turns builds up behind the accepted messages
+            "YEZHU_TURN_RECOVERY_AFTER": "0.5",
+        }
+        base = f"http://127.0.0.1:{port}"
+        log = (tmp_path / "first.log").open("wb")
+        first = start_server(["--host", "127.0.0.1", "--port", str(port)], tmp_path, env, log)
+        try:
+            await wait_healthy(base, first)
+            acknowledged: set[int] = set()
+            async with aiohttp.ClientSession(base_url=base) as http:
+                owners = [
+                    WeChatOwner(http, token=WECHAT["wechat_token"], app_id=WECHAT["wechat_app_id"],
+                                openid=f"oKILL{n:04d}")
+                    for n in range(120)
+                ]
+
+                async def send(n: int, o: WeChatOwner) -> None:
+                    try:
+                        response = await o.post(o.text_xml("物业费怎么交", msg_id=9054768590064710000 + n))
+                    except (aiohttp.ClientError, OSError):
+                        return  # the server died under it: not acknowledged, WeChat would retry
+                    if response.status == 200:
+                        acknowledged.add(9054768590064710000 + n)
+                        if len(acknowledged) == 10:
+                            first.send_signal(signal.SIGKILL)
+
+                await asyncio.gather(*(send(n, o) for n, o in enumerate(owners)))
+            first.wait(timeout=10)
+        finally:
+            if first.poll() is None:
+                first.kill()
+            log.close()
+
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                rows = (await conn.execute(
+                    sa.select(Message.channel_msg_id, Message.handled_at).where(Message.direction == "in")
+                )).all()
+            stored = Counter(int(m) for m, _ in rows)
+            unfinished = sum(1 for _, handled in rows if handled is None)
+            assert acknowledged <= stored.keys() and set(stored.values()) == {1}
+            assert unfinished > 0, "the kill came too late to leave a turn unfinished"
+
+            log = (tmp_path / "second.log").open("wb")
+            second = start_server(["--host", "127.0.0.1", "--port", str(port)], tmp_path, env, log)
+            try:
+                await wait_healthy(base, second)
+                await api.wait_for_messages(unfinished, timeout=60)
+                async with engine.connect() as conn:
+                    inbound = (await conn.execute(
+                        sa.select(Message.conversation_id, Message.handled_at).where(Message.direction == "in")
+                    )).all()
+                    replied = set((await conn.execute(
+                        sa.select(Message.conversation_id).where(Message.direction == "out")
+                    )).scalars())
+                assert all(handled is not None for _, handled in inbound)
+                assert {conv for conv, _ in inbound} <= replied  # every stored message has its answer
+                assert all(m.content.strip() for m in api.messages)  # the bot's answer, not an empty send
+                assert len({m.touser for m in api.messages}) == unfinished
+            finally:
+                second.send_signal(signal.SIGTERM)
+                second.wait(timeout=40)
+                log.close()
+        finally:
+            await engine.dispose()
