@@ -1,8 +1,9 @@
 """`yezhu run` as an operator starts it: several web processes on one port, and a server killed mid-burst.
 
-The server runs as a real subprocess on PostgreSQL and Redis; signed WeChat messages from many owners
-arrive at once and spread over the processes; every one is answered and stored exactly once (the
-de-duplication and per-sender locks are shared through Redis), and SIGTERM stops all of them.
+The servers run as real subprocesses and get signed WeChat messages from many owners at once. Several
+processes on PostgreSQL and Redis answer every owner exactly once (de-duplication and per-sender locks
+are shared through Redis); a server killed with SIGKILL leaves nothing acknowledged unstored, and after
+its restart every stored message is answered (the turn-recovery sweep).
 """
 
 from __future__ import annotations
