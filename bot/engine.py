@@ -75,13 +75,16 @@ class Engine:
         if not await services.dedup.first_seen(key, self.rt.settings.dedup_ttl):
             metrics.dedup_hits.labels(msg.channel).inc()
             return Duplicate()
+        parse = None
         try:
             parse = await self._parse(msg)
             stored = await self._store_inbound(msg, parse)
         except IntegrityError:
-            # The database saw this msg_id already (e.g. the de-dup key expired, or Redis was flushed).
+            # The database saw this msg_id already though the de-dup set did not: the key expired, Redis
+            # was flushed, or -- in the embedded mode -- the process restarted. If the stored message's
+            # turn never finished (its process died), this retry runs it and can still answer inline.
             metrics.dedup_hits.labels(msg.channel).inc()
-            return Duplicate()
+            return await self._resume(msg, parse, started)
         except BaseException:
             await services.dedup.forget(key)  # not stored: let the channel's retry get through
             raise
@@ -89,6 +92,30 @@ class Engine:
         conversation_id, message_id = stored
         pending = _Pending(self, msg.channel)
         task = self._spawn(self._process(msg, conversation_id, message_id, parse, started, pending))
+        return Accepted(replies=asyncio.shield(task), defer=pending.defer)
+
+    async def _resume(self, msg: InboundMessage, parse: Any | None, started: float) -> Accepted | Duplicate:
+        """A channel's retry of a message stored earlier: run its turn if it never finished."""
+        stored = Message.__table__
+        async with self.db.autocommit() as c:
+            row = (
+                await c.execute(
+                    sa.select(stored.c.id, stored.c.conversation_id).where(
+                        stored.c.channel == msg.channel,
+                        stored.c.account == msg.account,
+                        stored.c.channel_msg_id == msg.msg_id,
+                        stored.c.direction == "in",
+                        stored.c.handled_at.is_(None),
+                    )
+                )
+            ).first()
+        if row is None:
+            return Duplicate()  # answered already (or being answered): nothing to do twice
+        log.warning("message %s was stored but not answered; its channel's retry runs the turn", row.id)
+        self.rt.metrics.turns_recovered.labels(msg.channel).inc()
+        pending = _Pending(self, msg.channel)
+        # The turn does nothing if the message turns out handled by the time it holds the sender's lock.
+        task = self._spawn(self._process(msg, row.conversation_id, row.id, parse, started, pending))
         return Accepted(replies=asyncio.shield(task), defer=pending.defer)
 
     async def _parse(self, msg: InboundMessage) -> Any | None:

@@ -251,3 +251,28 @@ async def test_a_message_for_a_conversation_staff_took_over_gets_no_bot_answer_o
     stored = await messages(rt)
     assert [m.text for m in stored][-1] == "我要找人工"  # no bot reply: the agent answers
     assert stored[-1].handled_at is not None
+
+
+async def test_wechats_retry_after_a_restart_runs_the_lost_turn_and_answers_inline(
+    aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
+) -> None:
+    client, rt = await start(aiohttp_client, db_url, api)
+    o = owner(client, openid="oCRASH003")
+
+    async def died(*args: Any, **kwargs: Any) -> Any:
+        raise asyncio.CancelledError
+
+    rt.engine._process = died  # type: ignore[method-assign]
+    xml = o.text_xml("热水器不出热水", msg_id=7054768590064715003)
+    assert o.reply_fields(await o.post(xml)) is None  # stored; the process "dies" before answering
+    del rt.engine._process
+    await rt.services.dedup.forget("msg:wechat:default:7054768590064715003")  # a restarted embedded server
+    retry = await o.post(xml)  # WeChat retries after 5 s
+    assert o.reply_fields(retry)["Content"] == "收到[0]：热水器不出热水"
+    again = await o.post(xml)  # and a further retry is a plain duplicate
+    assert again.status == 200 and o.reply_fields(again) is None
+    await rt.engine.drain()
+    stored = await messages(rt)
+    assert [(m.direction, m.text) for m in stored] == [("in", "热水器不出热水"), ("out", "收到[0]：热水器不出热水")]
+    assert stored[0].handled_at is not None
+    assert await rt.engine.recover(older_than=0) == 0
