@@ -23,6 +23,19 @@ from tests.test_wechat_app import EchoPolicy, FakeWeChatAPI, api, messages, owne
 __all__ = ["api"]
 
 
+async def post_and_die(rt: Runtime, o: Any, xml: str) -> Any:
+    """Post ``xml`` while the process "dies" right after committing it: the turn never runs."""
+
+    async def died(*args: Any, **kwargs: Any) -> Any:
+        raise asyncio.CancelledError
+
+    rt.engine._process = died  # type: ignore[method-assign]
+    try:
+        return await o.post(xml)
+    finally:
+        del rt.engine._process
+
+
 async def conversations(rt: Runtime) -> list[Conversation]:
     async with rt.db.session() as s:
         return list((await s.execute(sa.select(Conversation).order_by(Conversation.id))).scalars())
@@ -184,14 +197,8 @@ async def test_a_turn_lost_with_its_process_is_run_by_the_recovery_sweep(
     client, rt = await start(aiohttp_client, db_url, api)
     o = owner(client, openid="oCRASH001")
     assert await o.send_text("你好") == "收到[0]：你好"
-
-    async def died(*args: Any, **kwargs: Any) -> Any:  # the process stops after the commit
-        raise asyncio.CancelledError
-
-    rt.engine._process = died  # type: ignore[method-assign]
-    response = await o.post(o.text_xml("楼道灯坏了", msg_id=7054768590064715001))
+    response = await post_and_die(rt, o, o.text_xml("楼道灯坏了", msg_id=7054768590064715001))
     assert response.status == 200 and o.reply_fields(response) is None  # acknowledged: stored, no answer
-    del rt.engine._process
     assert [m.text for m in await messages(rt)][-1] == "楼道灯坏了"
 
     assert await rt.engine.recover(older_than=60) == 0  # too recent: its own process may still answer
@@ -232,13 +239,7 @@ async def test_a_message_for_a_conversation_staff_took_over_gets_no_bot_answer_o
     client, rt = await start(aiohttp_client, db_url, api)
     o = owner(client, openid="oCRASH002")
     await o.send_text("你好")
-
-    async def died(*args: Any, **kwargs: Any) -> Any:
-        raise asyncio.CancelledError
-
-    rt.engine._process = died  # type: ignore[method-assign]
-    await o.post(o.text_xml("我要找人工", msg_id=7054768590064715002))
-    del rt.engine._process
+    await post_and_die(rt, o, o.text_xml("我要找人工", msg_id=7054768590064715002))
     async with rt.db.session() as s, s.begin():
         conv = (await s.execute(sa.select(Conversation))).scalar_one()
         agent = StaffUser(username="kefu", display_name="客服小王", role="agent", password_hash="-")
@@ -258,14 +259,8 @@ async def test_wechats_retry_after_a_restart_runs_the_lost_turn_and_answers_inli
 ) -> None:
     client, rt = await start(aiohttp_client, db_url, api)
     o = owner(client, openid="oCRASH003")
-
-    async def died(*args: Any, **kwargs: Any) -> Any:
-        raise asyncio.CancelledError
-
-    rt.engine._process = died  # type: ignore[method-assign]
     xml = o.text_xml("热水器不出热水", msg_id=7054768590064715003)
-    assert o.reply_fields(await o.post(xml)) is None  # stored; the process "dies" before answering
-    del rt.engine._process
+    assert o.reply_fields(await post_and_die(rt, o, xml)) is None  # stored; no answer
     await rt.services.dedup.forget("msg:wechat:default:7054768590064715003")  # a restarted embedded server
     retry = await o.post(xml)  # WeChat retries after 5 s
     assert o.reply_fields(retry)["Content"] == "收到[0]：热水器不出热水"
