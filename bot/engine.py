@@ -22,14 +22,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import events
 from bot.conversation import CLOSED, STAFF, log_event
 from bot.events import EventBatch
 from bot.policy import Policy, Turn
 from bot.store.db import Database
+from bot.store.hot_path import APPEND, REPLY, TURN, UNCHANGED, Unchanged
 from bot.store.models import Conversation, Identity, Message, Owner, utcnow
 from channels.base import Accepted, Duplicate, InboundMessage, OutboundMessage
 
@@ -185,12 +184,12 @@ class Engine:
         }
         if self.db.is_sqlite:
             async with self.db.engine.begin() as c:
-                if (await c.execute(_APPEND.touch, params)).rowcount == 0:
+                if (await c.execute(APPEND.touch, params)).rowcount == 0:
                     return None
-                await c.execute(_APPEND.stamp, params)
-                return (await c.execute(_APPEND.insert, params)).scalar_one()
+                await c.execute(APPEND.stamp, params)
+                return (await c.execute(APPEND.insert, params)).scalar_one()
         async with self.db.autocommit() as c:
-            return (await c.execute(_APPEND.combined, params)).scalar_one_or_none()
+            return (await c.execute(APPEND.combined, params)).scalar_one_or_none()
 
     async def _store_inbound_orm(
         self, msg: InboundMessage, nlu: dict[str, Any] | None
@@ -295,10 +294,10 @@ class Engine:
         rt = self.rt
         batch = EventBatch()
         async with self.db.autocommit() as c:
-            row = (await c.execute(_TURN.load, {"p_cid": conversation_id, "p_mid": message_id})).one()
+            row = (await c.execute(TURN.load, {"p_cid": conversation_id, "p_mid": message_id})).one()
         if row.m_handled_at is not None:
             return [], [], batch  # its turn already ran (the recovery sweep met a live turn)
-        conv, identity, owner = _TURN.entities(row)
+        conv, identity, owner = TURN.entities(row)
         batch.emit(
             events.MESSAGE_CREATED,
             conversation_id=conv.id,
@@ -312,7 +311,7 @@ class Engine:
             await self._write_turn(conv, message_id, UNCHANGED, [])
             return [], [], batch
         async with self.db.session() as s:
-            _TURN.attach(s, conv, identity, owner)
+            TURN.attach(s, conv, identity, owner)
             turn = Turn(
                 inbound=msg,
                 message_id=message_id,
@@ -342,7 +341,7 @@ class Engine:
                 }
                 for reply in replies
             ]
-            state = _TURN.only_state_changed(s, conv)
+            state = TURN.only_state_changed(s, conv)
             if state is not None:
                 out_ids = await self._write_turn(conv, message_id, state, rows)
             else:
@@ -358,8 +357,8 @@ class Engine:
         """The general case: what the policy changed, then the replies, in one transaction."""
         await s.flush()  # the policy's changes go first, as the unit of work would order them
         conn = await s.connection()
-        out_ids = [(await conn.execute(_REPLY, row)).scalar_one() for row in rows]
-        await conn.execute(_TURN.mark_handled, {"p_mid": message_id, "p_now": utcnow()})
+        out_ids = [(await conn.execute(REPLY, row)).scalar_one() for row in rows]
+        await conn.execute(TURN.mark_handled, {"p_mid": message_id, "p_now": utcnow()})
         await s.commit()
         return out_ids
 
@@ -367,23 +366,23 @@ class Engine:
         self,
         conv: Conversation,
         message_id: int,
-        state: dict[str, Any] | _Unchanged,
+        state: dict[str, Any] | Unchanged,
         rows: list[dict[str, Any]],
     ) -> list[int]:
         """Only the dialogue state (maybe) and the replies changed: write them, and mark the inbound
         message handled, atomically."""
         params: dict[str, Any] = {"p_cid": conv.id, "p_mid": message_id, "p_now": utcnow()}
-        if not isinstance(state, _Unchanged):
+        if not isinstance(state, Unchanged):
             params["p_state"] = state
         if self.db.is_sqlite or len(rows) != 1:
             async with self.db.engine.begin() as c:
-                if not isinstance(state, _Unchanged):
-                    await c.execute(_TURN.save_state, params)
-                out_ids = [(await c.execute(_REPLY, row)).scalar_one() for row in rows]
-                await c.execute(_TURN.mark_handled, params)
+                if not isinstance(state, Unchanged):
+                    await c.execute(TURN.save_state, params)
+                out_ids = [(await c.execute(REPLY, row)).scalar_one() for row in rows]
+                await c.execute(TURN.mark_handled, params)
                 return out_ids
         # PostgreSQL, one reply (the usual case): one statement in autocommit.
-        stmt = _TURN.reply_only if isinstance(state, _Unchanged) else _TURN.reply_and_state
+        stmt = TURN.reply_only if isinstance(state, Unchanged) else TURN.reply_and_state
         async with self.db.autocommit() as c:
             return [(await c.execute(stmt, {**params, **{"p_" + k: v for k, v in rows[0].items()}})).scalar_one()]
 
@@ -513,172 +512,6 @@ class Engine:
         deadline = time.monotonic() + timeout
         while self._tasks and time.monotonic() < deadline:
             await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
-
-
-class _AppendStatements:
-    """The fast-path accept statements, built once (their SQL is compiled once and cached)."""
-
-    def __init__(self) -> None:
-        conv, ident, message = Conversation.__table__, Identity.__table__, Message.__table__
-        self.columns = [
-            "direction", "channel", "account", "channel_msg_id", "kind", "text", "media", "nlu", "attempts", "at",
-        ]
-        # The conversation only while it is open; it takes the identity's owner once the owner bound.
-        self.touch = (
-            sa.update(conv)
-            .where(conv.c.id == sa.bindparam("p_cid"), conv.c.mode != sa.literal_column(f"'{CLOSED}'"))
-            .values(
-                last_message_at=sa.bindparam("p_now"),
-                updated_at=sa.bindparam("p_now"),
-                owner_id=sa.func.coalesce(
-                    conv.c.owner_id,
-                    sa.select(ident.c.owner_id).where(ident.c.id == sa.bindparam("p_iid")).scalar_subquery(),
-                ),
-            )
-        )
-        self.stamp = (
-            sa.update(ident).where(ident.c.id == sa.bindparam("p_iid")).values(last_inbound_at=sa.bindparam("p_now"))
-        )
-        # Parameters are prefixed: an UPDATE would take a parameter named like a column as a new value.
-        binds = [sa.bindparam("p_" + k, type_=message.c[k].type) for k in self.columns]
-        self.insert = (
-            sa.insert(message)
-            .from_select(
-                ["conversation_id", *self.columns], sa.select(sa.bindparam("p_cid", type_=sa.Integer), *binds)
-            )
-            .returning(message.c.id)
-        )
-        # PostgreSQL: all three in one statement, atomic on its own (data-modifying CTEs), so it can
-        # run in autocommit without BEGIN and COMMIT round trips.
-        touched = self.touch.returning(conv.c.id).cte("touched")
-        stamped = self.stamp.where(sa.exists(sa.select(touched.c.id))).cte("stamped")
-        self.combined = (
-            sa.insert(message)
-            .from_select(["conversation_id", *self.columns], sa.select(touched.c.id, *binds))
-            .returning(message.c.id)
-            .add_cte(stamped)
-        )
-
-
-_APPEND = _AppendStatements()
-_REPLY = sa.insert(Message.__table__).returning(Message.__table__.c.id)
-
-
-class _Unchanged:
-    """The dialogue state did not change (as opposed to a new state, which may be ``{}``)."""
-
-
-UNCHANGED = _Unchanged()
-
-
-class _TurnStatements:
-    """Loading a turn's entities without the ORM's query machinery, and writing a simple turn."""
-
-    def __init__(self) -> None:
-        self.models = (Conversation, Identity, Owner)
-        self.attrs = [
-            [(attr.key, attr.columns[0].name) for attr in sa.inspect(model).column_attrs] for model in self.models
-        ]
-        conv, ident, owner = (m.__table__ for m in self.models)
-        columns = [
-            table.c[column].label(f"{prefix}_{column}")
-            for table, prefix, attrs in zip((conv, ident, owner), "cio", self.attrs, strict=True)
-            for _, column in attrs
-        ]
-        message = Message.__table__
-        handled = sa.select(message.c.handled_at).where(message.c.id == sa.bindparam("p_mid")).scalar_subquery()
-        self.load = (
-            sa.select(*columns, handled.label("m_handled_at"))
-            .select_from(conv.join(ident, ident.c.id == conv.c.identity_id).outerjoin(owner, owner.c.id == ident.c.owner_id))
-            .where(conv.c.id == sa.bindparam("p_cid"))
-        )
-        self.mark_handled = (
-            sa.update(message)
-            .where(message.c.id == sa.bindparam("p_mid"), message.c.handled_at.is_(None))
-            .values(handled_at=sa.bindparam("p_now"))
-        )
-        self.save_state = (
-            sa.update(conv)
-            .where(conv.c.id == sa.bindparam("p_cid"))
-            .values(state=sa.bindparam("p_state", type_=conv.c.state.type), updated_at=sa.bindparam("p_now"))
-        )
-        self.reply_columns = [
-            "conversation_id", "direction", "channel", "account", "kind", "text", "media", "author", "delivery",
-            "attempts", "at",
-        ]
-        binds = [sa.bindparam("p_" + k, type_=message.c[k].type) for k in self.reply_columns]
-        marked = self.mark_handled.cte("marked")
-        self.reply_only = (
-            sa.insert(message)
-            .from_select(self.reply_columns, sa.select(*binds))
-            .returning(message.c.id)
-            .add_cte(marked)
-        )
-        saved = self.save_state.returning(conv.c.id).cte("saved")
-        self.reply_and_state = (
-            sa.insert(message)
-            .from_select(self.reply_columns, sa.select(*binds).where(sa.exists(sa.select(saved.c.id))))
-            .returning(message.c.id)
-            .add_cte(marked)
-        )
-
-    def entities(self, row: sa.Row[Any]) -> tuple[Conversation, Identity, Owner | None]:
-        data = row._mapping
-        built: list[Any] = []
-        for model, prefix, attrs in zip(self.models, "cio", self.attrs, strict=True):
-            if data[f"{prefix}_id"] is None:
-                built.append(None)  # no owner bound
-                continue
-            # As the ORM's loader does: a bare instance whose __dict__ holds the loaded values (no
-            # constructor, no attribute events, no history).
-            obj = sa.inspect(model).class_manager.new_instance()
-            obj.__dict__.update({key: data[f"{prefix}_{column}"] for key, column in attrs})
-            built.append(obj)
-        return built[0], built[1], built[2]
-
-    @staticmethod
-    def attach(s: AsyncSession, conv: Conversation, identity: Identity, owner: Owner | None) -> None:
-        """Put the entities into the session as persistent and clean, as a query would have."""
-        for obj in (conv, identity, owner):
-            if obj is not None:
-                make_transient_to_detached(obj)
-                s.add(obj)
-        set_committed_value(conv, "identity", identity)
-        set_committed_value(identity, "owner", owner)
-        if owner is not None and conv.owner_id == owner.id:
-            set_committed_value(conv, "owner", owner)
-        elif conv.owner_id is None:
-            set_committed_value(conv, "owner", None)
-
-    @staticmethod
-    def only_state_changed(s: AsyncSession, conv: Conversation) -> dict[str, Any] | _Unchanged | None:
-        """The new dialogue state if that is all the policy changed (``UNCHANGED`` if not even that);
-        None if it did more (queried, added, deleted, or changed anything else)."""
-        if s.info.get(USED_CONNECTION) or s.new or s.deleted:
-            return None
-        changed = UNCHANGED
-        for obj in s.dirty:
-            if not s.is_modified(obj):
-                continue
-            if obj is not conv:
-                return None
-            attrs = sa.inspect(conv).attrs
-            if any(a.key != "state" and a.history.has_changes() for a in attrs):
-                return None
-            changed = conv.state
-        return changed
-
-
-_TURN = _TurnStatements()
-
-USED_CONNECTION = "yezhu.used_connection"
-
-
-@sa.event.listens_for(Session, "after_begin")
-def _mark_used(session: Session, transaction: Any, connection: Any) -> None:
-    """A session is "in a transaction" as soon as anything is added to it; this marks the moment it
-    actually took a database connection (a query, a flush), which is what the turn needs to know."""
-    session.info[USED_CONNECTION] = True
 
 
 class _Pending:

@@ -1,0 +1,187 @@
+"""The engine's hand-written statements: the hot path of one inbound message in as few round trips as
+the database allows (docs/PERFORMANCE.md, "What changed on the hot path").
+
+Built once at import; SQLAlchemy compiles each once and caches it. PostgreSQL gets single statements
+with data-modifying CTEs, run in autocommit (atomic on their own, no BEGIN/COMMIT round trips); SQLite
+gets the same steps as separate statements in one short transaction. ``bot/engine.py`` decides which.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+
+from bot.conversation import CLOSED
+from bot.store.models import Conversation, Identity, Message, Owner
+
+__all__ = ["APPEND", "REPLY", "TURN", "UNCHANGED", "USED_CONNECTION", "Unchanged"]
+
+
+class AppendStatements:
+    """The fast-path accept statements, built once (their SQL is compiled once and cached)."""
+
+    def __init__(self) -> None:
+        conv, ident, message = Conversation.__table__, Identity.__table__, Message.__table__
+        self.columns = [
+            "direction", "channel", "account", "channel_msg_id", "kind", "text", "media", "nlu", "attempts", "at",
+        ]
+        # The conversation only while it is open; it takes the identity's owner once the owner bound.
+        self.touch = (
+            sa.update(conv)
+            .where(conv.c.id == sa.bindparam("p_cid"), conv.c.mode != sa.literal_column(f"'{CLOSED}'"))
+            .values(
+                last_message_at=sa.bindparam("p_now"),
+                updated_at=sa.bindparam("p_now"),
+                owner_id=sa.func.coalesce(
+                    conv.c.owner_id,
+                    sa.select(ident.c.owner_id).where(ident.c.id == sa.bindparam("p_iid")).scalar_subquery(),
+                ),
+            )
+        )
+        self.stamp = (
+            sa.update(ident).where(ident.c.id == sa.bindparam("p_iid")).values(last_inbound_at=sa.bindparam("p_now"))
+        )
+        # Parameters are prefixed: an UPDATE would take a parameter named like a column as a new value.
+        binds = [sa.bindparam("p_" + k, type_=message.c[k].type) for k in self.columns]
+        self.insert = (
+            sa.insert(message)
+            .from_select(
+                ["conversation_id", *self.columns], sa.select(sa.bindparam("p_cid", type_=sa.Integer), *binds)
+            )
+            .returning(message.c.id)
+        )
+        # PostgreSQL: all three in one statement, atomic on its own (data-modifying CTEs), so it can
+        # run in autocommit without BEGIN and COMMIT round trips.
+        touched = self.touch.returning(conv.c.id).cte("touched")
+        stamped = self.stamp.where(sa.exists(sa.select(touched.c.id))).cte("stamped")
+        self.combined = (
+            sa.insert(message)
+            .from_select(["conversation_id", *self.columns], sa.select(touched.c.id, *binds))
+            .returning(message.c.id)
+            .add_cte(stamped)
+        )
+
+
+APPEND = AppendStatements()
+REPLY = sa.insert(Message.__table__).returning(Message.__table__.c.id)
+
+
+class Unchanged:
+    """The dialogue state did not change (as opposed to a new state, which may be ``{}``)."""
+
+
+UNCHANGED = Unchanged()
+
+
+class TurnStatements:
+    """Loading a turn's entities without the ORM's query machinery, and writing a simple turn."""
+
+    def __init__(self) -> None:
+        self.models = (Conversation, Identity, Owner)
+        self.attrs = [
+            [(attr.key, attr.columns[0].name) for attr in sa.inspect(model).column_attrs] for model in self.models
+        ]
+        conv, ident, owner = (m.__table__ for m in self.models)
+        columns = [
+            table.c[column].label(f"{prefix}_{column}")
+            for table, prefix, attrs in zip((conv, ident, owner), "cio", self.attrs, strict=True)
+            for _, column in attrs
+        ]
+        message = Message.__table__
+        handled = sa.select(message.c.handled_at).where(message.c.id == sa.bindparam("p_mid")).scalar_subquery()
+        self.load = (
+            sa.select(*columns, handled.label("m_handled_at"))
+            .select_from(conv.join(ident, ident.c.id == conv.c.identity_id).outerjoin(owner, owner.c.id == ident.c.owner_id))
+            .where(conv.c.id == sa.bindparam("p_cid"))
+        )
+        self.mark_handled = (
+            sa.update(message)
+            .where(message.c.id == sa.bindparam("p_mid"), message.c.handled_at.is_(None))
+            .values(handled_at=sa.bindparam("p_now"))
+        )
+        self.save_state = (
+            sa.update(conv)
+            .where(conv.c.id == sa.bindparam("p_cid"))
+            .values(state=sa.bindparam("p_state", type_=conv.c.state.type), updated_at=sa.bindparam("p_now"))
+        )
+        self.reply_columns = [
+            "conversation_id", "direction", "channel", "account", "kind", "text", "media", "author", "delivery",
+            "attempts", "at",
+        ]
+        binds = [sa.bindparam("p_" + k, type_=message.c[k].type) for k in self.reply_columns]
+        marked = self.mark_handled.cte("marked")
+        self.reply_only = (
+            sa.insert(message)
+            .from_select(self.reply_columns, sa.select(*binds))
+            .returning(message.c.id)
+            .add_cte(marked)
+        )
+        saved = self.save_state.returning(conv.c.id).cte("saved")
+        self.reply_and_state = (
+            sa.insert(message)
+            .from_select(self.reply_columns, sa.select(*binds).where(sa.exists(sa.select(saved.c.id))))
+            .returning(message.c.id)
+            .add_cte(marked)
+        )
+
+    def entities(self, row: sa.Row[Any]) -> tuple[Conversation, Identity, Owner | None]:
+        data = row._mapping
+        built: list[Any] = []
+        for model, prefix, attrs in zip(self.models, "cio", self.attrs, strict=True):
+            if data[f"{prefix}_id"] is None:
+                built.append(None)  # no owner bound
+                continue
+            # As the ORM's loader does: a bare instance whose __dict__ holds the loaded values (no
+            # constructor, no attribute events, no history).
+            obj = sa.inspect(model).class_manager.new_instance()
+            obj.__dict__.update({key: data[f"{prefix}_{column}"] for key, column in attrs})
+            built.append(obj)
+        return built[0], built[1], built[2]
+
+    @staticmethod
+    def attach(s: AsyncSession, conv: Conversation, identity: Identity, owner: Owner | None) -> None:
+        """Put the entities into the session as persistent and clean, as a query would have."""
+        for obj in (conv, identity, owner):
+            if obj is not None:
+                make_transient_to_detached(obj)
+                s.add(obj)
+        set_committed_value(conv, "identity", identity)
+        set_committed_value(identity, "owner", owner)
+        if owner is not None and conv.owner_id == owner.id:
+            set_committed_value(conv, "owner", owner)
+        elif conv.owner_id is None:
+            set_committed_value(conv, "owner", None)
+
+    @staticmethod
+    def only_state_changed(s: AsyncSession, conv: Conversation) -> dict[str, Any] | Unchanged | None:
+        """The new dialogue state if that is all the policy changed (``UNCHANGED`` if not even that);
+        None if it did more (queried, added, deleted, or changed anything else)."""
+        if s.info.get(USED_CONNECTION) or s.new or s.deleted:
+            return None
+        changed = UNCHANGED
+        for obj in s.dirty:
+            if not s.is_modified(obj):
+                continue
+            if obj is not conv:
+                return None
+            attrs = sa.inspect(conv).attrs
+            if any(a.key != "state" and a.history.has_changes() for a in attrs):
+                return None
+            changed = conv.state
+        return changed
+
+
+TURN = TurnStatements()
+
+USED_CONNECTION = "yezhu.used_connection"
+
+
+@sa.event.listens_for(Session, "after_begin")
+def _mark_used(session: Session, transaction: Any, connection: Any) -> None:
+    """A session is "in a transaction" as soon as anything is added to it; this marks the moment it
+    actually took a database connection (a query, a flush), which is what the turn needs to know."""
+    session.info[USED_CONNECTION] = True
