@@ -32,6 +32,16 @@ def test_migrate_and_demo_are_idempotent(db_env: Path) -> None:
     assert runner.invoke(app, ["migrate"]).exit_code == 0
 
 
+def test_migrate_on_a_fresh_checkout_creates_the_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`scripts/start` runs `yezhu migrate` first; on a fresh clone `var/` does not exist yet."""
+    db = tmp_path / "fresh-checkout" / "var" / "yezhu.db"
+    monkeypatch.setenv("YEZHU_DATABASE_URL", f"sqlite+aiosqlite:///{db}")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["migrate"])
+    assert result.exit_code == 0, result.output
+    assert db.exists()
+
+
 def test_chat_talks_as_a_bound_owner(db_env: Path) -> None:
     assert runner.invoke(app, ["demo"]).exit_code == 0
     result = runner.invoke(app, ["chat", "--openid", "oDEMO0001"], input="我的房产证办好了吗\n")

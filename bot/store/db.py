@@ -39,9 +39,7 @@ class Database:
         self.url = url
         kwargs: dict[str, Any] = {"echo": echo}
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            ensure_sqlite_dir(url)
         else:
             # No pre-ping: it costs a round trip on every checkout (several per message). A connection
             # that died with the server fails one statement, and SQLAlchemy then invalidates the whole
@@ -86,7 +84,18 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the folder of a SQLite file (``var/`` on a fresh checkout): SQLite creates the file, not
+    the folder."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
+
+    ensure_sqlite_dir(url)
 
     command.upgrade(alembic_config(url), revision)
