@@ -8,11 +8,11 @@ gets the same steps as separate statements in one short transaction. ``bot/engin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.conversation import CLOSED
@@ -21,11 +21,19 @@ from bot.store.models import Conversation, Identity, Message, Owner
 __all__ = ["APPEND", "REPLY", "TURN", "UNCHANGED", "USED_CONNECTION", "Unchanged"]
 
 
+def table(model: type[Any]) -> sa.Table:
+    return cast(sa.Table, model.__table__)
+
+
+def mapper(model: type[Any]) -> Mapper[Any]:
+    return cast(Mapper[Any], sa.inspect(model))
+
+
 class AppendStatements:
     """The fast-path accept statements, built once (their SQL is compiled once and cached)."""
 
     def __init__(self) -> None:
-        conv, ident, message = Conversation.__table__, Identity.__table__, Message.__table__
+        conv, ident, message = table(Conversation), table(Identity), table(Message)
         self.columns = [
             "direction", "channel", "account", "channel_msg_id", "kind", "text", "media", "nlu", "attempts", "at",
         ]
@@ -67,7 +75,7 @@ class AppendStatements:
 
 
 APPEND = AppendStatements()
-REPLY = sa.insert(Message.__table__).returning(Message.__table__.c.id)
+REPLY = sa.insert(table(Message)).returning(table(Message).c.id)
 
 
 class Unchanged:
@@ -83,15 +91,15 @@ class TurnStatements:
     def __init__(self) -> None:
         self.models = (Conversation, Identity, Owner)
         self.attrs = [
-            [(attr.key, attr.columns[0].name) for attr in sa.inspect(model).column_attrs] for model in self.models
+            [(attr.key, attr.columns[0].name) for attr in mapper(model).column_attrs] for model in self.models
         ]
-        conv, ident, owner = (m.__table__ for m in self.models)
+        conv, ident, owner = (table(m) for m in self.models)
         columns = [
             table.c[column].label(f"{prefix}_{column}")
             for table, prefix, attrs in zip((conv, ident, owner), "cio", self.attrs, strict=True)
             for _, column in attrs
         ]
-        message = Message.__table__
+        message = table(Message)
         handled = sa.select(message.c.handled_at).where(message.c.id == sa.bindparam("p_mid")).scalar_subquery()
         self.load = (
             sa.select(*columns, handled.label("m_handled_at"))
@@ -128,7 +136,7 @@ class TurnStatements:
             .add_cte(marked)
         )
 
-    def entities(self, row: sa.Row[Any]) -> tuple[Conversation, Identity, Owner | None]:
+    def entities(self, row: Any) -> tuple[Conversation, Identity, Owner | None]:
         data = row._mapping
         built: list[Any] = []
         for model, prefix, attrs in zip(self.models, "cio", self.attrs, strict=True):
@@ -137,7 +145,7 @@ class TurnStatements:
                 continue
             # As the ORM's loader does: a bare instance whose __dict__ holds the loaded values (no
             # constructor, no attribute events, no history).
-            obj = sa.inspect(model).class_manager.new_instance()
+            obj = mapper(model).class_manager.new_instance()
             obj.__dict__.update({key: data[f"{prefix}_{column}"] for key, column in attrs})
             built.append(obj)
         return built[0], built[1], built[2]
