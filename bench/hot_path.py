@@ -32,7 +32,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DB = "yezhu_hotpath"
 DATABASE_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PG_DB}"
 REDIS_URL = "redis://127.0.0.1:6379/13"  # database 13 belongs to this bench
@@ -53,17 +52,12 @@ TEXTS = [
 
 async def prepare() -> None:
     """A fresh database with the schema and the demo data (as ``yezhu migrate`` + ``yezhu demo``)."""
-    import asyncpg
+    from webhook_load import recreate_pg_database  # bench/ is this script's folder, first on sys.path
 
     from bot.demo import load_demo
     from bot.store.db import Database
 
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {PG_DB}")
-    finally:
-        await conn.close()
+    await recreate_pg_database(PG_DB)
     db = Database(DATABASE_URL)
     await db.migrate()
     await load_demo(db, admin_password="hot-path-admin")

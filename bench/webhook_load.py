@@ -285,7 +285,7 @@ class Server:
 
     def prepare(self) -> None:
         if self.target == "postgres":
-            asyncio.run(_recreate_pg_database())
+            asyncio.run(recreate_pg_database())
             import redis
 
             client = redis.Redis.from_url(REDIS_BENCH_URL)
@@ -338,13 +338,14 @@ class Server:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-async def _recreate_pg_database() -> None:
+async def recreate_pg_database(name: str = PG_BENCH_DB) -> None:
+    """Drop and create a database that belongs to a benchmark (also used by ``hot_path.py``)."""
     import asyncpg
 
     conn = await asyncpg.connect(PG_ADMIN_DSN)
     try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {PG_BENCH_DB}")
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {name}")
     finally:
         await conn.close()
 
