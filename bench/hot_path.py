@@ -36,23 +36,13 @@ PG_DB = "yezhu_hotpath"
 DATABASE_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PG_DB}"
 REDIS_URL = "redis://127.0.0.1:6379/13"  # database 13 belongs to this bench
 
-TEXTS = [
-    "物业费怎么交",
-    "停车月卡多少钱",
-    "装修要办什么手续",
-    "门禁卡丢了怎么补办",
-    "客服中心几点上班",
-    "你好",
-    "维修基金怎么查",
-    "快递可以放哪里",
-    "小区可以养狗吗",
-    "谢谢",
-]
+# The webhook benchmark's texts (what owners ask all day), so both measure the same messages.
+from webhook_load import TEXTS  # noqa: E402  (bench/ is this script's folder, first on sys.path)
 
 
 async def prepare() -> None:
     """A fresh database with the schema and the demo data (as ``yezhu migrate`` + ``yezhu demo``)."""
-    from webhook_load import recreate_pg_database  # bench/ is this script's folder, first on sys.path
+    from webhook_load import recreate_pg_database
 
     from bot.demo import load_demo
     from bot.store.db import Database
