@@ -81,6 +81,18 @@ async def test_pubsub_delivers_to_every_subscriber(services: Services) -> None:
     assert got1 == got2 == {"event": "message.created", "text": "卫生间漏水"}
 
 
+async def test_pubsub_publishes_a_batch_in_order(services: Services) -> None:
+    channel = f"events-{uuid.uuid4().hex}"
+    batch = [{"event": "message.created", "n": n} for n in range(5)]
+    async with services.pubsub.subscribe(channel) as messages:
+        await asyncio.sleep(0.05)  # Redis: let SUBSCRIBE reach the server
+        await services.pubsub.publish_many(channel, batch)
+        await services.pubsub.publish_many(channel, [{"event": "ticket.created", "n": 5}])
+        got = [await asyncio.wait_for(anext(messages), 2) for _ in range(6)]
+    assert [m["n"] for m in got] == [0, 1, 2, 3, 4, 5]
+    assert got[:5] == batch
+
+
 async def test_rate_limiter_sliding_window(services: Services) -> None:
     decisions = [await services.rate.hit("login:kefu", limit=5, window=0.5) for _ in range(6)]
     assert [d.allowed for d in decisions] == [True] * 5 + [False]
