@@ -429,19 +429,17 @@ class DialoguePolicy:
         return project
 
     async def _project_code(self, turn: Turn) -> str | None:
-        if "project" not in turn.extra and turn.identity.owner_id is None:
-            # An owner who has not bound a house: the account's project. Asked on most messages of
-            # unbound owners (knowledge-base answers), so it is kept for a minute, not queried each time.
-            account = turn.identity.account
-            cached = self._account_projects.get(account)
-            if cached is not None and cached[1] > time.monotonic():
-                return cached[0]
-            project = await self._project(turn)
-            code = project.code if project else None
-            self._account_projects[account] = (code, time.monotonic() + ACCOUNT_PROJECT_TTL)
-            return code
+        # An owner who has not bound a house gets the account's project. That is asked on most of their
+        # messages (knowledge-base answers), so it is kept for a minute, not queried each time.
+        account = turn.identity.account if "project" not in turn.extra and turn.identity.owner_id is None else None
+        cached = self._account_projects.get(account) if account is not None else None
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         project = await self._project(turn)
-        return project.code if project else None
+        code = project.code if project else None
+        if account is not None:
+            self._account_projects[account] = (code, time.monotonic() + ACCOUNT_PROJECT_TTL)
+        return code
 
     async def _setting(self, turn: Turn, key: str, default: Any = None) -> Any:
         project = await self._project(turn)
