@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         max_body_bytes=settings.max_body_bytes,
         max_inflight=settings.webhook_max_inflight,
         on_rejected=lambda account, reason: rt.metrics.rejected.labels("wechat", reason).inc(),
+        nonces=rt.services.cache,  # replay protection shared by every web process
     )
     app.add_routes(wechat.routes())
     json_channel = ApiChannel(rt.engine)

@@ -33,6 +33,7 @@ def wechat_accounts(settings: Settings) -> dict[str, WeChatAccountConfig]:
             app_secret=a.app_secret.get_secret_value(),
             aes_key=a.aes_key,
             api_base=a.api_base,
+            mode=a.mode,
         )
         for name, a in settings.wechat_accounts.items()
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr
@@ -29,10 +29,9 @@ class WeChatAccount(BaseModel):
     api_base: str = WECHAT_API_BASE
     project: str | None = None
     """The project (楼盘) code this account serves, when it serves only one."""
-
-    @property
-    def mode(self) -> str:
-        return "safe" if self.aes_key else "plaintext"
+    mode: Literal["plaintext", "compatible", "safe"] | None = None
+    """消息加解密方式 as set in WeChat's back office. Unset: ``safe`` with an ``aes_key`` (encrypted
+    messages only), ``plaintext`` without; ``compatible`` accepts both and must be set explicitly."""
 
 
 class Settings(BaseSettings):
@@ -59,6 +58,8 @@ class Settings(BaseSettings):
     wechat_app_id: str = ""
     wechat_app_secret: SecretStr = SecretStr("")
     wechat_aes_key: str | None = None
+    wechat_mode: Literal["plaintext", "compatible", "safe"] | None = None
+    """The default account's 消息加解密方式 (unset: safe with an EncodingAESKey, else plaintext)."""
     wechat_api_base: str = WECHAT_API_BASE
 
     reply_budget: float = 3.0
@@ -106,6 +107,7 @@ class Settings(BaseSettings):
                 app_secret=self.wechat_app_secret,
                 aes_key=self.wechat_aes_key or None,
                 api_base=self.wechat_api_base,
+                mode=self.wechat_mode,
             )
         }
         for name, raw in (self.file_config.get("wechat") or {}).items():

@@ -77,6 +77,19 @@ class TokenCache(Protocol):
         ...
 
 
+class NonceStore(Protocol):
+    """Values remembered for a while by every process (the shared ``services`` cache satisfies it).
+
+    The WeChat channel keeps each signed request's ``(timestamp, nonce)`` with a digest of its body here
+    for the signature window, so a captured request cannot be replayed with another body.
+    """
+
+    async def set_if_absent(self, key: str, value: str, ttl: int) -> str | None:
+        """Store ``value`` under ``key`` for ``ttl`` s unless a value is there already; return the value
+        already stored, or ``None`` when ours was stored. Atomic across processes."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """The engine committed an inbound message; ``replies`` resolves when the bot has answered."""

@@ -17,9 +17,17 @@ This module owns everything between WeChat's HTTP request and the engine:
   reply (`被动回复用户消息`_), otherwise we answer ``success`` and call ``defer()`` so the engine sends
   the replies through the customer-service API (:mod:`channels.wechat_api`).
 
+* **Replay and downgrade**: ``signature`` covers the token, timestamp and nonce but not a plaintext body,
+  so each verified ``(timestamp, nonce)`` is remembered with a digest of its body for the signature window
+  (in the shared store) and a second, different body under it is refused; WeChat's own retries repeat the
+  pair with the identical body and pass. An account with an EncodingAESKey is in safe mode unless
+  configured ``compatible``: plaintext bodies are refused, so a captured URL cannot carry a plaintext
+  forgery. Only safe mode authenticates the message itself (``msg_signature`` covers ``Encrypt``).
+
 Status codes: 404 unknown account; 403 anything we cannot verify (signature, stale timestamp, ciphertext
-for another AppId or undecryptable); 413 body over ``max_body_bytes``; 400 anything malformed (bad XML,
-DTD/entities, missing fields); 503 when the engine could not store the message (so WeChat retries; the
+for another AppId or undecryptable, a replayed nonce with another body, plaintext to a safe-mode
+account); 413 body over ``max_body_bytes``; 400 anything malformed (bad XML, DTD/entities, missing
+fields, an openid or MsgId no WeChat message has, a non-finite coordinate); 503 when the engine could not store the message (so WeChat retries; the
 engine de-duplicates the retry on ``msg_id``). Never 500: every rejection is one ``yezhu.wechat`` warning
 with a reason, and the sink is never called for a rejected request.
 
@@ -39,12 +47,13 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
@@ -65,7 +74,15 @@ from wechatpy.messages import (
 )
 from wechatpy.replies import TextReply
 
-from channels.base import Accepted, Duplicate, InboundMessage, MessageKind, MessageSink, OutboundMessage
+from channels.base import (
+    Accepted,
+    Duplicate,
+    InboundMessage,
+    MessageKind,
+    MessageSink,
+    NonceStore,
+    OutboundMessage,
+)
 
 log = logging.getLogger("yezhu.wechat")
 
@@ -74,7 +91,16 @@ DEFAULT_API_BASE = "https://api.weixin.qq.com"
 #: WeChat's documented answer meaning "received, no passive reply; do not retry".
 SUCCESS = "success"
 
+EncodingMode = Literal["plaintext", "compatible", "safe"]
+ENCODING_MODES: tuple[EncodingMode, ...] = ("plaintext", "compatible", "safe")
+
 _TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
+# What an openid and a MsgId may look like: WeChat's openids are 28 URL-safe base64 characters and MsgIds
+# 64-bit numbers; anything longer or outside printable ASCII is not from WeChat (and would not fit the
+# 100-character id columns the engine stores it in: PostgreSQL refuses it, and WeChat retried forever).
+MAX_SENDER = 64
+MAX_MSG_ID = 64
+_ID_RE = re.compile(r"[\x21-\x7e]+")
 _MAX_ECHOSTR = 256
 # Characters XML 1.0 cannot carry even inside CDATA (a reply containing one would be rejected by
 # WeChat as malformed and the owner would see "该公众号暂时无法提供服务").
@@ -86,7 +112,10 @@ class WeChatAccountConfig:
     """One Official Account as configured in the WeChat back office (基本配置 → 服务器配置).
 
     ``name`` is the path segment of its server URL (``/wechat/{name}``); ``aes_key`` is the 43-character
-    EncodingAESKey (``None``: plaintext mode only); ``api_base`` the API host (tests point it at a fake).
+    EncodingAESKey; ``api_base`` the API host (tests point it at a fake). ``mode`` is the back office's
+    消息加解密方式: ``safe`` (安全模式, the default with an EncodingAESKey) accepts encrypted messages only,
+    ``compatible`` (兼容模式, only when configured) accepts encrypted and plaintext ones, ``plaintext``
+    (明文模式, the default without a key) plaintext ones only.
     """
 
     name: str
@@ -95,6 +124,12 @@ class WeChatAccountConfig:
     app_secret: str = field(repr=False)
     aes_key: str | None = field(default=None, repr=False)
     api_base: str = DEFAULT_API_BASE
+    mode: EncodingMode | None = None
+
+    @property
+    def encoding_mode(self) -> EncodingMode:
+        """The configured mode, or the default for the key: ``safe`` with one, ``plaintext`` without."""
+        return self.mode or ("safe" if self.aes_key else "plaintext")
 
 
 class _Rejected(Exception):
@@ -143,6 +178,17 @@ def cdata_safe(text: str) -> str:
 
 
 def _build_crypto(account: WeChatAccountConfig) -> WeChatCrypto | None:
+    mode = account.encoding_mode
+    if mode not in ENCODING_MODES:
+        raise ValueError(f"WeChat account {account.name!r}: mode must be one of {', '.join(ENCODING_MODES)}")
+    if mode != "plaintext" and not account.aes_key:
+        raise ValueError(f"WeChat account {account.name!r}: {mode} mode needs an EncodingAESKey")
+    if mode == "plaintext" and account.aes_key:
+        # Contradictory: WeChat encrypts only in compatible/safe mode; say which one instead of guessing.
+        raise ValueError(
+            f"WeChat account {account.name!r}: an EncodingAESKey is configured but mode is plaintext; "
+            "choose safe (encrypted only) or compatible (both), or remove the key"
+        )
     if not account.aes_key:
         return None
     try:
@@ -175,9 +221,31 @@ def _text_of(fields: Mapping[str, Any], name: str) -> str:
 
 def _float_of(fields: Mapping[str, Any], name: str) -> float:
     try:
-        return float(_text_of(fields, name))
+        value = float(_text_of(fields, name))
     except ValueError:
         _reject(400, "malformed_message", f"{name} is not a number")
+    if not math.isfinite(value):  # "nan", "inf", "1e999": JSON cannot carry them (PostgreSQL refuses NaN)
+        _reject(400, "malformed_message", f"{name} is not a finite number")
+    return value
+
+
+class _LocalNonces:
+    """A :class:`~channels.base.NonceStore` for one process (tests, scripts); the app passes the shared one."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[str, float]] = {}
+        self._last_sweep = time.monotonic()
+
+    async def set_if_absent(self, key: str, value: str, ttl: int) -> str | None:
+        now = time.monotonic()
+        if now - self._last_sweep > 60:
+            self._seen = {k: item for k, item in self._seen.items() if item[1] > now}
+            self._last_sweep = now
+        item = self._seen.get(key)
+        if item is not None and item[1] > now:
+            return item[0]
+        self._seen[key] = (value, now + ttl)
+        return None
 
 
 @dataclass(slots=True)
@@ -190,7 +258,9 @@ class WeChatChannel:
     """The WeChat OA webhook for any number of accounts, each served at ``/wechat/{name}``.
 
     ``on_rejected(account, reason)`` is called once for every request not handed to the engine (for
-    metrics); ``clock`` gives Unix time (tests freeze it). See the module docstring for the protocol.
+    metrics); ``clock`` gives Unix time (tests freeze it); ``nonces`` remembers the ``(timestamp, nonce)``
+    pairs of verified requests for the signature window (pass the shared store when several processes
+    serve the URL; the default remembers them in this process only). See the module docstring.
     """
 
     name = "wechat"
@@ -206,8 +276,14 @@ class WeChatChannel:
         max_inflight: int = 256,
         clock: Callable[[], float] = time.time,
         on_rejected: Callable[[str, str], None] | None = None,
+        nonces: NonceStore | None = None,
+        nonce_timeout: float = 0.5,
     ) -> None:
         self._accounts = {key: _Account(cfg, _build_crypto(cfg)) for key, cfg in accounts.items()}
+        self._nonces: NonceStore = nonces if nonces is not None else _LocalNonces()
+        self._nonce_timeout = nonce_timeout
+        self._nonce_failures = 0  # replay checks skipped because the store failed, since the last log line
+        self._nonce_logged = 0.0
         self._sink = sink
         self._reply_budget = reply_budget
         self._signature_window = signature_window
@@ -333,6 +409,11 @@ class WeChatChannel:
         encrypt_type = query.get("encrypt_type", "raw").lower()
         if encrypt_type not in ("raw", "aes"):
             _reject(400, "bad_encrypt_type", encrypt_type[:20])
+        if encrypt_type == "raw" and account.config.encoding_mode == "safe":
+            # Downgrade: in safe mode WeChat always encrypts, and ``signature`` does not cover the body, so
+            # a plaintext body under a captured URL would be a forgery. Compatible mode, configured
+            # explicitly, accepts both while an account moves between modes.
+            _reject(403, "plaintext_refused", "account is in safe mode: only encrypted messages are accepted")
         timestamp, nonce = self._check_freshness(query)
         signature = query.get("signature")
         # Plaintext mode is authenticated by ``signature`` alone; in compatible/safe mode WeChat sends it
@@ -346,9 +427,11 @@ class WeChatChannel:
         root = _parse_safely(body, "body")
         if encrypt_type == "raw":
             try:
-                return False, body.decode("utf-8")
+                text = body.decode("utf-8")
             except UnicodeDecodeError:
                 _reject(400, "malformed_xml", "body is not UTF-8")
+            await self._check_replay(account.config.name, timestamp, nonce, body)
+            return False, text
 
         if account.crypto is None:
             _reject(403, "no_aes_key", "encrypted message but no EncodingAESKey configured")
@@ -368,7 +451,39 @@ class WeChatChannel:
         except Exception as exc:
             _reject(403, "decrypt_failed", type(exc).__name__)
         _parse_safely(xml_text.encode("utf-8"), "decrypted payload")
+        await self._check_replay(account.config.name, timestamp, nonce, body)
         return True, xml_text
+
+    async def _check_replay(self, account: str, timestamp: str, nonce: str, body: bytes) -> None:
+        """Refuse a verified ``(timestamp, nonce)`` pair seen before with a different body.
+
+        WeChat's signature covers the token, timestamp and nonce but not a plaintext body, so a captured
+        URL would otherwise carry any body for the whole window. WeChat's own retries repeat the pair with
+        the identical body: they pass, and the engine de-duplicates them on MsgId (DESIGN.md hot path step
+        1). The pair is remembered, with a digest of the body, while its timestamp is inside the window.
+        If the store cannot answer quickly the check is skipped (logged): the engine decides what an
+        outage means for the message itself, and a replay then still needs a request captured in the window.
+        """
+        key = "wechat:nonce:" + hashlib.sha256(f"{account}\n{timestamp}\n{nonce}".encode()).hexdigest()
+        digest = hashlib.sha256(body).hexdigest()
+        ttl = max(1, int(int(timestamp) + self._signature_window - self._clock()) + 5)  # +5: clock slack
+        try:
+            async with asyncio.timeout(self._nonce_timeout):
+                seen = await self._nonces.set_if_absent(key, digest, ttl)
+        except Exception as exc:
+            self._nonce_failures += 1
+            now = time.monotonic()
+            if now - self._nonce_logged >= 10.0:
+                log.warning(
+                    "wechat %s: replay check skipped for %d request(s): nonce store unavailable (%s)",
+                    account,
+                    self._nonce_failures,
+                    type(exc).__name__,
+                )
+                self._nonce_failures, self._nonce_logged = 0, now
+            return
+        if seen is not None and not hmac.compare_digest(seen.encode(), digest.encode()):
+            _reject(403, "replayed_nonce", "timestamp and nonce already used with another body")
 
     # -- parsing --------------------------------------------------------------------------------
 
@@ -384,6 +499,8 @@ class WeChatChannel:
         msg_type = _text_of(fields, "MsgType").lower()
         if not sender or not msg_type or not _TIMESTAMP_RE.fullmatch(create_time):
             _reject(400, "malformed_message", "FromUserName, CreateTime or MsgType missing")
+        if len(sender) > MAX_SENDER or not _ID_RE.fullmatch(sender):
+            _reject(400, "malformed_message", f"FromUserName is not an openid ({len(sender)} characters)")
         wx_message = parse_message(xml_text)
 
         kind: MessageKind = "unknown"
@@ -428,10 +545,14 @@ class WeChatChannel:
             event = _text_of(fields, "Event").lower()
             text, media = self._event_details(event, fields)
             msg_id = ""  # events carry no MsgId; see below
+        if msg_id and (len(msg_id) > MAX_MSG_ID or not _ID_RE.fullmatch(msg_id)):
+            _reject(400, "malformed_message", f"MsgId is not a message id ({len(msg_id)} characters)")
         if not msg_id:
             # Events (and the odd message without MsgId): WeChat's docs say to de-duplicate them on
             # FromUserName + CreateTime; the event name keeps two events of the same second apart.
             msg_id = f"{sender}:{create_time}:{event or msg_type}"
+            if len(msg_id) > MAX_MSG_ID:  # an odd event or type name: a digest keeps the id short and unique
+                msg_id = "h:" + hashlib.sha256(msg_id.encode()).hexdigest()[:48]
         if kind == "unknown" and not isinstance(wx_message, BaseEvent):
             log.info(
                 "wechat %s: unknown message type %r from %s", account.name, msg_type[:40], mask_openid(sender)

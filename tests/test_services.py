@@ -118,6 +118,22 @@ async def test_cache_ttl(services: Services) -> None:
     assert await services.cache.get("short") is None
 
 
+async def test_cache_set_if_absent_keeps_the_first_value(services: Services) -> None:
+    results = await asyncio.gather(*(services.cache.set_if_absent("nonce:1", f"v{n}", ttl=60) for n in range(8)))
+    assert results.count(None) == 1  # exactly one writer won, across concurrent callers
+    first = next(f"v{n}" for n, r in enumerate(results) if r is None)
+    assert all(r == first for r in results if r is not None)
+    assert await services.cache.set_if_absent("nonce:1", "other", ttl=60) == first
+    assert await services.cache.get("nonce:1") == first
+
+
+async def test_cache_set_if_absent_expires(services: Services) -> None:
+    assert await services.cache.set_if_absent("nonce:2", "a", ttl=1) is None
+    await asyncio.sleep(1.1)
+    assert await services.cache.set_if_absent("nonce:2", "b", ttl=1) is None
+    assert await services.cache.get("nonce:2") == "b"
+
+
 async def test_cache_lock_makes_one_refresher(services: Services) -> None:
     fetches = 0
 

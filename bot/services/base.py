@@ -66,6 +66,11 @@ class Cache(Protocol):
 
     def lock(self, key: str, timeout: float) -> AbstractAsyncContextManager[None]: ...
 
+    async def set_if_absent(self, key: str, value: str, ttl: int) -> str | None:
+        """Store ``value`` for ``ttl`` s unless ``key`` holds a value; return that value (``None``: ours
+        was stored). Atomic across processes (satisfies ``channels.base.NonceStore``)."""
+        ...
+
 
 @dataclass(slots=True)
 class Services:

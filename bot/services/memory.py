@@ -107,6 +107,7 @@ class MemoryRateLimiter:
 class MemoryCache:
     def __init__(self) -> None:
         self._data: dict[str, tuple[str, float]] = {}
+        self._last_sweep = time.monotonic()
         self._locks = MemoryLocks()
 
     async def get(self, key: str) -> str | None:
@@ -124,6 +125,17 @@ class MemoryCache:
 
     def lock(self, key: str, timeout: float) -> Any:
         return self._locks.lock(f"cache-lock:{key}", timeout=timeout, wait=timeout)
+
+    async def set_if_absent(self, key: str, value: str, ttl: int) -> str | None:
+        existing = await self.get(key)
+        if existing is not None:
+            return existing
+        now = time.monotonic()
+        if now - self._last_sweep > 60:  # nonces arrive with every webhook: drop the expired ones now and then
+            self._data = {k: item for k, item in self._data.items() if item[1] > now}
+            self._last_sweep = now
+        self._data[key] = (value, now + ttl)
+        return None
 
 
 def memory_services() -> Services:

@@ -21,6 +21,15 @@ PREFIX = "yezhu:"
 # already have refreshed the token; deleting its fresh token would make every process refresh again).
 _DELETE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
+# Set-if-absent returning the value already there, in one round trip on any Redis version (``SET NX GET``
+# needs Redis 7).
+_SET_IF_ABSENT = """
+local old = redis.call('GET', KEYS[1])
+if old then return old end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+"""
+
 # Sliding-window log in one round trip: trim, count, maybe add; atomic because Lua runs alone.
 _RATE = """
 local key, now, window, limit, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -118,6 +127,7 @@ class RedisCache:
     def __init__(self, client: aioredis.Redis) -> None:
         self.r = client
         self._delete_if = client.register_script(_DELETE_IF)
+        self._set_if_absent = client.register_script(_SET_IF_ABSENT)
         self._locks = RedisLocks(client)
 
     async def get(self, key: str) -> str | None:
@@ -135,6 +145,10 @@ class RedisCache:
 
     def lock(self, key: str, timeout: float) -> Any:
         return self._locks.lock("cache:" + key, timeout=timeout, wait=timeout)
+
+    async def set_if_absent(self, key: str, value: str, ttl: int) -> str | None:
+        old = await self._set_if_absent(keys=[PREFIX + "cache:" + key], args=[value, max(1, int(ttl))])
+        return old.decode() if isinstance(old, bytes) else old
 
 
 def redis_services(url: str) -> Services:

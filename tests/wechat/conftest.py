@@ -34,6 +34,15 @@ ACCOUNTS = {
         app_secret=APP_SECRET,
         aes_key=AES_KEY,
         api_base="http://127.0.0.1:9",
+        mode="compatible",  # accepts all three kinds of request, so one account serves every mode's tests
+    ),
+    "safe": WeChatAccountConfig(
+        name="safe",
+        token=TOKEN,
+        app_id=APP_ID,
+        app_secret=APP_SECRET,
+        aes_key=AES_KEY,
+        api_base="http://127.0.0.1:9",
     ),
     "plain": WeChatAccountConfig(
         name="plain",
@@ -171,7 +180,7 @@ async def client(make_client: ChannelFactory) -> TestClient[Any, Any]:
 
 
 def owner_for(client: Any, mode: Mode, clock: FrozenClock, **kw: Any) -> WeChatOwner:
-    """An owner of the ``default`` account (it has an EncodingAESKey, so every mode works)."""
+    """An owner of the ``default`` account (EncodingAESKey and compatible mode, so every mode works)."""
     return WeChatOwner(
         client,
         token=TOKEN,
