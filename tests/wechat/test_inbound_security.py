@@ -266,14 +266,20 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("mode", ["plain", "compat", "safe"])
-@pytest.mark.parametrize("case", sorted(MALFORMED))
+# compatible mode embeds the plaintext inside <xml>…</xml>, so only such documents can be sent that way
+MALFORMED_CASES = [
+    (mode, case)
+    for case, payload in sorted(MALFORMED.items())
+    for mode in ("plain", "compat", "safe")
+    if mode != "compat" or (b"</xml>" in payload and case != "not_utf8")
+]
+
+
+@pytest.mark.parametrize(("mode", "case"), MALFORMED_CASES)
 async def test_malformed_documents_are_bad_requests(
     owner: WeChatOwner, sink: FakeSink, mode: str, case: str
 ) -> None:
     payload = MALFORMED[case]
-    if mode == "compat" and (b"</xml>" not in payload or case == "not_utf8"):
-        pytest.skip("compatible mode embeds the plaintext inside <xml>…</xml>: needs such a document")
     if mode == "plain":
         response = await owner.post(payload)
     elif mode == "safe":
@@ -360,3 +366,174 @@ def test_a_wrong_encoding_aes_key_fails_at_start_up(bad_key: str) -> None:
     account = WeChatAccountConfig(name="x", token="t", app_id="wx1", app_secret="s", aes_key=bad_key)
     with pytest.raises(ValueError, match="EncodingAESKey"):
         WeChatChannel({"x": account}, FakeSink())
+
+
+def test_mode_and_key_must_agree_at_start_up() -> None:
+    for mode in ("safe", "compatible"):
+        account = WeChatAccountConfig(name="x", token="t", app_id="wx1", app_secret="s", mode=mode)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="needs an EncodingAESKey"):
+            WeChatChannel({"x": account}, FakeSink())
+    account = WeChatAccountConfig(name="x", token="t", app_id="wx1", app_secret="s", aes_key=AES_KEY,
+                                  mode="plaintext")
+    with pytest.raises(ValueError, match="choose safe"):
+        WeChatChannel({"x": account}, FakeSink())
+    assert WeChatAccountConfig(name="x", token="t", app_id="wx1", app_secret="s", aes_key=AES_KEY).encoding_mode \
+        == "safe"
+
+
+# -- downgrade: an account with an EncodingAESKey ----------------------------------------------------
+
+
+def safe_owner(client: TestClient[Any, Any], clock: FrozenClock, mode: Any = "safe") -> WeChatOwner:
+    """An owner of the ``safe`` account (EncodingAESKey, mode not configured: safe)."""
+    return WeChatOwner(client, token=TOKEN, app_id=APP_ID, aes_key=AES_KEY, openid=OPENID, account="safe",
+                       mode=mode, clock=clock)
+
+
+async def test_safe_mode_refuses_plaintext_bodies(
+    client: TestClient[Any, Any], sink: FakeSink, clock: FrozenClock
+) -> None:
+    owner = safe_owner(client, clock, "plain")
+    # correctly signed (the URL signature covers only token, timestamp and nonce), but not encrypted
+    response = await owner.post(owner.text_xml("查一下我的房产证"))
+    assert (response.status, response.body) == (403, "plaintext_refused")
+    # the same with a compatible-looking body (plaintext fields next to an <Encrypt>) but no encrypt_type
+    _, compat_body = owner.signed_request(owner.text_xml("查一下我的房产证"), mode="compat")
+    response = await owner.post(owner.text_xml("x"), body=compat_body)
+    assert (response.status, response.body) == (403, "plaintext_refused")
+    assert sink.messages == []
+    # what WeChat sends in safe mode still works, and so does a compatible-mode push (it is encrypted)
+    for mode in ("safe", "compat"):
+        assert (await safe_owner(client, clock, mode).post(owner.text_xml("你好"))).status == 200
+    assert [m.text for m in sink.messages] == ["你好", "你好"]
+
+
+async def test_compatible_mode_configured_accepts_both(
+    client: TestClient[Any, Any], sink: FakeSink, clock: FrozenClock
+) -> None:
+    for mode in ("plain", "compat", "safe"):
+        owner = owner_for_default(client, clock, mode)
+        response = await owner.post(owner.text_xml(f"{mode} 你好"))
+        assert response.status == 200, (mode, response.body)
+    assert [m.text for m in sink.messages] == ["plain 你好", "compat 你好", "safe 你好"]
+
+
+def owner_for_default(client: TestClient[Any, Any], clock: FrozenClock, mode: Any) -> WeChatOwner:
+    return WeChatOwner(client, token=TOKEN, app_id=APP_ID, aes_key=AES_KEY, openid=OPENID, mode=mode,
+                       clock=clock)
+
+
+# -- replay: a captured (timestamp, nonce, signature) ------------------------------------------------
+
+
+async def raw_post(client: TestClient[Any, Any], account: str, query: dict[str, str], body: bytes) -> tuple[int, str]:
+    async with client.post(f"/wechat/{account}", params=query, data=body,
+                           headers={"Content-Type": "text/xml"}) as response:
+        return response.status, await response.text()
+
+
+@pytest.mark.parametrize("mode", ["plain", "compat", "safe"])
+async def test_a_captured_url_cannot_carry_another_body(
+    owner: WeChatOwner, client: TestClient[Any, Any], sink: FakeSink, clock: FrozenClock
+) -> None:
+    query, body = owner.signed_request(owner.text_xml("卫生间漏水"), timestamp=str(int(NOW)), nonce="1234567")
+    assert (await raw_post(client, "default", query, body))[0] == 200
+    # an attacker replays the push URL within the window with a body of their own choosing
+    clock.now += 120
+    for text in ("我的房产证办好了吗", "卫生间漏水 "):
+        forged_query, forged = owner.signed_request(owner.text_xml(text), timestamp=str(int(NOW)), nonce="1234567")
+        assert forged != body
+        assert await raw_post(client, "default", forged_query, forged) == (403, "replayed_nonce")
+    assert [m.text for m in sink.messages] == ["卫生间漏水"]
+
+
+@pytest.mark.parametrize("mode", ["plain", "compat", "safe"])
+async def test_wechat_retries_with_the_identical_body_get_through(
+    owner: WeChatOwner, client: TestClient[Any, Any], sink: FakeSink, clock: FrozenClock
+) -> None:
+    query, body = owner.signed_request(owner.text_xml("电梯坏了"), timestamp=str(int(NOW)), nonce="77")
+    for _ in range(3):  # WeChat retries after 5 s, up to three times, repeating everything
+        assert (await raw_post(client, "default", query, body))[0] == 200
+        clock.now += 5
+    assert [m.msg_id for m in sink.messages] == [sink.messages[0].msg_id] * 3  # the engine de-duplicates
+    # another nonce (or another timestamp) is another request
+    q2, b2 = owner.signed_request(owner.text_xml("还有门禁"), timestamp=str(int(NOW)), nonce="78")
+    assert (await raw_post(client, "default", q2, b2))[0] == 200
+    q3, b3 = owner.signed_request(owner.text_xml("还有门禁卡"), timestamp=str(int(NOW) + 1), nonce="77")
+    assert (await raw_post(client, "default", q3, b3))[0] == 200
+
+
+async def test_nonces_are_shared_between_processes_through_the_store(
+    make_client: ChannelFactory, sink: FakeSink, clock: FrozenClock
+) -> None:
+    from bot.services.memory import MemoryCache
+
+    shared = MemoryCache()  # stands for Redis here; tests/test_webhook_hardening.py uses the real one
+    first, second = await make_client(nonces=shared), await make_client(nonces=shared)
+    owner = WeChatOwner(first, token="plain-token", app_id="wxplain000000000", account="plain", clock=clock)
+    query, body = owner.signed_request(owner.text_xml("a"), nonce="5")
+    assert (await raw_post(first, "plain", query, body))[0] == 200
+    forged_query, forged = owner.signed_request(owner.text_xml("b"), timestamp=query["timestamp"], nonce="5")
+    assert await raw_post(second, "plain", forged_query, forged) == (403, "replayed_nonce")
+    assert (await raw_post(second, "plain", query, body))[0] == 200  # the identical retry, elsewhere
+    assert [m.text for m in sink.messages] == ["a", "a"]
+
+
+class BrokenNonces:
+    async def set_if_absent(self, key: str, value: str, ttl: int) -> str | None:
+        raise ConnectionError("redis is restarting")
+
+
+async def test_an_unavailable_nonce_store_does_not_refuse_wechat(
+    make_client: ChannelFactory, sink: FakeSink, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make_client(nonces=BrokenNonces())
+    owner = WeChatOwner(client, token="plain-token", app_id="wxplain000000000", account="plain", clock=clock)
+    with caplog.at_level(logging.WARNING, logger="yezhu.wechat"):
+        assert (await owner.post(owner.text_xml("你好"))).status == 200
+        assert (await owner.post(owner.text_xml("你好"))).status == 200
+    assert len(sink.messages) == 2
+    skipped = [r.getMessage() for r in caplog.records if "replay check skipped" in r.getMessage()]
+    assert len(skipped) == 1 and "ConnectionError" in skipped[0]  # one line, not one per request
+
+
+# -- fields no WeChat message has ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("FromUserName", "o" * 101), ("FromUserName", "o" * 65), ("FromUserName", "业主"),
+     ("FromUserName", "o 1"), ("MsgId", "1" * 101), ("MsgId", "1" * 65), ("MsgId", "²³"), ("MsgId", "１２３")],
+)
+async def test_ids_no_wechat_message_has_are_bad_requests(
+    client: TestClient[Any, Any], sink: FakeSink, clock: FrozenClock, field: str, value: str
+) -> None:
+    owner = WeChatOwner(client, token="plain-token", app_id="wxplain000000000", account="plain", clock=clock)
+    xml = owner.text_xml("你好", msg_id=123456)
+    if field == "FromUserName":
+        xml = xml.replace(cdata(OPENID), cdata(value))
+    else:
+        xml = xml.replace("<MsgId>123456</MsgId>", f"<MsgId>{value}</MsgId>")
+    response = await owner.post(xml)
+    assert response.status == 400 and response.body == "malformed_message"
+    assert sink.messages == []
+
+
+async def test_an_event_with_a_long_name_gets_a_short_id(
+    client: TestClient[Any, Any], sink: FakeSink, clock: FrozenClock
+) -> None:
+    owner = WeChatOwner(client, token="plain-token", app_id="wxplain000000000", account="plain", clock=clock)
+    xml = owner._envelope("event", f"<Event>{cdata('x' * 200)}</Event>", msg_id=False)
+    assert (await owner.post(xml)).status == 200
+    assert len(sink.last.msg_id) <= 64
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", "1e999"])
+async def test_non_finite_coordinates_are_bad_requests(
+    client: TestClient[Any, Any], sink: FakeSink, clock: FrozenClock, value: str
+) -> None:
+    owner = WeChatOwner(client, token="plain-token", app_id="wxplain000000000", account="plain", clock=clock)
+    xml = owner._envelope("location", f"<Location_X>{value}</Location_X><Location_Y>113.3</Location_Y>"
+                          "<Scale>20</Scale><Label>x</Label>")
+    assert (await owner.post(xml)).status == 400
+    assert sink.messages == []
