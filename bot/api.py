@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.orm import selectinload
 
+from bot import params
 from bot.runtime import RUNTIME
 from bot.store.models import Building, Conversation, House, Identity, Message, Owner, Project, Ticket
 
@@ -26,13 +27,20 @@ def authorized(request: web.Request) -> bool:
 
 @web.middleware
 async def api_auth(request: web.Request, handler: Any) -> web.StreamResponse:
-    if request.path.startswith("/api/") and not authorized(request):
+    """The bearer token, then the parameters (:mod:`bot.params`): a bad one is a JSON 400."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    if not authorized(request):
         return web.json_response(
             {"error": "unauthorized", "detail": "a valid 'Authorization: Bearer <YEZHU_API_TOKEN>' is required"},
             status=401,
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return await handler(request)
+    try:
+        params.check_request(request)
+        return await handler(request)
+    except params.BadParameter as exc:
+        return web.json_response({"error": "bad_request", "parameter": exc.name, "detail": exc.detail}, status=400)
 
 
 def iso(value: Any) -> str | None:
@@ -84,7 +92,8 @@ def _ticket_query() -> sa.Select[Any]:
 
 @routes.get("/api/v1/tickets")
 async def list_tickets(request: web.Request) -> web.Response:
-    q = _ticket_query().order_by(Ticket.id.desc()).limit(min(int(request.query.get("limit", 100)), 500))
+    limit = params.int_param(request.query, "limit", default=100, minimum=1, maximum=500)
+    q = _ticket_query().order_by(Ticket.id.desc()).limit(limit)
     if phone := request.query.get("owner_phone"):
         q = q.join(Owner, Owner.id == Ticket.owner_id).where(Owner.phone == phone)
     if kind := request.query.get("kind"):
@@ -101,7 +110,10 @@ async def list_tickets(request: web.Request) -> web.Response:
 @routes.get("/api/v1/tickets/{ref}")
 async def get_ticket(request: web.Request) -> web.Response:
     ref = request.match_info["ref"]
-    cond = Ticket.id == int(ref) if ref.isdigit() else Ticket.number == ref
+    cond: sa.ColumnElement[bool] = Ticket.number == ref
+    if ref.isascii() and ref.isdigit():  # an id; one too large for the table names no ticket
+        ticket_id = params.parse_id(ref)
+        cond = Ticket.id == ticket_id if ticket_id is not None else sa.false()
     async with request.app[RUNTIME].db.session() as s:
         ticket = (await s.execute(_ticket_query().where(cond))).scalar_one_or_none()
     if ticket is None:

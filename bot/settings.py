@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.proxies import IPNetwork, parse_networks
 
 ROOT = Path(__file__).resolve().parent.parent
 WECHAT_API_BASE = "https://api.weixin.qq.com"
@@ -48,6 +50,11 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    trusted_proxies: str = ""
+    """Reverse proxies in front of Yezhu (IP addresses or networks, comma-separated). Only when a request
+    comes from one of them is ``proxy_header`` believed for the client's address (bot/proxies.py)."""
+    proxy_header: str = "X-Forwarded-For"
+    """The header the trusted proxies put the client's address in (``X-Forwarded-For`` or ``X-Real-IP``)."""
     processes: int = Field(default=1, ge=1)
     """Web processes of ``yezhu run`` sharing the port (SO_REUSEPORT); more than one needs Redis and
     PostgreSQL."""
@@ -87,6 +94,16 @@ class Settings(BaseSettings):
     job_queue: str = "yezhu:jobs"
     job_redelivery_seconds: float = 60.0
     """A job left unacknowledged this long (its worker died) is run again by another worker."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @cached_property
     def file_config(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from channels.base import Accepted, InboundMessage, MessageSink
+from channels.base import UNSAFE_TEXT, Accepted, InboundMessage, MessageSink
 
 MAX_TEXT = 2000
 
@@ -40,6 +40,9 @@ class ApiChannel:
         msg_id = body.get("msg_id") or uuid.uuid4().hex
         if not isinstance(msg_id, str) or len(msg_id) > 100:
             raise ValueError("'msg_id' must be a string of at most 100 characters")
+        for name, value in (("sender", sender), ("text", text), ("msg_id", msg_id)):
+            if UNSAFE_TEXT.search(value):
+                raise ValueError(f"'{name}' contains control characters or unpaired surrogates")
         return InboundMessage(channel="api", account=account, sender=sender.strip(), msg_id=msg_id, kind="text",
                               text=text)
 
@@ -47,6 +50,8 @@ class ApiChannel:
         try:
             body = await request.json(loads=json.loads)
             message = self.parse(body)
+        except RecursionError:  # e.g. 30,000 nested arrays: the parser gives up; the request is bad
+            return web.json_response({"error": "bad_request", "detail": "JSON nested too deeply"}, status=400)
         except (ValueError, json.JSONDecodeError) as exc:
             return web.json_response({"error": "bad_request", "detail": str(exc)}, status=400)
         result = await self.sink.accept(message)

@@ -7,9 +7,14 @@ arrives as one of the protocols below, so the channel can be tested with no data
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+UNSAFE_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+"""Characters no owner types and no database stores: C0 controls but tab, newline and carriage return;
+DEL; lone surrogates (PostgreSQL refuses NUL in text, and a surrogate cannot be encoded)."""
 
 MessageKind = Literal["text", "voice", "image", "location", "link", "event", "video", "file", "unknown"]
 

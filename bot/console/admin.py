@@ -19,8 +19,8 @@ from bot.console.core import (
     audit,
     done,
     form,
-    int_param,
     match_id,
+    page_param,
     render,
     route,
     runtime_of,
@@ -112,7 +112,7 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
         query = query.where(AuditLog.action.startswith(action))
     if target := q.get("target", "").strip():
         query = query.where(AuditLog.target == target)
-    page = max(1, int_param(q.get("page")) or 1)
+    page = page_param(request)
     async with runtime_of(request).db.session() as s:
         rows = list((await s.execute(query.offset((page - 1) * 100).limit(100))).scalars())
     return render(request, "audit.html", title="审计日志", page="audit", rows=rows, page_no=page,

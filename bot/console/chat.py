@@ -19,6 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from actions.workflow import WECHAT_WINDOW, is_overdue, sms_sender, wechat_window_open
 from bot import conversation as verbs
+from bot import params
 from bot.console.core import (
     PREFIX,
     Refused,
@@ -312,7 +313,7 @@ async def conversation_page(request: web.Request) -> web.StreamResponse:
 @route("GET", "/api/conversations/{id}/messages", "chat")
 async def new_messages(request: web.Request) -> web.StreamResponse:
     conv_id = match_id(request)
-    after = int(request.query.get("after", "0") or 0) if request.query.get("after", "0").isdigit() else 0
+    after = params.int_param(request.query, "after", default=0)
     async with runtime_of(request).db.session() as s:
         conv = await s.get(Conversation, conv_id)
         if conv is None:
@@ -469,7 +470,7 @@ async def transfer(request: web.Request) -> web.StreamResponse:
     staff, conv_id = staff_of(request), match_id(request)
     rt = runtime_of(request)
     data = await form(request)
-    target_id = int(data["staff_id"]) if data.get("staff_id", "").isdigit() else None
+    target_id = params.parse_id(data.get("staff_id"))
     note_text = data.get("note", "").strip()[:500]
     batch = EventBatch()
     async with _Locked(request, conv_id) as (s, conv):

@@ -35,6 +35,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.workflow import CHINA, KIND_LABELS, PRIORITY_LABELS, STATUS_LABELS, fmt_time
+from bot import params, proxies
 from bot.runtime import RUNTIME, Runtime
 from bot.store.models import AuditLog, StaffUser, utcnow
 
@@ -48,8 +49,9 @@ IDLE_TIMEOUT = 2 * 3600
 MAX_AGE = 12 * 3600
 """Seconds after login after which a session ends, however active."""
 LOGIN_LIMIT = 5
-"""Login attempts per username (and 4× that per client address) per :data:`LOGIN_WINDOW`."""
+"""Wrong passwords one client address may try on one account before it must wait (bot/console/auth.py)."""
 LOGIN_WINDOW = 15 * 60
+"""Seconds over which an address's wrong passwords across accounts are counted (password spraying)."""
 
 ROLES = ("agent", "engineer", "supervisor", "admin")
 ROLE_LABELS = {"agent": "客服", "engineer": "工程师", "supervisor": "主管", "admin": "管理员"}
@@ -270,31 +272,36 @@ def flash(request: web.Request, message: str, kind: str = "ok") -> None:
 
 
 async def form(request: web.Request) -> dict[str, str]:
-    """The request body as a flat dict: a JSON object from scripts or an urlencoded form."""
+    """The request body as a flat dict: a JSON object from scripts or an urlencoded form; text fields
+    with control characters are refused (:func:`bot.params.check_form`)."""
     if request.content_type == "application/json":
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
             raise web.HTTPBadRequest(text="请求格式错误") from None
         if not isinstance(body, dict):
             raise web.HTTPBadRequest(text="请求格式错误")
-        return {str(k): "" if v is None else str(v) for k, v in body.items()}
+        return params.check_form({str(k): "" if v is None else str(v) for k, v in body.items()})
     data = await request.post()
-    return {k: v for k, v in data.items() if isinstance(v, str)}
+    return params.check_form({k: v for k, v in data.items() if isinstance(v, str)})
 
 
 def int_param(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
+    """An id from a form field (a staff member to assign, say), or ``None`` if it names no row."""
+    return params.parse_id(value)
+
+
+def page_param(request: web.Request) -> int:
+    """``?page=N`` of a list (1 when absent); anything else is a 400 with a clear message."""
+    return params.int_param(request.query, "page", default=1, minimum=1, maximum=params.MAX_PAGE)
 
 
 def match_id(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit():
+    """The id in the path; 404 for one that cannot exist (``²``, ``１``, beyond the table's range)."""
+    value = params.parse_id(request.match_info[name])
+    if value is None:
         raise web.HTTPNotFound()
-    return int(raw)
+    return value
 
 
 # --- middleware ---------------------------------------------------------------------------------
@@ -317,7 +324,11 @@ def is_https(request: web.Request) -> bool:
 
 
 def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
+    """The client's address: the peer, or what a configured trusted proxy says it is (bot/proxies.py)."""
+    settings = runtime_of(request).settings
+    networks = settings.trusted_proxy_networks
+    header = request.headers.getall(settings.proxy_header, []) if networks else []
+    return proxies.client_address(request.remote, header, networks)
 
 
 @web.middleware
@@ -325,6 +336,23 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
     path = request.path
     if not (path == PREFIX or path.startswith(PREFIX + "/")):
         return await handler(request)
+    try:
+        return await _console_request(request, handler, path)
+    except params.BadParameter as exc:
+        response = bad_request(request, exc.detail_zh)
+        _secure_headers(request, response)
+        return response
+
+
+def bad_request(request: web.Request, detail: str) -> web.Response:
+    """A 400 for a parameter the page cannot use: JSON for scripts, the error page for people."""
+    if wants_json(request):
+        return web.json_response({"error": "bad_request", "detail": detail}, status=400)
+    return render(request, "error.html", status=400, title="请求有误", detail=detail)
+
+
+async def _console_request(request: web.Request, handler: Handler, path: str) -> web.StreamResponse:
+    params.check_request(request)
     if is_public(path):
         response = await handler(request)
         _secure_headers(request, response)
@@ -346,6 +374,8 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = await handler(request)
         except Refused as refused:
             response = fail(request, refused.detail, status=refused.status, back=refused.back)
+        except params.BadParameter as exc:
+            response = bad_request(request, exc.detail_zh)
     except web.HTTPException as exc:
         await _persist(request, console, staff)
         _secure_headers(request, exc)

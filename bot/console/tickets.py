@@ -37,6 +37,7 @@ from bot.console.core import (
     form,
     int_param,
     match_id,
+    page_param,
     render,
     route,
     runtime_of,
@@ -69,7 +70,7 @@ async def ticket_list(request: web.Request) -> web.StreamResponse:
     staff = staff_of(request)
     q = request.query
     filters = {k: q.get(k, "") for k in ("kind", "status", "project", "building", "overdue", "mine", "q")}
-    page = max(1, int_param(q.get("page")) or 1)
+    page = page_param(request)
     now = utcnow()
     query = _ticket_query()
     if filters["kind"] in KIND_LABELS:
