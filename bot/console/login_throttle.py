@@ -97,6 +97,7 @@ class LoginThrottle:
         pair = self._pair(username, address)
         try:
             async with self.cache.lock(pair, timeout=5):
+                now = self.clock()  # read after waiting for the lock, not before (a holder wrote `until`)
                 raw = await self.cache.get(pair)
                 state = json.loads(raw) if raw else {"failures": 0, "until": 0.0}
                 if state["until"] > now:

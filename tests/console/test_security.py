@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from bot.console.core import CONSOLE, IDLE_TIMEOUT, PERMISSIONS, route
@@ -199,3 +202,101 @@ async def test_sessions_expire_and_end_on_logout_and_password_change(yezhu: Yezh
     assert (await client.get("/console/api/queue")).status == 401
     await login(client, "kefu", "another-password-1")
     assert (await csrf_of(client))
+
+
+# --- login throttling per (account, client address) ---------------------------------------------
+
+
+async def attempt(client: Any, username: str, password: str, address: str | None = None) -> tuple[int, str]:
+    """One login through the form, from ``address`` (sent as the proxy would, in X-Forwarded-For)."""
+    headers = {"X-Forwarded-For": f"{address}"} if address else {}
+    page = await client.get("/console/login", headers=headers)
+    token = re.search(r'name="_csrf" value="([^"]+)"', await page.text())
+    assert token
+    resp = await client.post("/console/login", allow_redirects=False, headers=headers,
+                             data={"username": username, "password": password, "_csrf": token.group(1)})
+    client.session.cookie_jar.clear()  # each attempt as a fresh browser
+    return resp.status, resp.headers.get("Retry-After", "")
+
+
+async def test_an_attacker_cannot_lock_staff_out_from_another_address(yezhu: YezhuFactory) -> None:
+    # behind a proxy on 127.0.0.1 (the test client's address): every client comes from the proxy
+    client = await yezhu(trusted_proxies="127.0.0.1")
+    await set_password(client, "kefu")
+    assert (await attempt(client, "kefu", PASSWORD, "198.51.100.7"))[0] == 303  # kefu's usual desk
+    for _ in range(5):
+        assert (await attempt(client, "kefu", "guess", "203.0.113.9"))[0] == 401
+    for _ in range(3):
+        assert (await attempt(client, "kefu", "guess", "203.0.113.9"))[0] == 429
+    # the attacker is held back; kefu, from the desk and from a new address, is not
+    assert (await attempt(client, "kefu", PASSWORD, "198.51.100.7"))[0] == 303
+    assert (await attempt(client, "kefu", PASSWORD, "198.51.100.80"))[0] == 303
+    # a client cannot pick its address: what it writes left of the proxy's own entry is ignored
+    status, _ = await attempt(client, "kefu", "guess", "198.51.100.7, 203.0.113.9")
+    assert status == 429
+    async with client.app[RUNTIME].db.session() as s:
+        rows = (await s.execute(sa.select(AuditLog.action, AuditLog.data).where(AuditLog.actor == "kefu"))).all()
+    throttled = [data for action, data in rows if action == "staff.login_throttled"]
+    assert throttled and all(d["ip"] == "203.0.113.9" for d in throttled)
+
+
+async def test_the_proxy_header_is_ignored_unless_the_peer_is_a_trusted_proxy(yezhu: YezhuFactory) -> None:
+    client = await yezhu()  # no trusted proxies: X-Forwarded-For is whatever the client wants it to be
+    await set_password(client, "kefu")
+    for n in range(5):
+        assert (await attempt(client, "kefu", "guess", f"203.0.113.{n}"))[0] == 401
+    assert (await attempt(client, "kefu", PASSWORD, "203.0.113.99"))[0] == 429  # same peer, same pair
+    untrusted = await yezhu(trusted_proxies="10.0.0.0/8")  # a proxy is configured, but not this peer
+    await set_password(untrusted, "kefu")
+    for n in range(5):
+        assert (await attempt(untrusted, "kefu", "guess", f"203.0.113.{n}"))[0] == 401
+    assert (await attempt(untrusted, "kefu", PASSWORD, "203.0.113.99"))[0] == 429
+
+
+async def test_waits_escalate_and_a_right_password_clears_them(yezhu: YezhuFactory) -> None:
+    client = await yezhu(trusted_proxies="127.0.0.1")
+    clock = [1_000_000.0]
+    client.app[CONSOLE].sessions.clock = lambda: clock[0]
+    await set_password(client, "kefu")
+    for _ in range(5):
+        assert (await attempt(client, "kefu", "guess", "203.0.113.9"))[0] == 401
+    waits = []
+    for _ in range(4):
+        status, retry_after = await attempt(client, "kefu", PASSWORD, "203.0.113.9")
+        assert status == 429
+        waits.append(int(retry_after))
+        clock[0] += int(retry_after) + 1
+        assert (await attempt(client, "kefu", "guess", "203.0.113.9"))[0] == 401  # one more try after the wait
+    assert waits == [60, 120, 240, 480]
+    clock[0] += 961
+    assert (await attempt(client, "kefu", PASSWORD, "203.0.113.9"))[0] == 303
+    for _ in range(4):  # cleared: the next mistakes are free again
+        assert (await attempt(client, "kefu", "guess", "203.0.113.9"))[0] == 401
+
+
+@pytest.mark.parametrize("shared", ["memory", "redis"])
+async def test_parallel_guesses_cannot_overtake_the_count(
+    yezhu: YezhuFactory, shared: str, request: pytest.FixtureRequest
+) -> None:
+    if shared == "redis":  # two web processes counting together through Redis
+        redis_url = request.getfixturevalue("redis_url")
+        clients = [await yezhu(redis_url=redis_url), await yezhu(redis_url=redis_url)]
+    else:
+        clients = [await yezhu()]
+    results = await asyncio.gather(
+        *(attempt(clients[n % len(clients)], "admin", f"guess-{n}") for n in range(20))
+    )
+    statuses = [status for status, _ in results]
+    assert statuses.count(401) == 5 and statuses.count(429) == 15, statuses
+
+
+async def test_many_addresses_on_one_account_cannot_keep_its_owner_out(yezhu: YezhuFactory) -> None:
+    client = await yezhu(trusted_proxies="127.0.0.1")
+    await set_password(client, "admin")
+    assert (await attempt(client, "admin", PASSWORD, "198.51.100.7"))[0] == 303  # the admin's own desk
+    for n in range(60):  # a botnet: each address stays under its own limit
+        await attempt(client, "admin", f"guess-{n}", f"203.0.{n // 200}.{n % 200 + 1}")
+    # the account is now guarded: unknown addresses wait, the admin's usual address does not
+    status, retry_after = await attempt(client, "admin", PASSWORD, "203.0.113.250")
+    assert status == 429 and int(retry_after) > 0
+    assert (await attempt(client, "admin", PASSWORD, "198.51.100.7"))[0] == 303
