@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
+
+import sqlalchemy as sa
 
 from tests.conftest import YezhuFactory, auth
 
@@ -109,3 +113,85 @@ async def test_nlu_parse_endpoint_and_parse_stored_with_the_message(yezhu: Yezhu
     resp = await client.get("/api/v1/conversations", params={"channel": "api", "sender": "nlu-1"}, headers=auth())
     first = (await resp.json())["conversations"][0]["messages"][0]
     assert first["intent"] == "human" and first["confidence"] > 0.5
+
+
+# --- hostile parameters and bodies: a 4xx with a clear error, nothing stored, on both databases ------------
+
+BAD_NUMBERS = ["-1", "0", "501", "²", "１０", "1²", "99999999999999999999", "2147483648", "abc", "1.5", "1e3", " ",
+               "0x10"]
+
+
+async def _tickets(client: Any, n: int) -> None:
+    from bot.runtime import RUNTIME
+    from bot.store.models import Ticket
+
+    async with client.app[RUNTIME].db.session() as s, s.begin():
+        s.add_all(Ticket(number=f"ZX20260101-{k:04d}", kind="inquiry", description=f"咨询{k}") for k in range(n))
+
+
+async def test_ticket_list_limit_is_bounded_and_checked(yezhu: YezhuFactory, db_url: str) -> None:
+    client = await yezhu(database_url=db_url, demo=False)
+    await _tickets(client, 3)
+    resp = await client.get("/api/v1/tickets", params={"limit": "2"}, headers=auth())
+    assert resp.status == 200 and len((await resp.json())["tickets"]) == 2
+    resp = await client.get("/api/v1/tickets", headers=auth())
+    assert len((await resp.json())["tickets"]) == 3
+    for value in BAD_NUMBERS:
+        resp = await client.get("/api/v1/tickets", params={"limit": value}, headers=auth())
+        if value == " ":  # blank is "not given"
+            assert resp.status == 200
+            continue
+        assert resp.status == 400, value
+        body = await resp.json()
+        assert body["parameter"] == "limit" and "from 1 to 500" in body["detail"], value
+
+
+async def test_ticket_ids_that_cannot_exist_are_404(yezhu: YezhuFactory, db_url: str) -> None:
+    client = await yezhu(database_url=db_url, demo=False)
+    await _tickets(client, 1)
+    resp = await client.get("/api/v1/tickets/1", headers=auth())
+    assert resp.status == 200 and (await resp.json())["number"] == "ZX20260101-0000"
+    assert (await client.get("/api/v1/tickets/ZX20260101-0000", headers=auth())).status == 200
+    for ref in ["²", "１", "99999999999999999999", "2147483648", "0", "-1", "1.0", "x" * 500]:
+        resp = await client.get(f"/api/v1/tickets/{ref}", headers=auth())
+        assert resp.status == 404, ref
+        assert (await resp.json())["error"] == "not_found"
+
+
+async def test_control_characters_in_parameters_are_400(yezhu: YezhuFactory, db_url: str) -> None:
+    client = await yezhu(database_url=db_url, demo=False)
+    for path, params in [("/api/v1/tickets", {"kind": "repair\x00"}), ("/api/v1/tickets", {"owner_phone": "\x00"}),
+                         ("/api/v1/conversations", {"channel": "api", "sender": "a\x00b"}),
+                         ("/api/v1/tickets", {"status": "x" * 1001})]:
+        resp = await client.get(path, params=params, headers=auth())
+        assert resp.status == 400, params
+        assert (await resp.json())["error"] == "bad_request"
+    assert (await client.get("/api/v1/tickets/%00", headers=auth())).status in (400, 404)
+
+
+async def test_hostile_json_bodies_are_400_and_store_nothing(yezhu: YezhuFactory, db_url: str) -> None:
+    from bot.runtime import RUNTIME
+    from bot.store.models import Identity, Message
+
+    client = await yezhu(database_url=db_url, demo=False)
+    deep_array = b"[" * 30_000 + b"]" * 30_000
+    deep_object = b'{"a":' * 10_000 + b"1" + b"}" * 10_000  # within the 64 KB body limit
+    bodies = [
+        deep_array,
+        deep_object,
+        b'{"sender": "crm-1", "text": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+        json.dumps({"sender": "crm-1", "text": "你好\x00"}).encode(),
+        json.dumps({"sender": "crm\x00-1", "text": "你好"}).encode(),
+        b'{"sender": "crm-1", "text": "\\ud800"}',  # an unpaired surrogate
+        json.dumps({"sender": "crm-1", "text": "你好", "msg_id": "m" * 101}).encode(),
+        json.dumps({"sender": "c" * 101, "text": "你好"}).encode(),
+        b'{"sender": "crm-1", "text": "\xff\xfe"}',  # not UTF-8
+    ]
+    for body in bodies:
+        resp = await client.post("/api/v1/messages", data=body,
+                                 headers={**auth(), "Content-Type": "application/json"})
+        assert resp.status == 400, body[:60]
+        assert (await resp.json())["detail"]
+    async with client.app[RUNTIME].db.session() as s:
+        assert (await s.execute(sa.select(sa.func.count()).select_from(Message))).scalar_one() == 0
+        assert (await s.execute(sa.select(sa.func.count()).select_from(Identity))).scalar_one() == 0
