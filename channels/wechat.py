@@ -95,6 +95,7 @@ EncodingMode = Literal["plaintext", "compatible", "safe"]
 ENCODING_MODES: tuple[EncodingMode, ...] = ("plaintext", "compatible", "safe")
 
 _TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
+_CREATE_TIME_RE = re.compile(r"[0-9]{1,10}")  # Unix seconds: ten digits last until the year 2286
 # What an openid and a MsgId may look like: WeChat's openids are 28 URL-safe base64 characters and MsgIds
 # 64-bit numbers; anything longer or outside printable ASCII is not from WeChat (and would not fit the
 # 100-character id columns the engine stores it in: PostgreSQL refuses it, and WeChat retried forever).
@@ -497,7 +498,7 @@ class WeChatChannel:
         sender = _text_of(fields, "FromUserName")
         create_time = _text_of(fields, "CreateTime")
         msg_type = _text_of(fields, "MsgType").lower()
-        if not sender or not msg_type or not _TIMESTAMP_RE.fullmatch(create_time):
+        if not sender or not msg_type or not _CREATE_TIME_RE.fullmatch(create_time):
             _reject(400, "malformed_message", "FromUserName, CreateTime or MsgType missing")
         if len(sender) > MAX_SENDER or not _ID_RE.fullmatch(sender):
             _reject(400, "malformed_message", f"FromUserName is not an openid ({len(sender)} characters)")
