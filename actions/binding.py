@@ -46,7 +46,8 @@ class DevSmsSender:
         row = SmsOutbox(phone=phone, text=text, provider=self.name, status="recorded")
         s.add(row)
         await s.flush()
-        log.info("dev SMS to %s: %s", phone, text)
+        # Never the text: it may carry a verification code (the row in sms_outbox has it, for developers).
+        log.info("dev SMS #%s to %s recorded in sms_outbox (%d characters, not sent)", row.id, phone, len(text))
         return row
 
 

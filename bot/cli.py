@@ -13,7 +13,9 @@ import typer
 from bot import logs
 from bot.settings import Settings
 
-app = typer.Typer(help="Yezhu (业主): customer-service bot for property companies.", no_args_is_help=True)
+# No locals in a traceback that escapes anyway: they would print settings and owners' data.
+app = typer.Typer(help="Yezhu (业主): customer-service bot for property companies.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
 log = logging.getLogger("yezhu.cli")
 
 

@@ -37,7 +37,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {"echo": echo}
+        # hide_parameters: a database error's message would otherwise quote the statement's parameters
+        # (owners' message text, phones, openids) into tracebacks and logs.
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if url.startswith("sqlite"):
             ensure_sqlite_dir(url)
         else:
