@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -57,7 +57,7 @@ def mask_value(key: str, value: Any) -> Any:
 _META = {"_record", "_from_structlog"}
 
 
-def _mask_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _mask_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     return {k: v if k in _META else mask_value(k, v) for k, v in event_dict.items()}
 
 
