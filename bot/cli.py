@@ -20,7 +20,25 @@ log = logging.getLogger("yezhu.cli")
 
 
 def settings() -> Settings:
-    s = Settings()
+    """The settings, or one clear line and exit 2 for a value that cannot work (never a traceback)."""
+    from pydantic import ValidationError
+
+    from bot.runtime import wechat_accounts
+    from channels.wechat import check_account
+
+    try:
+        s = Settings()
+        for account in wechat_accounts(s).values():
+            check_account(account)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        typer.echo(f"yezhu: invalid setting YEZHU_{where.upper()}: {message}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        typer.echo(f"yezhu: invalid setting: {exc}", err=True)
+        raise typer.Exit(2) from None
     logs.configure(s.log_level, s.log_json)
     return s
 

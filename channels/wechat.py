@@ -202,6 +202,12 @@ def _build_crypto(account: WeChatAccountConfig) -> WeChatCrypto | None:
     return WeChatCrypto(account.token, account.aes_key, account.app_id)
 
 
+def check_account(account: WeChatAccountConfig) -> None:
+    """Raise ``ValueError`` (one line, naming the account) if ``account`` cannot work: its mode and key
+    disagree, or the key is malformed. The channel checks this at start-up; the CLI calls it earlier."""
+    _build_crypto(account)
+
+
 def _parse_safely(document: bytes, what: str) -> Element:
     """Parse ``document`` with DTDs, entities and external references forbidden (→ 400)."""
     try:

@@ -106,3 +106,29 @@ async def test_overlong_or_foreign_ids_are_400_and_store_nothing(yezhu: YezhuFac
     assert await inbound_texts(client) == []
     async with client.app[RUNTIME].db.session() as s:
         assert (await s.execute(sa.select(sa.func.count()).select_from(Identity))).scalar_one() == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"YEZHU_WECHAT_MODE": "safe"}, "safe mode needs an EncodingAESKey"),
+        ({"YEZHU_WECHAT_MODE": "compatible"}, "compatible mode needs an EncodingAESKey"),
+        ({"YEZHU_WECHAT_MODE": "plaintext", "YEZHU_WECHAT_AES_KEY": AES_KEY}, "choose safe"),
+        ({"YEZHU_WECHAT_MODE": "secure"}, "YEZHU_WECHAT_MODE"),
+        ({"YEZHU_TRUSTED_PROXIES": "proxy.internal"}, "YEZHU_TRUSTED_PROXIES"),
+    ],
+)
+def test_settings_that_cannot_work_stop_the_cli_with_one_line(
+    env: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    monkeypatch.setenv("YEZHU_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/y.db")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(app, ["migrate"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.output
