@@ -284,7 +284,7 @@ class WeChatChannel:
         clock: Callable[[], float] = time.time,
         on_rejected: Callable[[str, str], None] | None = None,
         nonces: NonceStore | None = None,
-        nonce_timeout: float = 0.5,
+        nonce_timeout: float = 1.0,
     ) -> None:
         self._accounts = {key: _Account(cfg, _build_crypto(cfg)) for key, cfg in accounts.items()}
         self._nonces: NonceStore = nonces if nonces is not None else _LocalNonces()
