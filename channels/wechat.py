@@ -11,7 +11,8 @@ This module owns everything between WeChat's HTTP request and the engine:
   DTDs forbidden (WeChat never sends one), so no entity expansion or external entity reaches
   ``xmltodict``/wechatpy.
 * **Parsing** (`接收普通消息`_, `接收事件推送`_) with ``wechatpy.parse_message`` into a frozen
-  :class:`~channels.base.InboundMessage`. Unknown message types become ``kind="unknown"``.
+  :class:`~channels.base.InboundMessage`, in :mod:`channels.wechat_parse`. Unknown message types become
+  ``kind="unknown"``.
 * **Answering**: the engine gets the message through :class:`~channels.base.MessageSink`; if its single
   reply is ready inside ``reply_budget`` (WeChat waits 5 s, then retries) it goes back as a passive
   reply (`被动回复用户消息`_), otherwise we answer ``success`` and call ``defer()`` so the engine sends
@@ -43,46 +44,32 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import datetime as dt
 import hashlib
 import hmac
 import logging
-import math
 import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
-from xml.etree.ElementTree import Element, ParseError
+from typing import Any, Literal
 
-import defusedxml.ElementTree as SafeET
-import xmltodict
 from aiohttp import web
-from defusedxml import DefusedXmlException
-from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
-from wechatpy.events import BaseEvent
-from wechatpy.messages import (
-    ImageMessage,
-    LinkMessage,
-    LocationMessage,
-    ShortVideoMessage,
-    TextMessage,
-    VideoMessage,
-    VoiceMessage,
-)
 from wechatpy.replies import TextReply
 
 from channels.base import (
     Accepted,
     Duplicate,
     InboundMessage,
-    MessageKind,
     MessageSink,
     NonceStore,
     OutboundMessage,
 )
+from channels.wechat_parse import Rejected as _Rejected
+from channels.wechat_parse import mask_openid, parse_inbound, text_of
+from channels.wechat_parse import parse_safely as _parse_safely
+from channels.wechat_parse import reject as _reject
 
 log = logging.getLogger("yezhu.wechat")
 
@@ -95,13 +82,6 @@ EncodingMode = Literal["plaintext", "compatible", "safe"]
 ENCODING_MODES: tuple[EncodingMode, ...] = ("plaintext", "compatible", "safe")
 
 _TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
-_CREATE_TIME_RE = re.compile(r"[0-9]{1,10}")  # Unix seconds: ten digits last until the year 2286
-# What an openid and a MsgId may look like: WeChat's openids are 28 URL-safe base64 characters and MsgIds
-# 64-bit numbers; anything longer or outside printable ASCII is not from WeChat (and would not fit the
-# 100-character id columns the engine stores it in: PostgreSQL refuses it, and WeChat retried forever).
-MAX_SENDER = 64
-MAX_MSG_ID = 64
-_ID_RE = re.compile(r"[\x21-\x7e]+")
 _MAX_ECHOSTR = 256
 # Characters XML 1.0 cannot carry even inside CDATA (a reply containing one would be rejected by
 # WeChat as malformed and the owner would see "该公众号暂时无法提供服务").
@@ -131,27 +111,6 @@ class WeChatAccountConfig:
     def encoding_mode(self) -> EncodingMode:
         """The configured mode, or the default for the key: ``safe`` with one, ``plaintext`` without."""
         return self.mode or ("safe" if self.aes_key else "plaintext")
-
-
-class _Rejected(Exception):
-    """A request we refuse: ``status`` goes to WeChat, ``reason`` to the log and the metrics hook."""
-
-    def __init__(self, status: int, reason: str, detail: str = "") -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.detail = detail
-
-
-def _reject(status: int, reason: str, detail: str = "") -> NoReturn:
-    raise _Rejected(status, reason, detail)
-
-
-def mask_openid(openid: str | None) -> str:
-    """An openid as it may appear in a log line: the first 4 characters and ``***``."""
-    if not openid:
-        return "-"
-    return f"{openid[:4]}***"
 
 
 def wechat_signature(*parts: str) -> str:
@@ -206,34 +165,6 @@ def check_account(account: WeChatAccountConfig) -> None:
     """Raise ``ValueError`` (one line, naming the account) if ``account`` cannot work: its mode and key
     disagree, or the key is malformed. The channel checks this at start-up; the CLI calls it earlier."""
     _build_crypto(account)
-
-
-def _parse_safely(document: bytes, what: str) -> Element:
-    """Parse ``document`` with DTDs, entities and external references forbidden (→ 400)."""
-    try:
-        root: Element = SafeET.fromstring(document, forbid_dtd=True)
-    except DefusedXmlException as exc:
-        _reject(400, "forbidden_xml", f"{what}: {type(exc).__name__}")
-    except (ParseError, ValueError) as exc:
-        _reject(400, "malformed_xml", f"{what}: {exc}")
-    if root.tag != "xml":
-        _reject(400, "malformed_xml", f"{what}: root element <{root.tag[:40]}>")
-    return root
-
-
-def _text_of(fields: Mapping[str, Any], name: str) -> str:
-    value = fields.get(name)
-    return value if isinstance(value, str) else ""
-
-
-def _float_of(fields: Mapping[str, Any], name: str) -> float:
-    try:
-        value = float(_text_of(fields, name))
-    except ValueError:
-        _reject(400, "malformed_message", f"{name} is not a number")
-    if not math.isfinite(value):  # "nan", "inf", "1e999": JSON cannot carry them (PostgreSQL refuses NaN)
-        _reject(400, "malformed_message", f"{name} is not a finite number")
-    return value
 
 
 class _LocalNonces:
@@ -495,120 +426,8 @@ class WeChatChannel:
     # -- parsing --------------------------------------------------------------------------------
 
     def _parse(self, account: WeChatAccountConfig, xml_text: str) -> InboundMessage:
-        """Map one (already defused) WeChat XML document onto an :class:`InboundMessage`."""
-        # ``raw`` keeps exactly what WeChat sent: wechatpy's parser rewrites Event/EventKey in place
-        # for ``qrscene_`` subscriptions, so it gets its own parse.
-        fields = xmltodict.parse(xml_text).get("xml")
-        if not isinstance(fields, dict):
-            _reject(400, "malformed_message", "empty <xml>")
-        sender = _text_of(fields, "FromUserName")
-        create_time = _text_of(fields, "CreateTime")
-        msg_type = _text_of(fields, "MsgType").lower()
-        if not sender or not msg_type or not _CREATE_TIME_RE.fullmatch(create_time):
-            _reject(400, "malformed_message", "FromUserName, CreateTime or MsgType missing")
-        if len(sender) > MAX_SENDER or not _ID_RE.fullmatch(sender):
-            _reject(400, "malformed_message", f"FromUserName is not an openid ({len(sender)} characters)")
-        wx_message = parse_message(xml_text)
-
-        kind: MessageKind = "unknown"
-        text = ""
-        media: dict[str, Any] = {}
-        event: str | None = None
-        msg_id = _text_of(fields, "MsgId")
-
-        # wechatpy's classes pick the type; values are read from ``fields`` as plain strings (a typed
-        # accessor hands back a dict if someone nests elements where WeChat sends text).
-        if isinstance(wx_message, TextMessage):
-            kind, text = "text", _text_of(fields, "Content")
-        elif isinstance(wx_message, VoiceMessage):
-            # Recognition is WeChat's own speech-to-text (语音识别), present when the account enabled it.
-            kind, text = "voice", _text_of(fields, "Recognition")
-            media = {"media_id": _text_of(fields, "MediaId"), "format": _text_of(fields, "Format")}
-        elif isinstance(wx_message, ImageMessage):
-            kind = "image"
-            media = {"pic_url": _text_of(fields, "PicUrl"), "media_id": _text_of(fields, "MediaId")}
-        elif isinstance(wx_message, LocationMessage):
-            kind, text = "location", _text_of(fields, "Label")
-            media = {
-                "lat": _float_of(fields, "Location_X"),  # Location_X is the latitude (纬度)
-                "lng": _float_of(fields, "Location_Y"),
-                "scale": _float_of(fields, "Scale") if fields.get("Scale") else None,
-                "label": text,
-            }
-        elif isinstance(wx_message, LinkMessage):
-            kind = "link"
-            title, description = _text_of(fields, "Title"), _text_of(fields, "Description")
-            text = "\n".join(part for part in (title, description) if part)
-            media = {"url": _text_of(fields, "Url")}
-        elif isinstance(wx_message, VideoMessage | ShortVideoMessage):
-            kind = "video"
-            media = {
-                "media_id": _text_of(fields, "MediaId"),
-                "thumb_media_id": _text_of(fields, "ThumbMediaId"),
-                "type": msg_type,
-            }
-        elif msg_type == "event" and _text_of(fields, "Event"):
-            kind = "event"
-            event = _text_of(fields, "Event").lower()
-            text, media = self._event_details(event, fields)
-            msg_id = ""  # events carry no MsgId; see below
-        if msg_id and (len(msg_id) > MAX_MSG_ID or not _ID_RE.fullmatch(msg_id)):
-            _reject(400, "malformed_message", f"MsgId is not a message id ({len(msg_id)} characters)")
-        if not msg_id:
-            # Events (and the odd message without MsgId): WeChat's docs say to de-duplicate them on
-            # FromUserName + CreateTime; the event name keeps two events of the same second apart.
-            msg_id = f"{sender}:{create_time}:{event or msg_type}"
-            if len(msg_id) > MAX_MSG_ID:  # an odd event or type name: a digest keeps the id short and unique
-                msg_id = "h:" + hashlib.sha256(msg_id.encode()).hexdigest()[:48]
-        if kind == "unknown" and not isinstance(wx_message, BaseEvent):
-            log.info(
-                "wechat %s: unknown message type %r from %s", account.name, msg_type[:40], mask_openid(sender)
-            )
-
-        return InboundMessage(
-            channel=self.name,
-            account=account.name,
-            sender=sender,
-            msg_id=msg_id,
-            kind=kind,
-            text=text,
-            media=media,
-            event=event,
-            received_at=dt.datetime.fromtimestamp(int(create_time), dt.UTC),
-            raw=fields,
-        )
-
-    @staticmethod
-    def _event_details(event: str, fields: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-        """``(text, media)`` of an event (`接收事件推送`_; `自定义菜单事件`_).
-
-        https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_event_pushes.html
-        https://developers.weixin.qq.com/doc/offiaccount/Custom_Menus/Custom_Menu_Push_Events.html
-        """
-        media: dict[str, Any] = {}
-        event_key = _text_of(fields, "EventKey")
-        if event_key:
-            media["event_key"] = event_key
-        if ticket := _text_of(fields, "Ticket"):
-            media["ticket"] = ticket
-        text = ""
-        if event == "subscribe" and event_key.startswith("qrscene_"):
-            media["scene"] = event_key[len("qrscene_") :]  # 扫描带参数二维码关注
-        elif event == "scan":
-            media["scene"] = event_key
-        elif event == "click":
-            text = event_key
-        elif event == "view":
-            media["url"] = event_key
-            if menu_id := _text_of(fields, "MenuId"):
-                media["menu_id"] = menu_id
-        elif event == "location":
-            media.update(
-                lat=_float_of(fields, "Latitude"),
-                lng=_float_of(fields, "Longitude"),
-                precision=_float_of(fields, "Precision") if fields.get("Precision") else None,
-            )
-        return text, media
+        """The message in a verified, decrypted document (:mod:`channels.wechat_parse`)."""
+        return parse_inbound(self.name, account.name, xml_text)
 
     # -- handing over and answering ---------------------------------------------------------------
 
@@ -703,7 +522,7 @@ class WeChatChannel:
         """
         now = str(int(self._clock()))
         text_reply = TextReply(
-            source=cdata_safe(_text_of(message.raw, "ToUserName")),
+            source=cdata_safe(text_of(message.raw, "ToUserName")),
             target=cdata_safe(message.sender),
             content=cdata_safe(reply.text),
             time=int(now),
