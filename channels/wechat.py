@@ -17,7 +17,6 @@ This module owns everything between WeChat's HTTP request and the engine:
   reply is ready inside ``reply_budget`` (WeChat waits 5 s, then retries) it goes back as a passive
   reply (`被动回复用户消息`_), otherwise we answer ``success`` and call ``defer()`` so the engine sends
   the replies through the customer-service API (:mod:`channels.wechat_api`).
-
 * **Replay and downgrade**: ``signature`` covers the token, timestamp and nonce but not a plaintext body,
   so each verified ``(timestamp, nonce)`` is remembered with a digest of its body for the signature window
   (in the shared store) and a second, different body under it is refused; WeChat's own retries repeat the
@@ -28,9 +27,10 @@ This module owns everything between WeChat's HTTP request and the engine:
 Status codes: 404 unknown account; 403 anything we cannot verify (signature, stale timestamp, ciphertext
 for another AppId or undecryptable, a replayed nonce with another body, plaintext to a safe-mode
 account); 413 body over ``max_body_bytes``; 400 anything malformed (bad XML, DTD/entities, missing
-fields, an openid or MsgId no WeChat message has, a non-finite coordinate); 503 when the engine could not store the message (so WeChat retries; the
-engine de-duplicates the retry on ``msg_id``). Never 500: every rejection is one ``yezhu.wechat`` warning
-with a reason, and the sink is never called for a rejected request.
+fields, an openid or MsgId no WeChat message has, a non-finite coordinate); 503 when the engine could
+not store the message (so WeChat retries; the engine de-duplicates the retry on ``msg_id``). Never 500:
+every rejection is one ``yezhu.wechat`` warning with a reason, and the sink is never called for a
+rejected request.
 
 .. _接入指南: https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/Access_Overview.html
 .. _消息加解密: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Message_encryption_and_decryption_instructions.html
