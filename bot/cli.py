@@ -23,13 +23,13 @@ def settings() -> Settings:
     """The settings, or one clear line and exit 2 for a value that cannot work (never a traceback)."""
     from pydantic import ValidationError
 
-    from bot.runtime import wechat_accounts
-    from channels.wechat import check_account
+    from channels.wechat import WeChatAccountConfig, check_account
 
     try:
         s = Settings()
-        for account in wechat_accounts(s).values():
-            check_account(account)
+        for name, a in s.wechat_accounts.items():  # mode and EncodingAESKey must agree
+            check_account(WeChatAccountConfig(name=name, token=a.token, app_id=a.app_id, app_secret="",
+                                              aes_key=a.aes_key, mode=a.mode))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
