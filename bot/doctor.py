@@ -313,8 +313,8 @@ def check_browser() -> Check:
     try:
         import playwright  # noqa: F401
     except ImportError:
-        return Check(WARN, "browser", "Playwright is not installed: only the test suite needs it",
-                     "./scripts/test installs it (scripts/bootstrap test)")
+        return Check(OK, "browser", "none needed to run Yezhu; ./scripts/test adds Playwright and Debian's Chromium "
+                     "for the console's browser tests")
     if not CHROMIUM.exists():
         return Check(WARN, "browser", f"{CHROMIUM} missing: only the console's browser tests need it",
                      "scripts/install-browser (as root, with apt-get)")
@@ -331,7 +331,8 @@ def check_running(s: Settings) -> Check:
         return Check(FAIL, "server", f"{url}/healthz answers {exc.code}: the database or Redis is down",
                      "see the server's log")
     except (OSError, ValueError):
-        return Check(OK, "server", f"nothing listens on {url} (start it with ./scripts/start or `yezhu run`)")
+        return Check(OK, "server", f"nothing answers on {url} (YEZHU_HOST, YEZHU_PORT): not running, or on "
+                     "another port")
 
 
 async def run_checks() -> list[Check]:
@@ -367,5 +368,5 @@ def report(checks: list[Check]) -> tuple[str, int]:
     if failed:
         lines.append(f"{len(failed)} of {len(checks)} checks failed.")
     else:
-        lines.append(f"All {len(checks)} checks passed" + (f" ({len(warned)} warnings)." if warned else "."))
+        lines.append(f"All {len(checks)} checks passed" + (f", {len(warned)} with a warning." if warned else "."))
     return "\n".join(lines), 1 if failed else 0
