@@ -71,6 +71,8 @@ def try_it(s: Settings, url: str) -> str:
         bearer = "$YEZHU_API_TOKEN" if os.environ.get("YEZHU_API_TOKEN") else "<YEZHU_API_TOKEN from .env>"
     else:
         bearer = "<set YEZHU_API_TOKEN>"
+    db = s.sqlite_path()
+    data = shown(db.parent) + "/" if db is not None else "the database"
     env = Path(".env")
     settings_where = (f"{shown(env)} (and the environment)" if env.is_file()
                       else "environment variables or a .env file here")
@@ -86,8 +88,7 @@ def try_it(s: Settings, url: str) -> str:
         f"  API       curl -s {url}/api/v1/messages -H \"Authorization: Bearer {bearer}\" \\",
         "                 -H 'Content-Type: application/json' -d '{\"sender\": \"demo-1\", \"text\": \"物业费怎么交\"}' \\",
         "                 | python3 -m json.tool --no-ensure-ascii",
-        f"  settings  {settings_where}: README.md \"Settings\"; data and demo credentials in "
-        f"{shown(s.sqlite_path().parent) + '/' if s.sqlite_path() else 'the database'}",
+        f"  settings  {settings_where}: README.md \"Settings\"; data and demo credentials in {data}",
         "  check     .venv/bin/yezhu doctor",
         "  walk-through: docs/QUICKSTART.md",
         "",
@@ -102,7 +103,7 @@ def wait_until_ready(url: str, server: subprocess.Popen[bytes]) -> bool:
         if server.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:  # noqa: S310 (our own URL)
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:
                 if resp.status == 200:
                     return True
         except (urllib.error.URLError, OSError):

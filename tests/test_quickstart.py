@@ -240,13 +240,13 @@ async def test_quickstart_walkthrough(server: Server, browser: Any) -> None:  # 
     assert next(steps, None) is None, "a command in QUICKSTART.md this test does not run"
 
 
-async def staff_steps(server: Server, browser: Any, passwords: dict[str, str], number: str) -> None:
+async def staff_steps(server: Server, chromium: Any, passwords: dict[str, str], number: str) -> None:
     """QUICKSTART section 4 in Chromium: the agent takes over and replies, dispatches the repair; the
     engineer starts and finishes it; the supervisor opens the dashboard."""
     base = server.url
 
     async def login(user: str) -> Any:
-        context = await browser.new_context(locale="zh-CN", viewport={"width": 1366, "height": 860},
+        context = await chromium.new_context(locale="zh-CN", viewport={"width": 1366, "height": 860},
                                             timezone_id="Asia/Shanghai")
         page = await context.new_page()
         await page.goto(base + "/console/")  # not logged in: the login form
