@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -112,9 +113,36 @@ def wait_until_ready(url: str, server: subprocess.Popen[bytes]) -> bool:
     return False
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Whether something already listens there (bound the way asyncio's server binds: SO_REUSEADDR, so a
+    socket in TIME_WAIT does not count)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def already_serving(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 def main(args: list[str]) -> int:
     s = Settings()
     url = base_url(s, args)
+    host, port = option(args, "--host") or s.host, option(args, "--port") or str(s.port)
+    if port.isdigit() and port_taken(host, int(port)):
+        who = "Yezhu is already running there" if already_serving(url) else "another program listens there"
+        print(f"Port {port} on {host} is in use: {who}. Stop it, or choose another port: "
+              f"./scripts/start --port {int(port) + 1}", file=sys.stderr, flush=True)
+        return 1
     server = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", *args])
 
     def forward(signum: int, _frame: object) -> None:

@@ -154,6 +154,22 @@ def api_json(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(result.stdout)
 
 
+def test_start_says_so_when_the_port_is_taken(tmp_path: Path) -> None:
+    """A second ./scripts/start, or another program on 8080: one line with the way out, no traceback."""
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "bot.quickstart", "--port", str(port)], cwd=ROOT,
+                                env={**os.environ, "YEZHU_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/y.db"},
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == (f"Port {port} on 127.0.0.1 is in use: another program listens there. Stop it, "
+                                     f"or choose another port: ./scripts/start --port {port + 1}")
+
+
 def test_start_on_a_fresh_clone(server: Server) -> None:
     output = server.start()
     print(f"fresh clone: ./scripts/start printed 'try it' after {server.started_in:.0f} s")
