@@ -231,8 +231,12 @@ def doctor() -> None:
     per check with a fix; exit status 1 when a check failed."""
     from bot.doctor import report, run_checks
 
+    previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # the report is the output; drivers' warnings would interleave
-    text, status = report(asyncio.run(run_checks()))
+    try:
+        text, status = report(asyncio.run(run_checks()))
+    finally:
+        logging.disable(previous)
     typer.echo(text)
     raise typer.Exit(status)
 
