@@ -8,8 +8,10 @@ QUICKSTART's owner commands, its staff steps in Chromium (with the password a ne
 ``var/staff-passwords``), and a second start after the test tools were added. Commands are taken from
 the documents, never copied into this file; only the port is replaced by the test's own.
 
-About two minutes on the 2-core test machine, most of it the install (measured in docs/QUICKSTART.md's
-commit: clone to "try it" 59 s, test extras 19 s, second start 15 s). Set ``YEZHU_TEST_SCREENSHOTS`` to a
+Slow by nature, most of it the install. Measured on the 2-core test machine: fresh clone to "try it" 59 s
+when quiet; in a CI=true suite run at load average ~10 the module took 217 s (start 135 s, README 18 s,
+walkthrough 25 s, test tools and second start 38 s) of the suite's 588 s. pip's fast path is used
+(``PIP_NO_COMPILE``: modules compile on first import). Set ``YEZHU_TEST_SCREENSHOTS`` to a
 folder (docs/screenshots) to save QUICKSTART's screenshots.
 """
 
