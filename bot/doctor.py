@@ -168,6 +168,9 @@ def check_settings() -> tuple[Check, Settings | None]:
 
 async def check_database(s: Settings) -> list[Check]:
     where = describe_database(s.database_url)
+    if not s.database_url.startswith(("sqlite+aiosqlite:", "postgresql+asyncpg:")):
+        return [Check(FAIL, "database", f"{where}: not a database URL Yezhu runs on",
+                      "YEZHU_DATABASE_URL=postgresql+asyncpg://user:password@host/db (or sqlite+aiosqlite:///path)")]
     db_file = s.sqlite_path()
     if db_file is not None and not db_file.is_file():
         return [Check(FAIL, "database", f"{where}: no database file yet",

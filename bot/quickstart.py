@@ -81,7 +81,7 @@ def try_it(s: Settings, url: str) -> str:
         "",
         f"Yezhu is running on {url}  (Ctrl-C stops it)",
         "",
-        "Try it:",
+        f"Try it (in {Path.cwd()}):",
         f"  console   {url}/console/",
         f"            logins: {logins}",
         f"            passwords: {where}",

@@ -330,6 +330,11 @@ def test_doctor_reports_bad_settings_and_unreachable_services_in_one_line_each(
     assert lines["sms"].startswith("fail") and "aliyun" in lines["sms"]
     assert "pg-secret" not in output and "redis-secret" not in output
 
+    status, lines, output = doctor(monkeypatch, YEZHU_DATABASE_URL="postgresql://yezhu:pg-secret@db/yezhu")
+    assert status == 1 and lines["database"].startswith("fail postgresql://yezhu:***@db/yezhu: not a database URL")
+    assert "postgresql+asyncpg://" in lines["database"]
+    assert "pg-secret" not in output and "redis-secret" not in output
+
 
 def test_doctor_after_a_production_deploy(pg_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch,
                                           tmp_path: Path) -> None:

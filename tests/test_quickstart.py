@@ -183,7 +183,7 @@ def test_start_on_a_fresh_clone(server: Server) -> None:
     assert re.search(r"数据库已创建 \(created the schema at head \w+\): sqlite var/yezhu\.db", output)
     assert "示范花园 loaded: 2592 houses" in output
     assert "API token generated in var/api-token" in output and server.token() not in output
-    block = output[output.index("Try it:"):]
+    block = output[output.index(f"Try it (in {server.clone}):"):]
     assert f"console   {server.url}/console/" in block
     assert "logins: admin (管理员), kefu (客服), zhuguan (主管), gongcheng (工程师)" in block
     assert "passwords: cat var/staff-passwords" in block and ".venv/bin/yezhu chat --openid oDEMO0001" in block
