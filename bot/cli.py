@@ -1,4 +1,4 @@
-"""The ``yezhu`` command line (DESIGN.md "Contracts"): run, worker, migrate, demo, chat, nlu, kb, staff."""
+"""The ``yezhu`` command line (DESIGN.md "Contracts"): run, worker, migrate, doctor, demo, chat, nlu, kb, staff."""
 
 from __future__ import annotations
 
@@ -205,12 +205,60 @@ async def _worker(s: Settings) -> None:
 
 @app.command()
 def migrate() -> None:
-    """Bring the database schema to head (Alembic)."""
-    from bot.store.db import upgrade
-
+    """Bring the database schema to head (Alembic) and say what it did."""
     s = settings()
-    upgrade(s.database_url)
-    typer.echo("数据库结构已是最新 (schema at head)")
+    raise typer.Exit(_migrate(s.database_url))
+
+
+def _migrate(url: str) -> int:
+    from bot.doctor import describe_database, reason, schema_state
+    from bot.store.db import ensure_sqlite_dir, upgrade
+
+    where = describe_database(url)
+    try:
+        ensure_sqlite_dir(url)
+        before = asyncio.run(schema_state(url))
+    except Exception as exc:
+        typer.echo(f"无法连接数据库 (cannot connect to {where}): {reason(exc)}", err=True)
+        return 1
+    if not before.known:
+        typer.echo(f"数据库结构版本 {before.current} 比本程序新 (the schema of {where} is at {before.current}, "
+                   f"newer than this Yezhu's head {before.head}): upgrade Yezhu", err=True)
+        return 1
+    if before.current is None and before.tables:
+        typer.echo(f"数据库已有 {before.tables} 张表但没有结构版本 ({where} has tables but no schema revision: "
+                   "it was not built by `yezhu migrate`; point YEZHU_DATABASE_URL at Yezhu's own database)",
+                   err=True)
+        return 1
+    if before.current == before.head:
+        typer.echo(f"数据库结构已是最新 (already at head {before.head}): {where}")
+        return 0
+    try:
+        upgrade(url)
+    except Exception as exc:
+        typer.echo(f"迁移失败 (migration of {where} failed): {reason(exc)}", err=True)
+        return 1
+    if before.current is None:
+        typer.echo(f"数据库已创建 (created the schema at head {before.head}): {where}")
+    else:
+        typer.echo(f"数据库已升级 (upgraded from {before.current} to {before.head}): {where}")
+    return 0
+
+
+@app.command()
+def doctor() -> None:
+    """Check the set-up (Python, settings, database, Redis, WeChat, SMS, API token, browser): one line
+    per check with a fix; exit status 1 when a check failed."""
+    from bot.doctor import report, run_checks
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # the report is the output; drivers' warnings would interleave
+    try:
+        text, status = report(asyncio.run(run_checks()))
+    finally:
+        logging.disable(previous)
+    typer.echo(text)
+    raise typer.Exit(status)
 
 
 @app.command()
@@ -220,7 +268,8 @@ def demo() -> None:
 
 
 async def _demo(s: Settings) -> None:
-    from bot.demo import load_demo
+    from bot.demo import ensure_api_token, load_demo, save_staff_passwords
+    from bot.doctor import shown_path
     from bot.store.db import Database
 
     db = Database(s.database_url)
@@ -234,8 +283,13 @@ async def _demo(s: Settings) -> None:
         typer.echo(f"示范花园 loaded: {report.houses} houses, {report.owners} owners.")
     else:
         typer.echo("Demo data already present; nothing changed.")
+    kept = save_staff_passwords(s, report.passwords)
     for user, password in report.passwords.items():
-        typer.echo(f"staff {user}: password {password}   (shown once; change it with `yezhu staff passwd`)")
+        where = f"kept in {shown_path(kept)}" if kept else "shown once"
+        typer.echo(f"staff {user}: password {password}   ({where}; change it with `yezhu staff passwd`)")
+    token = ensure_api_token(s)
+    if token is not None and s.api_token is None:
+        typer.echo(f"API token generated in {shown_path(token)} (YEZHU_API_TOKEN overrides it)")
 
 
 @app.command()

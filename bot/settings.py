@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.proxies import IPNetwork, parse_networks
 
 ROOT = Path(__file__).resolve().parent.parent
+GENERATED_API_TOKEN = "api-token"
+"""The file, next to the embedded SQLite database (``var/``), holding the API token ``yezhu demo`` generated."""
 WECHAT_API_BASE = "https://api.weixin.qq.com"
 
 
@@ -104,6 +106,33 @@ class Settings(BaseSettings):
     @cached_property
     def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
         return parse_networks(self.trusted_proxies)
+
+    _api_token_file: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _embedded_api_token(self) -> Self:
+        """``YEZHU_API_TOKEN`` (environment or ``.env``) when set; otherwise, on the embedded database, the
+        token ``yezhu demo`` generated next to it (``var/api-token``), so the demo's API works at once.
+        An empty value counts as unset: an empty token must never authorise anything."""
+        if self.api_token is not None and not self.api_token.get_secret_value().strip():
+            self.api_token = None
+        path = self.generated_api_token_path()
+        if self.api_token is None and path is not None and path.is_file():
+            token = path.read_text(encoding="utf-8").strip()
+            if token:
+                self.api_token, self._api_token_file = SecretStr(token), path
+        return self
+
+    def generated_api_token_path(self) -> Path | None:
+        """Where ``yezhu demo`` keeps a generated API token: next to the SQLite file; None on PostgreSQL
+        (production sets ``YEZHU_API_TOKEN``)."""
+        db = self.sqlite_path()
+        return db.parent / GENERATED_API_TOKEN if db is not None else None
+
+    @property
+    def api_token_file(self) -> Path | None:
+        """The generated token file the API token was read from (None: from ``YEZHU_API_TOKEN`` or unset)."""
+        return self._api_token_file
 
     @cached_property
     def file_config(self) -> dict[str, Any]:

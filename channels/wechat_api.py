@@ -119,6 +119,11 @@ class WeChatSender:
         config = self._accounts.get(account)
         if config is None:
             return SendResult(ok=False, error_code="unknown_account", error=f"no WeChat account {account!r}")
+        if not (config.app_id and config.app_secret):
+            # No AppID/AppSecret (the embedded demo): no access token can ever be had, so no retries and
+            # no warning per message; `yezhu doctor` explains the setting.
+            return SendResult(ok=False, error_code="not_configured",
+                              error=f"WeChat account {account!r} has no AppID/AppSecret")
         if not message.text.strip():
             return SendResult(ok=False, error_code="empty", error="empty message")
         payload = json.dumps(
