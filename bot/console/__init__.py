@@ -13,7 +13,20 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.console import admin, auth, chat, dashboard, knowledge, live, owners, tickets  # noqa: F401 (routes)
+from bot.console import (  # noqa: F401 (routes)
+    admin,
+    auth,
+    chat,
+    dashboard,
+    imports,
+    intake,
+    knowledge,
+    live,
+    owners,
+    queue,
+    repairs,
+    tickets,
+)
 from bot.console.core import (
     CONSOLE,
     PREFIX,

@@ -34,9 +34,10 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actions.workflow import CHINA, KIND_LABELS, PRIORITY_LABELS, STATUS_LABELS, fmt_time
+from actions.workflow import CHINA, DESK_TURN, fmt_time
+from bot.console import view
 from bot.runtime import RUNTIME, Runtime
-from bot.store.models import AuditLog, StaffUser, utcnow
+from bot.store.models import AuditLog, Project, StaffUser, Ticket, utcnow
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -52,7 +53,6 @@ LOGIN_LIMIT = 5
 LOGIN_WINDOW = 15 * 60
 
 ROLES = ("agent", "engineer", "supervisor", "admin")
-ROLE_LABELS = {"agent": "客服", "engineer": "工程师", "supervisor": "主管", "admin": "管理员"}
 
 # Permission -> roles that have it. The one place the role model is written down.
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -68,6 +68,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "knowledge.delete": frozenset({"supervisor", "admin"}),
     "dashboard": frozenset({"supervisor", "admin"}),
     "staff.admin": frozenset({"admin"}),                              # staff accounts
+    "imports": frozenset({"admin"}),                                  # roster and certificate uploads
     "audit": frozenset({"admin"}),
 }
 
@@ -97,6 +98,8 @@ class Staff:
 
 
 STAFF: web.RequestKey[Staff] = web.RequestKey("console_staff", Staff)
+OVERDUE: web.RequestKey[int] = web.RequestKey("console_overdue", int)
+"""Overdue tickets (an engineer's own) for the navigation badge, counted once per page view."""
 DIRTY: web.RequestKey[bool] = web.RequestKey("console_dirty", bool)
 """The session data changed in this request (a flash message): save it."""
 LOGGED_OUT: web.RequestKey[bool] = web.RequestKey("console_logged_out", bool)
@@ -164,6 +167,21 @@ class Console:
     templates: jinja2.Environment
     hub: Any = None
     asset_version: str = ""
+    projects: dict[str, str] = field(default_factory=dict)
+    """Project code → name, for showing names where codes are stored (refreshed every minute)."""
+    names: dict[str, str] = field(default_factory=dict)
+    """Staff username → display name (timelines, audit log), refreshed with :attr:`projects`."""
+    projects_at: float = 0.0
+
+    async def refresh_projects(self) -> None:
+        if time.monotonic() - self.projects_at < 15 and self.projects:
+            return
+        async with self.runtime.db.session() as s:
+            rows = (await s.execute(sa.select(Project.code, Project.name))).all()
+            names = (await s.execute(sa.select(StaffUser.username, StaffUser.display_name))).all()
+        self.projects = {code: name for code, name in rows}
+        self.names = {username: name for username, name in names}
+        self.projects_at = time.monotonic()
 
 
 CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
@@ -300,6 +318,10 @@ def match_id(request: web.Request, name: str = "id") -> int:
 # --- middleware ---------------------------------------------------------------------------------
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+UPLOAD_PATHS = ("/photos", "/imports")
+UPLOAD_MAX = 64 * 1024 * 1024
+"""Body limit of the upload routes (phone photos, roster spreadsheets); every other route keeps the
+app's small ``YEZHU_MAX_BODY_BYTES``."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -336,7 +358,12 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
             nxt = request.path_qs if request.method == "GET" else f"{PREFIX}/"
             raise web.HTTPFound(f"{PREFIX}/login?next={_quote(nxt)}")
         return web.json_response({"error": "unauthorized", "detail": "请先登录"}, status=401)
+    if request.content_type == "multipart/form-data" and path.endswith(UPLOAD_PATHS):
+        request = request.clone(client_max_size=UPLOAD_MAX)  # photos and rosters, on these routes only
     request[STAFF] = staff
+    await console.refresh_projects()
+    if request.method == "GET" and not wants_json(request) and staff.can("tickets.view") and path != f"{PREFIX}/events":
+        request[OVERDUE] = await overdue_count(console.runtime, staff)
     if request.method not in SAFE_METHODS:
         refusal = await check_csrf(request, staff)
         if refusal is not None:
@@ -407,6 +434,16 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, token
                         max_age=MAX_AGE)
 
 
+async def overdue_count(runtime: Runtime, staff: Staff) -> int:
+    """Tickets past their due time while it is the company's turn (an engineer: their own)."""
+    query = sa.select(sa.func.count()).select_from(Ticket).where(
+        Ticket.status.in_(DESK_TURN), Ticket.due_at.is_not(None), Ticket.due_at < utcnow())
+    if staff.role == "engineer":
+        query = query.where(Ticket.assignee_id == staff.id)
+    async with runtime.db.session() as s:
+        return int((await s.execute(query)).scalar_one())
+
+
 # --- audit --------------------------------------------------------------------------------------
 
 
@@ -473,6 +510,7 @@ NAV = [
     ("knowledge", "/console/knowledge", "知识库", "knowledge"),
     ("dashboard", "/console/dashboard", "看板", "dashboard"),
     ("staff", "/console/staff", "员工", "staff.admin"),
+    ("imports", "/console/imports", "导入", "imports"),
     ("audit", "/console/audit", "审计日志", "audit"),
 ]
 
@@ -486,10 +524,8 @@ def make_templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(local=local, ago=ago, fmt_time=fmt_time, mask=mask_phone)
-    env.globals.update(
-        KIND_LABELS=KIND_LABELS, STATUS_LABELS=STATUS_LABELS, PRIORITY_LABELS=PRIORITY_LABELS,
-        ROLE_LABELS=ROLE_LABELS, ROLES=ROLES,
-    )
+    env.globals.update(ROLES=ROLES)
+    view.register(env)
     return env
 
 
@@ -510,8 +546,10 @@ def render_string(request: web.Request, template: str, **context: Any) -> str:
         request[DIRTY] = True
     nav = [n for n in NAV if staff is not None and staff.can(n[3])]
     context.setdefault("now", utcnow())
+    context.setdefault("usernames", console.names)
     return console.templates.get_template(template).render(
-        staff=staff, nav=nav, flashes=flashes, v=console.asset_version, **context
+        staff=staff, nav=nav, flashes=flashes, v=console.asset_version, project_names=console.projects,
+        overdue_nav=request.get(OVERDUE, 0), **context
     )
 
 
