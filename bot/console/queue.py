@@ -129,7 +129,9 @@ async def load_queue(s: AsyncSession, staff: Staff, now: dt.datetime) -> dict[st
     ids = [c.id for c, *_ in rows]
     hand_overs = await _hand_overs(s, ids)
     inbound = await _recent_inbound(s, ids)
-    waiting, mine, others = [], [], []
+    waiting: list[dict[str, Any]] = []
+    mine: list[dict[str, Any]] = []
+    others: list[dict[str, Any]] = []
     for conv, identity, owner, assignee in rows:
         event = hand_overs.get(conv.id)
         reason = str((event.data or {}).get("reason") or "") if event is not None else ""
@@ -139,7 +141,7 @@ async def load_queue(s: AsyncSession, staff: Staff, now: dt.datetime) -> dict[st
             rank, urgency_label, css = 3, "紧急", "urgent"
         since = conv.waiting_since or conv.updated_at
         latest = inbound.get(conv.id, [None])[0]
-        item = {
+        item: dict[str, Any] = {
             "id": conv.id, "who": who(identity, owner), "channel": label(CHANNEL_LABELS, identity.channel),
             "rank": rank, "priority": conv.priority, "urgency": urgency_label, "css": css,
             "reason": reason_label(reason), "why": _why(reason, cause), "since": since,

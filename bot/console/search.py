@@ -1,0 +1,233 @@
+"""One search box on every page (``/console/search?q=…``): tickets, owners and conversations.
+
+What the box understands (the way the desk types it on the phone with an owner):
+
+* a ticket number, whole or its start (``BX20261201-0007``, ``bx20261201``);
+* a phone, whole (``13800000001``) or its last 3–4 digits (``0001``) — owners, ticket contact phones and
+  SMS senders;
+* a house, ``3栋2单元501`` or ``3-2-501`` — its owners and its tickets;
+* anything else as words in the text: owner names, ticket descriptions and locations, and what owners
+  and staff wrote in chats.
+
+Filters narrow the tickets: kind, category, status (or “未关闭”), engineer, project, created between two
+dates. On PostgreSQL ``LIKE '%…%'`` is served by pg_trgm GIN indexes (migration 0006; trigrams work on
+Chinese characters); SQLite, the embedded mode, scans. ``bench/console_search.py`` measures it on
+200,000 tickets. Engineers search only their own tickets; every search is in the audit log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from actions import labels as L
+from actions.workflow import CHINA, CLOSED, STATUSES, is_overdue
+from bot.console.core import (
+    Staff,
+    audit,
+    int_param,
+    render,
+    route,
+    runtime_of,
+    shown_phone,
+    staff_list,
+    staff_of,
+)
+from bot.console.intake import HOUSE_RE
+from bot.store.models import (
+    Building,
+    Conversation,
+    House,
+    Identity,
+    Message,
+    Owner,
+    OwnerHouse,
+    Project,
+    Ticket,
+    utcnow,
+)
+
+TICKET_NUMBER = re.compile(r"^(BX|TS|ZX|BZ)\d{4,8}(-\d{1,4})?$", re.IGNORECASE)
+LIMIT_TICKETS, LIMIT_OWNERS, LIMIT_CONVERSATIONS = 50, 20, 20
+URGENT_FIRST = {"urgent": 3, "group": 3, "serious": 2}
+
+
+def _like(text: str) -> str:
+    """``%text%`` with LIKE's own wildcards escaped (an owner may type ``100%``)."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _date(value: str, end: bool = False) -> dt.datetime | None:
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+    start = dt.datetime.combine(day, dt.time(), tzinfo=CHINA)
+    return start + dt.timedelta(days=1) if end else start
+
+
+class Query:
+    """What one search asks: the words and the filters, parsed once."""
+
+    def __init__(self, params: Any) -> None:
+        self.q = str(params.get("q", "")).strip()[:60]
+        self.kind = params.get("kind", "") if params.get("kind", "") in L.KIND_LABELS else ""
+        self.category = str(params.get("category", ""))[:30]
+        status = params.get("status", "")
+        self.status = status if status in STATUSES or status == "open" else ""
+        self.engineer = int_param(params.get("engineer"))
+        self.project = str(params.get("project", ""))[:32]
+        self.since, self.until = _date(params.get("from", "")), _date(params.get("to", ""), end=True)
+        compact = re.sub(r"[\s\-]", "", self.q)
+        self.number = self.q.upper() if TICKET_NUMBER.match(self.q) else None
+        self.house = HOUSE_RE.match(self.q)
+        self.digits = compact if compact.isdigit() and len(compact) >= 3 else None
+        self.words = self.q if self.q and not (self.number or self.house or self.digits) else None
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.kind or self.category or self.status or self.engineer or self.project or self.since
+                    or self.until)
+
+    def args(self) -> dict[str, str]:
+        return {"q": self.q, "kind": self.kind, "category": self.category, "status": self.status,
+                "engineer": str(self.engineer or ""), "project": self.project,
+                "from": self.since.date().isoformat() if self.since else "",
+                "to": (self.until - dt.timedelta(days=1)).date().isoformat() if self.until else ""}
+
+
+def _phone(column: Any, digits: str) -> Any:
+    return column.like("%" + digits) if len(digits) <= 4 else column.like(_like(digits), escape="\\")
+
+
+def _house_ids(q: Query) -> Any:
+    assert q.house is not None
+    building, unit, room = q.house.groups()
+    return (sa.select(House.id).join(Building, Building.id == House.building_id)
+            .where(Building.name == building, House.unit == unit, House.room == room))
+
+
+async def find_tickets(s: AsyncSession, q: Query, staff: Staff) -> list[Ticket]:
+    query = sa.select(Ticket).options(
+        selectinload(Ticket.house).selectinload(House.building), selectinload(Ticket.assignee),
+        selectinload(Ticket.owner))
+    if q.number:
+        query = query.where(Ticket.number.like(q.number + "%") if len(q.number) < 15 else Ticket.number == q.number)
+    elif q.house:
+        query = query.where(Ticket.house_id.in_(_house_ids(q)))
+    elif q.digits:
+        owners = sa.select(Owner.id).where(_phone(Owner.phone, q.digits))
+        cond = sa.or_(_phone(Ticket.contact_phone, q.digits), Ticket.owner_id.in_(owners))
+        if len(q.digits) == 4:  # "0007" may also be the end of a ticket number
+            cond = sa.or_(cond, Ticket.number.like("%-" + q.digits))
+        query = query.where(cond)
+    elif q.words:
+        pattern = _like(q.words)
+        owners = sa.select(Owner.id).where(Owner.name.like(pattern, escape="\\"))
+        query = query.where(sa.or_(Ticket.description.like(pattern, escape="\\"),
+                                   Ticket.location.like(pattern, escape="\\"),
+                                   Ticket.owner_id.in_(owners)))
+    elif not q.filtered:
+        return []
+    if q.kind:
+        query = query.where(Ticket.kind == q.kind)
+    if q.category:
+        query = query.where(Ticket.category == q.category)
+    if q.status == "open":
+        query = query.where(Ticket.status != CLOSED)
+    elif q.status:
+        query = query.where(Ticket.status == q.status)
+    if q.engineer:
+        query = query.where(Ticket.assignee_id == q.engineer)
+    if q.project:
+        query = query.where(Ticket.project_id.in_(sa.select(Project.id).where(Project.code == q.project)))
+    if q.since:
+        query = query.where(Ticket.created_at >= q.since)
+    if q.until:
+        query = query.where(Ticket.created_at < q.until)
+    if staff.role == "engineer":
+        query = query.where(Ticket.assignee_id == staff.id)
+    query = query.order_by((Ticket.status == CLOSED), sa.case(URGENT_FIRST, value=Ticket.priority, else_=0).desc(),
+                           Ticket.due_at.is_(None), Ticket.due_at, Ticket.id.desc()).limit(LIMIT_TICKETS)
+    return list((await s.execute(query)).scalars())
+
+
+async def find_owners(s: AsyncSession, q: Query) -> list[Owner]:
+    query = sa.select(Owner).options(selectinload(Owner.houses).selectinload(OwnerHouse.house)
+                                     .selectinload(House.building))
+    if q.house:
+        query = query.where(Owner.id.in_(sa.select(OwnerHouse.owner_id).where(OwnerHouse.house_id.in_(_house_ids(q)))))
+    elif q.digits:
+        query = query.where(_phone(Owner.phone, q.digits))
+    elif q.words:
+        query = query.where(Owner.name.like(_like(q.words), escape="\\"))
+    else:
+        return []
+    return list((await s.execute(query.order_by(Owner.id).limit(LIMIT_OWNERS))).scalars().unique())
+
+
+async def find_conversations(s: AsyncSession, q: Query) -> list[dict[str, Any]]:
+    """Chats whose messages contain the words (or, for digits, whose SMS sender or owner has the phone)."""
+    if q.words:
+        hits = (await s.execute(
+            sa.select(Message.conversation_id, sa.func.max(Message.id).label("mid"))
+            .where(Message.text.like(_like(q.words), escape="\\"), Message.direction.in_(("in", "out", "note")))
+            .group_by(Message.conversation_id).order_by(sa.func.max(Message.id).desc()).limit(LIMIT_CONVERSATIONS)
+        )).all()
+        ids: dict[int, int | None] = {cid: mid for cid, mid in hits}
+    elif q.digits:
+        rows = (await s.execute(
+            sa.select(Conversation.id).join(Identity, Identity.id == Conversation.identity_id)
+            .outerjoin(Owner, Owner.id == Conversation.owner_id)
+            .where(sa.or_(_phone(Owner.phone, q.digits),
+                          sa.and_(Identity.channel == "sms", _phone(Identity.external_id, q.digits))))
+            .order_by(Conversation.id.desc()).limit(LIMIT_CONVERSATIONS)
+        )).scalars()
+        ids = {cid: None for cid in rows}
+    else:
+        return []
+    if not ids:
+        return []
+    convs = (await s.execute(
+        sa.select(Conversation, Identity, Owner).join(Identity, Identity.id == Conversation.identity_id)
+        .outerjoin(Owner, Owner.id == Conversation.owner_id).where(Conversation.id.in_(list(ids)))
+    )).all()
+    texts = dict((await s.execute(sa.select(Message.id, Message.text).where(
+        Message.id.in_([m for m in ids.values() if m])))).all()) if any(ids.values()) else {}
+    from bot.console.queue import who
+
+    out: list[dict[str, Any]] = [{"c": c, "who": who(i, o), "channel": L.label(L.CHANNEL_LABELS, i.channel),
+            "text": texts.get(ids[c.id] or 0, ""), "mode": c.mode} for c, i, o in convs]
+    out.sort(key=lambda r: r["c"].last_message_at or r["c"].created_at, reverse=True)
+    return out
+
+
+@route("GET", "/search", "tickets.view")
+async def search(request: web.Request) -> web.StreamResponse:
+    staff = staff_of(request)
+    q = Query(request.query)
+    started = utcnow()
+    async with runtime_of(request).db.session() as s, s.begin():
+        tickets = await find_tickets(s, q, staff)
+        owners = await find_owners(s, q) if staff.can("owners") else []
+        conversations = await find_conversations(s, q) if staff.can("chat") else []
+        engineers = await staff_list(s, ("engineer", "supervisor"))
+        if q.q or q.filtered:
+            audit(s, staff, "search", None, query=q.q, results=len(tickets) + len(owners) + len(conversations))
+    took = (utcnow() - started).total_seconds() * 1000
+    now = utcnow()
+    rows = [{"t": t, "overdue": is_overdue(t, now),
+             "place": t.house.label if t.house else (t.location or ""),
+             "phone": shown_phone(staff, t.contact_phone or (t.owner.phone if t.owner else None),
+                                  assigned_to_me=t.assignee_id == staff.id)} for t in tickets]
+    people = [{"o": o, "phone": shown_phone(staff, o.phone), "houses": [oh.house.label for oh in o.houses]}
+              for o in owners]
+    return render(request, "search.html", title="搜索", page="search", q=q, args=q.args(), rows=rows,
+                  owners=people, conversations=conversations, engineers=engineers, took=took,
+                  categories={**L.REPAIR_CATEGORY_LABELS, **L.COMPLAINT_CATEGORY_LABELS})
