@@ -301,6 +301,13 @@ async def form(request: web.Request) -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
+def close_files(data: Any) -> None:
+    """Close the uploaded files of a multipart form (aiohttp keeps them in temporary files)."""
+    for value in data.values():
+        if isinstance(value, web.FileField):
+            value.file.close()
+
+
 def int_param(value: str | None) -> int | None:
     try:
         return int(value) if value not in (None, "") else None

@@ -23,7 +23,19 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.console.core import PREFIX, Refused, audit, done, render, render_string, route, runtime_of, staff_of
+from bot.console.core import (
+    PREFIX,
+    Refused,
+    Staff,
+    audit,
+    close_files,
+    done,
+    render,
+    render_string,
+    route,
+    runtime_of,
+    staff_of,
+)
 from bot.imports import ImportReport, TableError, import_certificates, import_owners
 
 log = logging.getLogger("yezhu.console.imports")
@@ -122,6 +134,13 @@ async def start_import(request: web.Request) -> web.StreamResponse:
     if request.content_type != "multipart/form-data":
         raise Refused("请选择要导入的文件", back=back)
     data = await request.post()
+    try:
+        return await _start(request, staff, data, back)
+    finally:
+        close_files(data)
+
+
+async def _start(request: web.Request, staff: Staff, data: Any, back: str) -> web.StreamResponse:
     kind = str(data.get("kind") or "")
     if kind not in KINDS:
         raise Refused("请选择导入类型", back=back)

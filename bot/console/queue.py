@@ -100,8 +100,9 @@ def cause_of(hand_over: ConversationEvent | None, inbound: list[Message]) -> tup
         return None, ""
     cause = inbound[0]
     if hand_over is not None:
-        limit = hand_over.at + dt.timedelta(seconds=2)  # the event is logged a moment after its message
-        cause = next((m for m in inbound if m.at <= limit), inbound[-1])
+        # The hand-over is logged after the message that caused it was stored (a channel's time is, if
+        # anything, earlier: WeChat's CreateTime is truncated to the second).
+        cause = next((m for m in inbound if m.at <= hand_over.at), inbound[-1])
     context = ""
     if len((cause.text or "").strip()) < SHORT:
         earlier = next((m for m in inbound if m.id < cause.id and len((m.text or "").strip()) >= SHORT), None)

@@ -23,7 +23,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from actions import quotes
 from actions.workflow import CLOSED, TicketWorkflow, WorkflowError
 from bot import events
-from bot.console.core import PREFIX, Refused, Staff, audit, done, form, match_id, route, runtime_of, staff_of
+from bot.console.core import (
+    PREFIX,
+    Refused,
+    Staff,
+    audit,
+    close_files,
+    done,
+    form,
+    match_id,
+    route,
+    runtime_of,
+    staff_of,
+)
 from bot.events import EventBatch
 from bot.store.models import Message, Photo, Ticket, TicketEvent, utcnow
 
@@ -90,14 +102,7 @@ async def ticket_gallery(s: AsyncSession, t: Ticket) -> list[dict[str, Any]]:
     return gallery(t, photos, images)
 
 
-@route("POST", "/tickets/{id}/photos", "tickets.view")
-async def upload_photos(request: web.Request) -> web.StreamResponse:
-    staff = staff_of(request)
-    ticket_id = match_id(request)
-    back = f"{PREFIX}/tickets/{ticket_id}"
-    if request.content_type != "multipart/form-data":
-        raise Refused("请选择照片后上传", back=back)
-    data = await request.post()
+def _read_photos(data: Any, back: str) -> tuple[list[tuple[bytes, str]], str]:
     stage = str(data.get("stage") or "before")
     if stage not in STAGES:
         raise Refused("请选择施工前或施工后", back=back)
@@ -115,6 +120,21 @@ async def upload_photos(request: web.Request) -> web.StreamResponse:
         if kind is None:
             raise Refused(f"“{f.filename}”不是照片（支持 JPG、PNG、WEBP、GIF）", status=415, back=back)
         blobs.append((blob, kind))
+    return blobs, stage
+
+
+@route("POST", "/tickets/{id}/photos", "tickets.view")
+async def upload_photos(request: web.Request) -> web.StreamResponse:
+    staff = staff_of(request)
+    ticket_id = match_id(request)
+    back = f"{PREFIX}/tickets/{ticket_id}"
+    if request.content_type != "multipart/form-data":
+        raise Refused("请选择照片后上传", back=back)
+    data = await request.post()
+    try:
+        blobs, stage = _read_photos(data, back)
+    finally:
+        close_files(data)
     rt = runtime_of(request)
     batch = EventBatch()
     now = utcnow()
