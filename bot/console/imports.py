@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from bot.console.core import (
@@ -37,6 +38,7 @@ from bot.console.core import (
     staff_of,
 )
 from bot.imports import ImportReport, TableError, import_certificates, import_owners
+from bot.store.models import Project
 
 log = logging.getLogger("yezhu.console.imports")
 
@@ -45,7 +47,7 @@ SUFFIXES = (".xlsx", ".csv")
 STATE_TTL = 24 * 3600
 SHOWN_ERRORS = 500
 """Error rows shown in the page's table; all of them are in the downloadable CSV."""
-ENGLISH = re.compile(r"\s*\([^()]*[A-Za-z][^()]*\)\s*$")
+ENGLISH = re.compile(r"\s*\([^()]*[A-Za-z][^()]*\)")
 _TASKS: set[asyncio.Task[None]] = set()
 """Imports running in this process (kept referenced until they finish)."""
 
@@ -59,12 +61,19 @@ def _key(job: str) -> str:
     return f"console:import:{job}"
 
 
-def report_state(report: ImportReport) -> dict[str, Any]:
+def _named(reason: str, projects: dict[str, str]) -> str:
+    """Reasons name a project by its code (``房屋不存在: demo 3-2-999``): say its name."""
+    for code, name in projects.items():
+        reason = re.sub(rf"(?<![A-Za-z0-9_-]){re.escape(code)}(?![A-Za-z0-9_-])", name, reason)
+    return reason
+
+
+def report_state(report: ImportReport, projects: dict[str, str] | None = None) -> dict[str, Any]:
     summary = []
     for line in report.summary():
         label, _, value = line.rpartition(" ")
         summary.append([label.split(" ")[0].strip(), value.strip()])
-    errors = [{"row": e.row, "column": e.column, "value": e.value, "reason": chinese(e.reason)}
+    errors = [{"row": e.row, "column": e.column, "value": e.value, "reason": _named(chinese(e.reason), projects or {})}
               for e in report.errors]
     return {"summary": summary, "errors": errors, "rejected": report.rows_rejected,
             "imported": report.rows_imported, "read": report.rows_read}
@@ -101,7 +110,9 @@ async def _run(runtime: Any, job: str, kind: str, path: Path, options: dict[str,
     try:
         run = import_owners if kind == "owners" else import_certificates
         report = await run(runtime.db, path, progress=progress, **options)  # type: ignore[operator]
-        state.update(status="done", report=report_state(report))
+        async with runtime.db.session() as s:
+            projects = dict((await s.execute(sa.select(Project.code, Project.name))).all())
+        state.update(status="done", report=report_state(report, {str(k): str(v) for k, v in projects.items()}))
     except TableError as exc:
         state.update(status="failed", error=chinese(str(exc)))
     except Exception:  # never leave the page spinning: say it failed, keep the traceback in the log

@@ -58,7 +58,7 @@ HOUSE_RE = re.compile(r"^\s*([0-9A-Za-z]+)\s*(?:栋|幢|号楼|座|-|/|\s)\s*([0
 PRIORITIES = {"repair": ("normal", "urgent"), "complaint": ("normal", "serious", "group"),
               "inquiry": ("normal",), "certificate": ("normal",)}
 MAX_DESCRIPTION = 2000
-ENGLISH_NOTE = re.compile(r"\s*\([^()]*[A-Za-z][^()]*\)\s*$")
+ENGLISH_NOTE = re.compile(r"\s*\([^()]*[A-Za-z][^()]*\)")
 
 
 def _cn(message: str) -> str:

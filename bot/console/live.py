@@ -65,18 +65,16 @@ class EventHub:
         watcher = DatabaseWatcher(self.rt.db)
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            if not self.clients:
-                watcher.forget()  # nobody is looking: start from the present when someone connects
-                continue
-            try:
+            try:  # kept up to date even while no browser is connected, so a new one misses nothing
                 found = await watcher.poll()
             except asyncio.CancelledError:
                 raise
             except Exception:  # SQLite busy for a moment: look again next time
                 log.debug("live events: database poll failed", exc_info=True)
                 continue
-            for message in found:
-                await self.dispatch(message)
+            if self.clients:
+                for message in found:
+                    await self.dispatch(message)
 
     async def stop(self) -> None:
         if self._watch is not None:
@@ -139,9 +137,6 @@ class DatabaseWatcher:
     def __init__(self, db: Any) -> None:
         self.db = db
         self.last: dict[str, int] | None = None
-
-    def forget(self) -> None:
-        self.last = None
 
     async def poll(self) -> list[dict[str, Any]]:
         async with self.db.session() as s:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.labels import CHANNEL_LABELS, HANDOVER_REASON_LABELS, URGENCY_LABELS, label
 from bot import conversation as verbs
-from bot.console.core import PREFIX, Staff, render, render_string, route, runtime_of, staff_of
+from bot.console.core import PREFIX, Staff, mask_phone, render, render_string, route, runtime_of, staff_of
 from bot.store.models import Conversation, ConversationEvent, Identity, Message, Owner, StaffUser, utcnow
 
 SHORT = 6
@@ -51,10 +51,13 @@ def reason_label(reason: str | None) -> str:
 
 
 def who(identity: Identity, owner: Owner | None) -> str:
+    """The owner's name; an identity not bound to an owner by its channel and a short number (its
+    openid or CRM id is a code nobody reads; an SMS sender's number is shown masked)."""
     if owner is not None:
         return owner.name
-    ext = identity.external_id
-    return f"未绑定用户 {ext[:4]}…{ext[-3:]}" if len(ext) > 8 else f"未绑定用户 {ext}"
+    if identity.channel == "sms" and identity.external_id.isdigit():
+        return f"未绑定用户 {mask_phone(identity.external_id)}"
+    return f"未绑定{label(CHANNEL_LABELS, identity.channel, '')}用户 #{identity.id}"
 
 
 def _urgency_kind(nlu: dict[str, Any] | None) -> str | None:

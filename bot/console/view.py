@@ -33,6 +33,9 @@ AUDIT_ACTION_LABELS = {
         "close": "关闭", "reopen": "返修", "reassign": "更换负责人", "visit_time": "改约上门时间", "note": "备注",
     }.items()},
 }
+IMPORT_KIND_LABELS = {"owners": "业主花名册", "certificates": "办证台账"}
+CHANGE_LABELS = {"category": "类别", "priority": "紧急程度", "location": "位置", "description": "问题描述",
+                 "warranty": "保修判定", "due_at": "处理时限", "visit_time": "上门时间"}
 TARGET_LABELS = {"owner": "业主", "ticket": "工单", "conversation": "会话", "staff": "员工", "knowledge": "词条",
                  "import": "导入"}
 FIELD_LABELS = {
@@ -72,11 +75,16 @@ def actor(value: str | None, names: dict[str, str] | None = None) -> str:
     return L.ACTOR_LABELS.get(username, username)
 
 
-def audit_target(value: str | None) -> str:
+def audit_target(value: str | None, names: dict[str, str] | None = None) -> str:
+    """``ticket:BX…`` → 工单 BX…; ``staff:kefu`` → 员工 客服小李; an import job → 名册导入."""
     if not value:
         return ""
     kind, _, ident = value.partition(":")
-    return f"{TARGET_LABELS.get(kind, '')} {ident}".strip() if kind in TARGET_LABELS else value
+    if kind == "staff":
+        return f"员工 {actor(ident, names)}"
+    if kind == "import":
+        return "名册导入"
+    return f"{TARGET_LABELS[kind]} {ident}".strip() if kind in TARGET_LABELS else "其他"
 
 
 def audit_details(data: dict[str, Any] | None, names: dict[str, str] | None = None) -> str:
@@ -89,7 +97,9 @@ def audit_details(data: dict[str, Any] | None, names: dict[str, str] | None = No
         elif key == "origin":
             value = L.ORIGIN_LABELS.get(str(value), value)
         elif key == "kind":
-            value = L.KIND_LABELS.get(str(value), value)
+            value = {**L.KIND_LABELS, **IMPORT_KIND_LABELS}.get(str(value), value)
+        elif key == "changes" and isinstance(value, list):
+            value = "、".join(CHANGE_LABELS.get(str(v), "其他") for v in value)
         elif key == "to":
             value = actor(str(value), names)
         elif isinstance(value, dict | list):

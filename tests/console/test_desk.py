@@ -229,12 +229,18 @@ async def test_engineers_search_only_their_own_tickets_with_masked_phones(yezhu:
     house = await _house_of(client, zhang)
     resp = await _create(client, csrf, origin="phone", kind="repair", category="electrical", owner_id=zhang.id,
                          house_id=house.id, description="客厅插座没电")
-    t = await _ticket(client, (await resp.json())["ticket_id"])
+    theirs = await _ticket(client, (await resp.json())["ticket_id"])
+    await _create(client, csrf, origin="phone", kind="repair", category="electrical", owner_id=zhang.id,
+                  house_id=house.id, description="卧室插座冒火花")
+    async with client.app[RUNTIME].db.session() as s:
+        engineer = (await s.execute(sa.select(StaffUser).where(StaffUser.username == "gongcheng"))).scalar_one()
+    await client.post(f"/console/tickets/{theirs.id}/dispatch", headers=js(csrf), json={"assignee_id": engineer.id})
     await login(client, "gongcheng")
     page = await (await client.get("/console/search", params={"q": "插座"})).text()
-    assert "客厅插座没电" not in page and 'id="owner-results"' not in page  # not theirs; no owner search
+    assert "客厅插座没电" in page and "13800000001" in page  # their own ticket, the phone to call
+    assert "卧室插座冒火花" not in page and 'id="owner-results"' not in page  # not theirs; no owner search
     page = await (await client.get("/console/search", params={"q": "0001"})).text()
-    assert "13800000001" not in page and 'data-owner=' not in page
+    assert f'data-ticket="{theirs.id}"' in page and "卧室插座冒火花" not in page and "data-owner=" not in page
 
 
 async def test_photos_from_the_engineers_phone_and_the_owners_chat(yezhu: YezhuFactory) -> None:
