@@ -201,6 +201,16 @@
   }
   pollImport();
 
+  // --- file pickers: say what was chosen (the native control's words are the browser's, not ours) -----
+  document.querySelectorAll(".file-pick input[type=file]").forEach(function (input) {
+    var count = input.closest("form").querySelector(".file-count");
+    input.addEventListener("change", function () {
+      if (!count) return;
+      var n = input.files.length;
+      count.textContent = n === 0 ? "未选择" : (n === 1 ? "已选择：" + input.files[0].name : "已选择 " + n + " 个文件");
+    });
+  });
+
   // --- the ticket form: categories per kind, owner autocomplete --------------------------------
   var kindSel = document.getElementById("kind");
   function filterByKind(select) {
