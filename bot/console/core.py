@@ -17,7 +17,6 @@ Security model (docs/CONSOLE.md has the table):
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import hashlib
 import hmac
@@ -26,7 +25,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -34,13 +32,19 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actions.workflow import CHINA, DESK_TURN, fmt_time
-from bot.console import view
+from actions.workflow import DESK_TURN
+from bot.console.view import (  # noqa: F401 (re-exported: the rendering helpers moved to view.py)
+    NAV,
+    STATIC_DIR,
+    ago,
+    asset_version,
+    local,
+    make_templates,
+    mask_phone,
+)
 from bot.runtime import RUNTIME, Runtime
 from bot.store.models import AuditLog, Project, StaffUser, Ticket, utcnow
 
-HERE = Path(__file__).resolve().parent
-STATIC_DIR = HERE / "static"
 PREFIX = "/console"
 COOKIE = "yezhu_console"
 LOGIN_COOKIE = "yezhu_login"
@@ -469,15 +473,6 @@ async def audit_now(request: web.Request, action: str, target: str | None = None
 # --- phones -------------------------------------------------------------------------------------
 
 
-def mask_phone(phone: str | None) -> str:
-    """``13800000001`` → ``138****0001``; short numbers keep only their last two digits."""
-    if not phone:
-        return ""
-    if len(phone) >= 7:
-        return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
-    return "*" * (len(phone) - 2) + phone[-2:]
-
-
 def shown_phone(staff: Staff, phone: str | None, *, assigned_to_me: bool = False) -> str:
     """The phone as this staff member may see it (docs/CONSOLE.md "Phone numbers")."""
     if staff.can("phones") or assigned_to_me:
@@ -486,62 +481,6 @@ def shown_phone(staff: Staff, phone: str | None, *, assigned_to_me: bool = False
 
 
 # --- rendering ----------------------------------------------------------------------------------
-
-
-def local(value: dt.datetime | None, fmt: str = "%m-%d %H:%M") -> str:
-    if value is None:
-        return ""
-    return value.astimezone(CHINA).strftime(fmt)
-
-
-def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
-    """``不到1分钟``, ``12分钟``, ``3小时5分``, ``2天``."""
-    if value is None:
-        return ""
-    seconds = max(0, int(((now or utcnow()) - value).total_seconds()))
-    if seconds < 60:
-        return "不到1分钟"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes}分钟"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}小时{minutes}分" if minutes else f"{hours}小时"
-    return f"{hours // 24}天{hours % 24}小时" if hours % 24 else f"{hours // 24}天"
-
-
-NAV = [
-    ("queue", "/console/", "会话队列", "chat"),
-    ("tickets", "/console/tickets", "工单", "tickets.view"),
-    ("owners", "/console/owners", "业主", "owners"),
-    ("knowledge", "/console/knowledge", "知识库", "knowledge"),
-    ("dashboard", "/console/dashboard", "看板", "dashboard"),
-    ("staff", "/console/staff", "员工", "staff.admin"),
-    ("imports", "/console/imports", "导入", "imports"),
-    ("audit", "/console/audit", "审计日志", "audit"),
-]
-
-
-def make_templates() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(local=local, ago=ago, fmt_time=fmt_time, mask=mask_phone)
-    env.globals.update(ROLES=ROLES)
-    view.register(env)
-    return env
-
-
-def asset_version() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(STATIC_DIR.iterdir()):
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:10]
 
 
 def render_string(request: web.Request, template: str, **context: Any) -> str:

@@ -55,6 +55,10 @@ from bot.store.models import (
 
 TICKET_NUMBER = re.compile(r"^(BX|TS|ZX|BZ)\d{4,8}(-\d{1,4})?$", re.IGNORECASE)
 LIMIT_TICKETS, LIMIT_OWNERS, LIMIT_CONVERSATIONS = 50, 20, 20
+NEWEST = 500
+"""Tickets and messages are matched newest first, up to this many, before the most urgent tickets (and
+the latest chats) are shown: a common word ("漏水") matches tens of thousands of rows, and reading them
+backwards along the primary key stops early instead of sorting them all."""
 URGENT_FIRST = {"urgent": 3, "group": 3, "serious": 2}
 
 
@@ -114,25 +118,25 @@ def _house_ids(q: Query) -> Any:
 
 
 async def find_tickets(s: AsyncSession, q: Query, staff: Staff) -> list[Ticket]:
-    query = sa.select(Ticket).options(
-        selectinload(Ticket.house).selectinload(House.building), selectinload(Ticket.assignee),
-        selectinload(Ticket.owner))
+    query = sa.select(Ticket.id)
     if q.number:
         query = query.where(Ticket.number.like(q.number + "%") if len(q.number) < 15 else Ticket.number == q.number)
     elif q.house:
         query = query.where(Ticket.house_id.in_(_house_ids(q)))
     elif q.digits:
-        owners = sa.select(Owner.id).where(_phone(Owner.phone, q.digits))
-        cond = sa.or_(_phone(Ticket.contact_phone, q.digits), Ticket.owner_id.in_(owners))
+        # The owners first (a few): then each branch has its index and PostgreSQL ORs the bitmaps.
+        owners = list((await s.execute(sa.select(Owner.id).where(_phone(Owner.phone, q.digits)).limit(200))).scalars())
+        cond = sa.or_(_phone(Ticket.contact_phone, q.digits), Ticket.owner_id.in_(owners or [0]))
         if len(q.digits) == 4:  # "0007" may also be the end of a ticket number
             cond = sa.or_(cond, Ticket.number.like("%-" + q.digits))
         query = query.where(cond)
     elif q.words:
         pattern = _like(q.words)
-        owners = sa.select(Owner.id).where(Owner.name.like(pattern, escape="\\"))
+        owners = list((await s.execute(
+            sa.select(Owner.id).where(Owner.name.like(pattern, escape="\\")).limit(200))).scalars())
         query = query.where(sa.or_(Ticket.description.like(pattern, escape="\\"),
                                    Ticket.location.like(pattern, escape="\\"),
-                                   Ticket.owner_id.in_(owners)))
+                                   Ticket.owner_id.in_(owners or [0])))
     elif not q.filtered:
         return []
     if q.kind:
@@ -153,9 +157,13 @@ async def find_tickets(s: AsyncSession, q: Query, staff: Staff) -> list[Ticket]:
         query = query.where(Ticket.created_at < q.until)
     if staff.role == "engineer":
         query = query.where(Ticket.assignee_id == staff.id)
-    query = query.order_by((Ticket.status == CLOSED), sa.case(URGENT_FIRST, value=Ticket.priority, else_=0).desc(),
-                           Ticket.due_at.is_(None), Ticket.due_at, Ticket.id.desc()).limit(LIMIT_TICKETS)
-    return list((await s.execute(query)).scalars())
+    newest = query.order_by(Ticket.id.desc()).limit(NEWEST).scalar_subquery()
+    shown = (sa.select(Ticket).where(Ticket.id.in_(newest))
+             .options(selectinload(Ticket.house).selectinload(House.building), selectinload(Ticket.assignee),
+                      selectinload(Ticket.owner))
+             .order_by((Ticket.status == CLOSED), sa.case(URGENT_FIRST, value=Ticket.priority, else_=0).desc(),
+                       Ticket.due_at.is_(None), Ticket.due_at, Ticket.id.desc()).limit(LIMIT_TICKETS))
+    return list((await s.execute(shown)).scalars())
 
 
 async def find_owners(s: AsyncSession, q: Query) -> list[Owner]:
@@ -176,11 +184,14 @@ async def find_conversations(s: AsyncSession, q: Query) -> list[dict[str, Any]]:
     """Chats whose messages contain the words (or, for digits, whose SMS sender or owner has the phone)."""
     if q.words:
         hits = (await s.execute(
-            sa.select(Message.conversation_id, sa.func.max(Message.id).label("mid"))
+            sa.select(Message.conversation_id, Message.id)
             .where(Message.text.like(_like(q.words), escape="\\"), Message.direction.in_(("in", "out", "note")))
-            .group_by(Message.conversation_id).order_by(sa.func.max(Message.id).desc()).limit(LIMIT_CONVERSATIONS)
+            .order_by(Message.id.desc()).limit(NEWEST)
         )).all()
-        ids: dict[int, int | None] = {cid: mid for cid, mid in hits}
+        ids: dict[int, int | None] = {}
+        for cid, mid in hits:  # newest first: each chat with its latest matching message
+            if cid not in ids and len(ids) < LIMIT_CONVERSATIONS:
+                ids[cid] = mid
     elif q.digits:
         rows = (await s.execute(
             sa.select(Conversation.id).join(Identity, Identity.id == Conversation.identity_id)

@@ -1,13 +1,17 @@
-"""Words for what the console shows: template filters over :mod:`actions.labels`, staff display names,
-and the audit log's actions and fields (docs/CONSOLE.md "Words, not codes").
+"""What the console shows and how: the Jinja environment, its filters over :mod:`actions.labels` (words,
+not codes), times, masked phones, staff display names and the audit log's actions and fields
+(docs/CONSOLE.md "A desk's whole day").
 
-Nothing here reads a request: :func:`register` puts the filters and tables on the Jinja environment, and
-:func:`staff_names` loads the username → display name map a page needs for its timelines.
+Nothing here reads a request: :func:`make_templates` builds the environment, :func:`register` puts the
+filters and tables on it, :func:`staff_names` loads the username → display name map.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -15,7 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions import labels as L
-from bot.store.models import StaffUser
+from actions.workflow import CHINA, fmt_time
+from bot.store.models import StaffUser, utcnow
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
 
 AUDIT_ACTION_LABELS = {
     "conversation.claim": "接入会话", "conversation.close": "关闭会话", "conversation.hand_back": "交还机器人",
@@ -138,3 +146,71 @@ def register(env: jinja2.Environment) -> None:
         ROLE_LABELS=L.ROLE_LABELS, ORIGIN_LABELS=L.ORIGIN_LABELS, REPAIR_CATEGORY_LABELS=L.REPAIR_CATEGORY_LABELS,
         COMPLAINT_CATEGORY_LABELS=L.COMPLAINT_CATEGORY_LABELS, CERT_LABELS=L.CERT_LABELS,
     )
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+
+def mask_phone(phone: str | None) -> str:
+    """``13800000001`` → ``138****0001``; short numbers keep only their last two digits."""
+    if not phone:
+        return ""
+    if len(phone) >= 7:
+        return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+    return "*" * (len(phone) - 2) + phone[-2:]
+
+
+def local(value: dt.datetime | None, fmt: str = "%m-%d %H:%M") -> str:
+    if value is None:
+        return ""
+    return value.astimezone(CHINA).strftime(fmt)
+
+
+def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    """``不到1分钟``, ``12分钟``, ``3小时5分``, ``2天``."""
+    if value is None:
+        return ""
+    seconds = max(0, int(((now or utcnow()) - value).total_seconds()))
+    if seconds < 60:
+        return "不到1分钟"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes}分钟"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}小时{minutes}分" if minutes else f"{hours}小时"
+    return f"{hours // 24}天{hours % 24}小时" if hours % 24 else f"{hours // 24}天"
+
+
+NAV = [
+    ("queue", "/console/", "会话队列", "chat"),
+    ("tickets", "/console/tickets", "工单", "tickets.view"),
+    ("owners", "/console/owners", "业主", "owners"),
+    ("knowledge", "/console/knowledge", "知识库", "knowledge"),
+    ("dashboard", "/console/dashboard", "看板", "dashboard"),
+    ("staff", "/console/staff", "员工", "staff.admin"),
+    ("imports", "/console/imports", "导入", "imports"),
+    ("audit", "/console/audit", "审计日志", "audit"),
+]
+
+
+def make_templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(local=local, ago=ago, fmt_time=fmt_time, mask=mask_phone)
+    env.globals.update(ROLES=tuple(L.ROLE_LABELS))
+    register(env)
+    return env
+
+
+def asset_version() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(STATIC_DIR.iterdir()):
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]

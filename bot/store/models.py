@@ -243,6 +243,8 @@ class Ticket(Created, Base):
     __table_args__ = (
         _trigram("ix_ticket_description_trgm", "ticket", "description"),
         _trigram("ix_ticket_contact_phone_trgm", "ticket", "contact_phone"),
+        _trigram("ix_ticket_location_trgm", "ticket", "location"),
+        _trigram("ix_ticket_number_trgm", "ticket", "number"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(sa.String(24), unique=True)

@@ -26,6 +26,8 @@ depends_on: str | Sequence[str] | None = None
 TRIGRAM = [
     ("ix_ticket_description_trgm", "ticket", "description"),
     ("ix_ticket_contact_phone_trgm", "ticket", "contact_phone"),
+    ("ix_ticket_location_trgm", "ticket", "location"),
+    ("ix_ticket_number_trgm", "ticket", "number"),
     ("ix_owner_name_trgm", "owner", "name"),
     ("ix_owner_phone_trgm", "owner", "phone"),
     ("ix_message_text_trgm", "message", "text"),
