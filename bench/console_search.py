@@ -106,7 +106,9 @@ async def prepare(tickets: int, seed: int) -> None:
             prefix = ("BX" if kind == "repair" else "TS") + created.strftime("%Y%m%d")
             per_day[prefix] = per_day.get(prefix, 0) + 1
             number = f"{prefix}-{per_day[prefix]:04d}"
-            status = rng.choice(STATUSES)
+            # As at a real desk: what is older than two weeks is closed, save a few stragglers.
+            old = created < now - dt.timedelta(days=14)
+            status = "closed" if old and rng.random() < 0.98 else rng.choice(STATUSES)
             text = describe(rng)
             rows.append((n + 1, number, kind, rng.choice(CATEGORIES) if kind == "repair" else "other", project,
                          o["house_id"], None, o["id"], None, o["phone"], text,
@@ -199,7 +201,7 @@ async def show_plans(digits: str) -> None:
 
     conn = await asyncpg.connect(DSN)
     try:
-        for sql in (f"SELECT id FROM ticket WHERE description LIKE '%门锁卡住%' LIMIT 50",
+        for sql in ("SELECT id FROM ticket WHERE description LIKE '%门锁卡住%' LIMIT 50",
                     f"SELECT id FROM owner WHERE phone LIKE '%{digits}'",
                     f"SELECT id FROM ticket WHERE contact_phone LIKE '%{digits}'"):
             print("\n" + sql)

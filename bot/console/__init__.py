@@ -51,6 +51,7 @@ def setup_console(app: web.Application, runtime: Any) -> Console:
         hub=live.EventHub(runtime),
         asset_version=asset_version(),
     )
+    console.hub.overdue = console.overdue
     app[CONSOLE] = console
     app.middlewares.append(console_middleware)
     auth.register_public(app)

@@ -176,6 +176,8 @@ class Console:
     names: dict[str, str] = field(default_factory=dict)
     """Staff username → display name (timelines, audit log), refreshed with :attr:`projects`."""
     projects_at: float = 0.0
+    overdue: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """The navigation's overdue counts: key → (count, valid until, monotonic)."""
 
     async def refresh_projects(self) -> None:
         if time.monotonic() - self.projects_at < 15 and self.projects:
@@ -374,7 +376,7 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
     request[STAFF] = staff
     await console.refresh_projects()
     if request.method == "GET" and not wants_json(request) and staff.can("tickets.view") and path != f"{PREFIX}/events":
-        request[OVERDUE] = await overdue_count(console.runtime, staff)
+        request[OVERDUE] = await overdue_count(console, staff)
     if request.method not in SAFE_METHODS:
         refusal = await check_csrf(request, staff)
         if refusal is not None:
@@ -445,14 +447,24 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, token
                         max_age=MAX_AGE)
 
 
-async def overdue_count(runtime: Runtime, staff: Staff) -> int:
+OVERDUE_TTL = 10.0
+"""Seconds the navigation's overdue count is reused (per process; per engineer, or one for the desk)."""
+
+
+async def overdue_count(console: Console, staff: Staff) -> int:
     """Tickets past their due time while it is the company's turn (an engineer: their own)."""
+    key = f"engineer:{staff.id}" if staff.role == "engineer" else "desk"
+    cached = console.overdue.get(key)
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
     query = sa.select(sa.func.count()).select_from(Ticket).where(
         Ticket.status.in_(DESK_TURN), Ticket.due_at.is_not(None), Ticket.due_at < utcnow())
     if staff.role == "engineer":
         query = query.where(Ticket.assignee_id == staff.id)
-    async with runtime.db.session() as s:
-        return int((await s.execute(query)).scalar_one())
+    async with console.runtime.db.session() as s:
+        count = int((await s.execute(query)).scalar_one())
+    console.overdue[key] = (count, time.monotonic() + OVERDUE_TTL)
+    return count
 
 
 # --- audit --------------------------------------------------------------------------------------

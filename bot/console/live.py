@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -52,6 +53,8 @@ class EventHub:
         self.subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
+        self.overdue: dict[str, Any] | None = None
+        """The console's cached overdue counts (``Console.overdue``), cleared on ticket events."""
 
     async def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -63,14 +66,19 @@ class EventHub:
 
     async def _watch_database(self) -> None:
         watcher = DatabaseWatcher(self.rt.db)
+        first, warned = True, 0.0
         while True:
-            await asyncio.sleep(WATCH_INTERVAL)
-            try:  # kept up to date even while no browser is connected, so a new one misses nothing
+            if not first:
+                await asyncio.sleep(WATCH_INTERVAL)
+            first = False
+            try:  # from start-up on, and even while no browser is connected, so a new one misses nothing
                 found = await watcher.poll()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # SQLite busy for a moment: look again next time
-                log.debug("live events: database poll failed", exc_info=True)
+            except Exception:  # SQLite busy for a moment: look again next time (and say so once a minute)
+                if time.monotonic() - warned > 60:
+                    warned = time.monotonic()
+                    log.warning("live events: database poll failed", exc_info=True)
                 continue
             if self.clients:
                 for message in found:
@@ -116,6 +124,8 @@ class EventHub:
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message.get("event") == events.KNOWLEDGE_CHANGED and message.get("origin") != self.origin:
             await reload_knowledge(self.rt)
+        if message.get("event") in TICKET_EVENTS and self.overdue is not None:
+            self.overdue.clear()  # the navigation's overdue counts are recounted on the next page
         for queue in list(self.clients):
             try:
                 queue.put_nowait(message)
