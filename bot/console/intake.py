@@ -39,7 +39,7 @@ from bot.console.core import (
     staff_of,
 )
 from bot.events import EventBatch
-from bot.imports import Invalid, parse_phone
+from bot.imports import Invalid, parse_phone, split_house_label
 from bot.store.models import (
     Building,
     Conversation,
@@ -54,7 +54,39 @@ from bot.store.models import (
     utcnow,
 )
 
-HOUSE_RE = re.compile(r"^\s*([0-9A-Za-z]+)\s*(?:栋|幢|号楼|座|-|/|\s)\s*([0-9]+)\s*(?:单元|-|/|\s)\s*([0-9]+)\s*室?\s*$")
+HOUSE_RE = re.compile(r"^\s*([0-9A-Za-z]+)\s*(?:栋|幢|号楼|座|#|-|/|\s)\s*([0-9]+)\s*(?:单元|-|/|\s)\s*([0-9]+)\s*室?\s*$")
+NO_UNIT = re.compile(r"^\s*([0-9A-Za-z]+)\s*(?:栋|幢|号楼|座|#)\s*([0-9]+)\s*室?\s*$")
+PHONE_NOISE = re.compile(r"[\s\-()]")
+COUNTRY_CODE = re.compile(r"^(\+?86|0086)(?=1\d{10}$)")
+
+
+def parse_house(q: str) -> tuple[str, str | None, str] | None:
+    """A house as the desk types it: ``3栋2单元501``, ``3-2-501``, ``三栋二单元501``, ``3#2-501``, ``B座1单元201``
+    (the roster's own parser), or without the unit, ``3栋501`` (unit: any)."""
+    try:
+        parts = split_house_label(q)
+    except Invalid:  # a part too long to be a building, unit or room
+        return None
+    if parts is not None:
+        return parts
+    if m := HOUSE_RE.match(q):
+        return m[1].upper(), m[2], m[3]
+    if m := NO_UNIT.match(q):
+        return m[1].upper(), None, m[2]
+    return None
+
+
+def phone_digits(q: str) -> str:
+    """``138 0000 0001``, ``+86 138-0000-0001`` → ``13800000001``; anything else (``3-2-501``) unchanged."""
+    compact = COUNTRY_CODE.sub("", PHONE_NOISE.sub("", q.strip()))
+    return compact if compact.isdigit() and len(compact) >= 7 else q.strip()
+
+
+def houses_matching(place: tuple[str, str | None, str]) -> sa.Select[Any]:
+    building, unit, room = place
+    query = (sa.select(House.id).join(Building, Building.id == House.building_id)
+             .where(Building.name == building, House.room == room))
+    return query.where(House.unit == unit) if unit is not None else query
 PRIORITIES = {"repair": ("normal", "urgent"), "complaint": ("normal", "serious", "group"),
               "inquiry": ("normal",), "certificate": ("normal",)}
 MAX_DESCRIPTION = 2000
@@ -79,15 +111,13 @@ def _owner_query() -> sa.Select[Any]:
 
 async def find_owners(s: AsyncSession, q: str, limit: int = 10) -> list[Owner]:
     """Owners by phone (full or its last digits), name, or house (``3栋2单元501``, ``3-2-501``)."""
-    q = q.strip()[:50]
+    q = phone_digits(q[:50])
     if not q:
         return []
     query = _owner_query().limit(limit).order_by(Owner.id)
-    if m := HOUSE_RE.match(q):
-        building, unit, room = m.groups()
-        query = (query.join(OwnerHouse, OwnerHouse.owner_id == Owner.id).join(House, House.id == OwnerHouse.house_id)
-                 .join(Building, Building.id == House.building_id)
-                 .where(Building.name == building, House.unit == unit, House.room == room))
+    if place := parse_house(q):
+        query = query.where(Owner.id.in_(sa.select(OwnerHouse.owner_id)
+                                         .where(OwnerHouse.house_id.in_(houses_matching(place)))))
     elif q.isdigit():
         query = query.where(Owner.phone.endswith(q) if len(q) <= 4 else Owner.phone.contains(q))
     else:
@@ -126,10 +156,11 @@ async def _prefill(s: AsyncSession, request: web.Request) -> dict[str, Any]:
         )).scalars())
         said = [m for m in reversed(inbound) if len((m.text or "").strip()) >= 4]
         values["description"] = "\n".join(m.text.strip() for m in said[-3:])
-        for m in reversed(inbound):  # what the bot understood of the owner's words, newest first
+        kind_found = False
+        for m in inbound:  # what the bot understood of the owner's words, newest first
             nlu = m.nlu or {}
-            if nlu.get("intent") in PRIORITIES and values["kind"] == "repair" and not values["category"]:
-                values["kind"] = nlu["intent"]
+            if nlu.get("intent") in PRIORITIES and not kind_found:
+                values["kind"], kind_found = nlu["intent"], True
             for e in nlu.get("entities") or []:
                 if not isinstance(e, dict):
                     continue

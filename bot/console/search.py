@@ -39,9 +39,8 @@ from bot.console.core import (
     staff_list,
     staff_of,
 )
-from bot.console.intake import HOUSE_RE
+from bot.console.intake import houses_matching, parse_house, phone_digits
 from bot.store.models import (
-    Building,
     Conversation,
     House,
     Identity,
@@ -80,7 +79,7 @@ class Query:
     """What one search asks: the words and the filters, parsed once."""
 
     def __init__(self, params: Any) -> None:
-        self.q = str(params.get("q", "")).strip()[:60]
+        self.q = phone_digits(str(params.get("q", "")).strip()[:60])
         self.kind = params.get("kind", "") if params.get("kind", "") in L.KIND_LABELS else ""
         self.category = str(params.get("category", ""))[:30]
         status = params.get("status", "")
@@ -88,10 +87,9 @@ class Query:
         self.engineer = int_param(params.get("engineer"))
         self.project = str(params.get("project", ""))[:32]
         self.since, self.until = _date(params.get("from", "")), _date(params.get("to", ""), end=True)
-        compact = re.sub(r"[\s\-]", "", self.q)
         self.number = self.q.upper() if TICKET_NUMBER.match(self.q) else None
-        self.house = HOUSE_RE.match(self.q)
-        self.digits = compact if compact.isdigit() and len(compact) >= 3 else None
+        self.house = parse_house(self.q) if not self.number else None
+        self.digits = self.q if self.q.isdigit() and len(self.q) >= 3 else None
         self.words = self.q if self.q and not (self.number or self.house or self.digits) else None
 
     @property
@@ -112,9 +110,7 @@ def _phone(column: Any, digits: str) -> Any:
 
 def _house_ids(q: Query) -> Any:
     assert q.house is not None
-    building, unit, room = q.house.groups()
-    return (sa.select(House.id).join(Building, Building.id == House.building_id)
-            .where(Building.name == building, House.unit == unit, House.room == room))
+    return houses_matching(q.house)
 
 
 async def find_tickets(s: AsyncSession, q: Query, staff: Staff) -> list[Ticket]:

@@ -351,3 +351,17 @@ async def test_imports_show_progress_and_a_row_level_error_table(yezhu: YezhuFac
     assert (await _owner(client, "13911110001")).name == "赵六"
     await login(client, "kefu")
     assert (await client.get("/console/imports")).status == 403
+
+
+async def test_the_ways_a_desk_types_a_house_or_a_phone(yezhu: YezhuFactory) -> None:
+    client = await yezhu()
+    csrf = await login(client, "kefu")
+    for q in ("3-2-501", "3栋2单元501", "3栋2单元501室", "三栋二单元501", "3#2-501", "3号楼2单元501", "3栋501",
+              "138 0000 0001", "+86 138-0000-0001", "0001", "张三"):
+        found = await (await client.get("/console/api/owners", params={"q": q}, headers=js(csrf))).json()
+        assert "张三" in [o["name"] for o in found["owners"]], q
+        page = await (await client.get("/console/search", params={"q": q})).text()
+        assert "data-owner=" in page and "张三" in page, q
+    for q in ("3-2-5011", "99栋1单元101", "李四四"):
+        found = await (await client.get("/console/api/owners", params={"q": q}, headers=js(csrf))).json()
+        assert "张三" not in [o["name"] for o in found["owners"]], q
