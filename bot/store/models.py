@@ -245,6 +245,9 @@ class Ticket(Created, Base):
         _trigram("ix_ticket_contact_phone_trgm", "ticket", "contact_phone"),
         _trigram("ix_ticket_location_trgm", "ticket", "location"),
         _trigram("ix_ticket_number_trgm", "ticket", "number"),
+        # PostgreSQL only (migration 0006): two-character words, which trigrams cannot serve.
+        sa.Index("ix_ticket_text_bigram", sa.func.yezhu_bigrams(sa.text("description"), sa.text("location")),
+                 postgresql_using="gin").ddl_if(dialect="postgresql"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(sa.String(24), unique=True)

@@ -208,6 +208,12 @@ async def test_one_search_box_finds_by_phone_house_number_and_words(yezhu: Yezhu
         assert f'data-ticket="{t.id}"' in page, q
         if q not in (t.number, t.number[:10].lower(), "锁芯"):
             assert f'data-owner="{zhang.id}"' in page, q
+    resp = await _create(client, csrf, origin="walk_in", kind="repair", category="elevator", location="5栋2号电梯",
+                         contact_phone="13900007777", description="轿厢里的灯不亮")
+    lift = (await resp.json())["ticket_id"]
+    for q in ("电梯", "5栋2号", "灯不亮", "灯"):  # two characters (bigrams on PostgreSQL), more, one
+        page = await (await client.get("/console/search", params={"q": q})).text()
+        assert f'data-ticket="{lift}"' in page and f'data-ticket="{t.id}"' not in page, q
     page = await (await client.get("/console/search", params={"q": "一直闪"})).text()
     assert 'id="conversation-results"' in page and "车库B2的灯一直闪" in page
     filtered = await (await client.get("/console/search", params={"q": "锁芯", "kind": "complaint"})).text()
