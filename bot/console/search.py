@@ -55,6 +55,11 @@ from bot.store.models import (
 
 TICKET_NUMBER = re.compile(r"^(BX|TS|ZX|BZ)\d{4,8}(-\d{1,4})?$", re.IGNORECASE)
 LIMIT_TICKETS, LIMIT_OWNERS, LIMIT_CONVERSATIONS = 50, 20, 20
+PROBE = 20_000
+"""A two-character word is first looked for among this many latest tickets (see ``_two_characters``)."""
+MESSAGE_WINDOW = 50_000
+"""Chats are searched for a one- or two-character word among this many latest messages (the message
+table grows with every owner's every word; a bigram index there would cost each inbound message)."""
 NEWEST = 500
 """Tickets and messages are matched newest first, up to this many, before the most urgent tickets (and
 the latest chats) are shown: a common word ("漏水") matches tens of thousands of rows, and reading them
@@ -114,33 +119,7 @@ def _house_ids(q: Query) -> Any:
     return houses_matching(q.house)
 
 
-async def find_tickets(s: AsyncSession, q: Query, staff: Staff) -> list[Ticket]:
-    query = sa.select(Ticket.id)
-    if q.number:
-        query = query.where(Ticket.number.like(q.number + "%") if len(q.number) < 15 else Ticket.number == q.number)
-    elif q.house:
-        query = query.where(Ticket.house_id.in_(_house_ids(q)))
-    elif q.digits:
-        # The owners first (a few): then each branch has its index and PostgreSQL ORs the bitmaps.
-        owners = list((await s.execute(sa.select(Owner.id).where(_phone(Owner.phone, q.digits)).limit(200))).scalars())
-        cond = sa.or_(_phone(Ticket.contact_phone, q.digits), Ticket.owner_id.in_(owners or [0]))
-        if len(q.digits) == 4:  # "0007" may also be the end of a ticket number
-            cond = sa.or_(cond, Ticket.number.like("%-" + q.digits))
-        query = query.where(cond)
-    elif q.words:
-        pattern = _like(q.words)
-        owners = list((await s.execute(
-            sa.select(Owner.id).where(Owner.name.like(pattern, escape="\\")).limit(200))).scalars())
-        in_text: Any = sa.or_(Ticket.description.like(pattern, escape="\\"),
-                              Ticket.location.like(pattern, escape="\\"))
-        if len(q.words) == 2 and s.get_bind().dialect.name == "postgresql":
-            # Trigrams cannot serve a two-character word ("漏水", a name): the bigram index can.
-            bigrams = sa.func.yezhu_bigrams(Ticket.description, Ticket.location)  # as the index (migration 0006)
-            in_text = sa.and_(bigrams.op("@>")(sa.cast(postgresql.array([q.words]), postgresql.ARRAY(sa.Text))),
-                              in_text)
-        query = query.where(sa.or_(in_text, Ticket.owner_id.in_(owners or [0])))
-    elif not q.filtered:
-        return []
+def _filtered(query: sa.Select[Any], q: Query, staff: Staff) -> sa.Select[Any]:
     if q.kind:
         query = query.where(Ticket.kind == q.kind)
     if q.category:
@@ -159,7 +138,51 @@ async def find_tickets(s: AsyncSession, q: Query, staff: Staff) -> list[Ticket]:
         query = query.where(Ticket.created_at < q.until)
     if staff.role == "engineer":
         query = query.where(Ticket.assignee_id == staff.id)
-    newest = query.order_by(Ticket.id.desc()).limit(NEWEST).scalar_subquery()
+    return query.order_by(Ticket.id.desc()).limit(NEWEST)
+
+
+async def _two_characters(s: AsyncSession, q: Query, staff: Staff, plain: Any, owners: list[int]) -> Any:
+    """A two-character word on PostgreSQL, where trigrams cannot help. A common one ("漏水") fills the
+    newest matches from the latest tickets at once; a rare one (a name, "闭门器") would scan the whole
+    table for them, so it goes through the bigram index instead (migration 0006). Trying the cheap way
+    first matters: on a common word the index finds tens of thousands of rows to read."""
+    latest = (await s.execute(sa.select(sa.func.max(Ticket.id)))).scalar() or 0
+    recent = list((await s.execute(_filtered(
+        sa.select(Ticket.id).where(Ticket.id > latest - PROBE, plain), q, staff))).scalars())
+    if len(recent) >= NEWEST:
+        return Ticket.id.in_(recent)
+    bigrams = sa.func.yezhu_bigrams(Ticket.description, Ticket.location)  # spelled as the index is
+    word = sa.cast(postgresql.array([q.words]), postgresql.ARRAY(sa.Text))
+    indexed = sa.and_(bigrams.op("@>")(word), sa.or_(Ticket.description.like(_like(q.words or ""), escape="\\"),
+                                                     Ticket.location.like(_like(q.words or ""), escape="\\")))
+    return sa.or_(indexed, Ticket.owner_id.in_(owners or [0]))
+
+
+async def find_tickets(s: AsyncSession, q: Query, staff: Staff) -> list[Ticket]:
+    query = sa.select(Ticket.id)
+    if q.number:
+        query = query.where(Ticket.number.like(q.number + "%") if len(q.number) < 15 else Ticket.number == q.number)
+    elif q.house:
+        query = query.where(Ticket.house_id.in_(_house_ids(q)))
+    elif q.digits:
+        # The owners first (a few): then each branch has its index and PostgreSQL ORs the bitmaps.
+        owners = list((await s.execute(sa.select(Owner.id).where(_phone(Owner.phone, q.digits)).limit(200))).scalars())
+        cond = sa.or_(_phone(Ticket.contact_phone, q.digits), Ticket.owner_id.in_(owners or [0]))
+        if len(q.digits) == 4:  # "0007" may also be the end of a ticket number
+            cond = sa.or_(cond, Ticket.number.like("%-" + q.digits))
+        query = query.where(cond)
+    elif q.words:
+        pattern = _like(q.words)
+        owners = list((await s.execute(
+            sa.select(Owner.id).where(Owner.name.like(pattern, escape="\\")).limit(200))).scalars())
+        plain = sa.or_(Ticket.description.like(pattern, escape="\\"), Ticket.location.like(pattern, escape="\\"),
+                       Ticket.owner_id.in_(owners or [0]))
+        if len(q.words) == 2 and s.get_bind().dialect.name == "postgresql":
+            plain = await _two_characters(s, q, staff, plain, owners)
+        query = query.where(plain)
+    elif not q.filtered:
+        return []
+    newest = _filtered(query, q, staff).scalar_subquery()
     shown = (sa.select(Ticket).where(Ticket.id.in_(newest))
              .options(selectinload(Ticket.house).selectinload(House.building), selectinload(Ticket.assignee),
                       selectinload(Ticket.owner))
@@ -185,11 +208,13 @@ async def find_owners(s: AsyncSession, q: Query) -> list[Owner]:
 async def find_conversations(s: AsyncSession, q: Query) -> list[dict[str, Any]]:
     """Chats whose messages contain the words (or, for digits, whose SMS sender or owner has the phone)."""
     if q.words:
-        hits = (await s.execute(
-            sa.select(Message.conversation_id, Message.id)
-            .where(Message.text.like(_like(q.words), escape="\\"), Message.direction.in_(("in", "out", "note")))
-            .order_by(Message.id.desc()).limit(NEWEST)
-        )).all()
+        query = (sa.select(Message.conversation_id, Message.id)
+                 .where(Message.text.like(_like(q.words), escape="\\"), Message.direction.in_(("in", "out", "note")))
+                 .order_by(Message.id.desc()).limit(NEWEST))
+        if len(q.words) < 3:  # no trigram to use: look through the latest messages only
+            latest = (await s.execute(sa.select(sa.func.max(Message.id)))).scalar() or 0
+            query = query.where(Message.id > latest - MESSAGE_WINDOW)
+        hits = (await s.execute(query)).all()
         ids: dict[int, int | None] = {}
         for cid, mid in hits:  # newest first: each chat with its latest matching message
             if cid not in ids and len(ids) < LIMIT_CONVERSATIONS:
