@@ -155,7 +155,9 @@ async def _two_characters(s: AsyncSession, q: Query, staff: Staff, plain: Any, o
     word = sa.cast(postgresql.array([q.words]), postgresql.ARRAY(sa.Text))
     indexed = sa.and_(bigrams.op("@>")(word), sa.or_(Ticket.description.like(_like(q.words or ""), escape="\\"),
                                                      Ticket.location.like(_like(q.words or ""), escape="\\")))
-    return sa.or_(indexed, Ticket.owner_id.in_(owners or [0]))
+    # Without owners to add, the bigram condition stays an index condition (checked once per page, not
+    # re-evaluated as a filter on every row the index found).
+    return sa.or_(indexed, Ticket.owner_id.in_(owners)) if owners else indexed
 
 
 async def find_tickets(s: AsyncSession, q: Query, staff: Staff) -> list[Ticket]:
