@@ -235,6 +235,7 @@ async def test_the_engineers_phone_photo_quote_accepted_in_wechat_and_the_work(
     await phone_shot(eng, "engineer_quote")
     await eng.click("#start")
     await eng.locator("#ticket-status").get_by_text("处理中").wait_for()
+    await asyncio.sleep(1.0)  # the page may reload once more on its own change (live event); let it
     await eng.select_option("#photo-form select[name=stage]", value="after")
     await eng.set_input_files("#photo-form input[type=file]", files=[
         {"name": "after.png", "mimeType": "image/png", "buffer": photo_png()}])

@@ -276,11 +276,23 @@
   var dot = document.getElementById("live-dot");
   var ticketId = body.dataset.ticket;
   var reloadTimer = null;
+  function editing() {
+    return Array.prototype.some.call(document.querySelectorAll("main input, main textarea, main select"), function (el) {
+      if (el.type === "hidden" || el.id === "global-search") return false;
+      if (el.type === "file") return el.files && el.files.length > 0;
+      if (el.type === "checkbox" || el.type === "radio") return el.checked !== el.defaultChecked;
+      if (el.tagName === "SELECT") {
+        var initial = 0; // the option the page came with: the one marked selected, else the first
+        Array.prototype.forEach.call(el.options, function (o, i) { if (o.defaultSelected) initial = i; });
+        return el.selectedIndex !== initial;
+      }
+      return el.value !== el.defaultValue;
+    });
+  }
   function softReload(delay) {
     window.clearTimeout(reloadTimer);
     reloadTimer = window.setTimeout(function () {
-      var active = document.activeElement;
-      if (active && (active.tagName === "TEXTAREA" || active.tagName === "INPUT") && active.value) return;
+      if (editing()) return; // never throw away what someone is typing or the photos they picked
       window.location.reload();
     }, delay);
   }
