@@ -185,7 +185,8 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
 def _quote_possible(t: Ticket) -> bool:
     """A repair out of warranty (or not judged yet) may be charged for, before its work is done."""
     return t.kind == "repair" and (t.warranty or {}).get("covered") is not True and \
-        t.status in ("new", "dispatched", "reopened", "in_progress") and not quotes.is_pending(t)
+        t.status in ("new", "dispatched", "reopened", "in_progress") and \
+        (t.quote or {}).get("status") in (None, quotes.DECLINED)  # none yet, or the owner said no
 
 
 def _dial(staff: Staff, t: Ticket, mine: bool) -> str:
