@@ -25,10 +25,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload, selectinload
 
-from actions import binding
+from actions import binding, quotes
 from actions.hours import describe_hours, in_staff_hours, next_opening
 from actions.knowledge import KnowledgeService
-from actions.tickets import KIND_LABEL, cn_date, local_now, open_ticket, warranty_verdict
+from actions.tickets import KIND_LABEL, attach_owner_photo, cn_date, local_now, open_ticket, warranty_verdict
 from bot import conversation as verbs
 from bot import events
 from bot.policy import HELP, NON_TEXT, WELCOME, OutboundMessage, Turn
@@ -135,7 +135,7 @@ class DialoguePolicy:
         if msg.kind == "event":
             return await self._event(turn, state)
         if msg.kind == "image":
-            return self._image(turn, state)
+            return await self._image(turn, state)
         if msg.kind == "location" and state.get("form", {}).get("name") == "repair":
             state["form"]["slots"].setdefault("location", msg.text or "已发送定位")
             return [await self._advance_repair(turn, state)]
@@ -169,12 +169,18 @@ class DialoguePolicy:
             return [HELP]
         return []
 
-    def _image(self, turn: Turn, state: dict[str, Any]) -> list[str]:
+    async def _image(self, turn: Turn, state: dict[str, Any]) -> list[str]:
         form = state.get("form")
         media = dict(turn.inbound.media)
         if form and form["name"] == "repair":
-            form["slots"].setdefault("photos", []).append(media)
+            form["slots"].setdefault("photos", []).append({**media, "message_id": turn.message_id})
             return ["照片已收到，会一并交给维修师傅。" + (self._repair_question(form) or "")]
+        ticket = await attach_owner_photo(turn.session, turn.conversation.id, turn.identity.owner_id,
+                                          turn.message_id, media, turn.now)
+        if ticket is not None:
+            turn.events.emit(events.TICKET_UPDATED, ticket_id=ticket.id, number=ticket.number, kind="photo",
+                             status=ticket.status, assignee_id=ticket.assignee_id, actor="owner")
+            return [f"照片已收到，已附在您的报修单 {ticket.number} 上，工程师会一并查看。" + NEXT]
         return ["照片已收到。请用文字简单描述一下问题，例如“卫生间漏水”，我来为您登记。"]
 
     # --- text ----------------------------------------------------------------------------------
@@ -189,6 +195,11 @@ class DialoguePolicy:
         # Emergencies first, whatever else is going on (DOMAIN.md: at once, day or night).
         if parse is not None and parse.entity("urgency") is not None and intent in ("repair", "complaint", "other", "inquiry"):
             return [await self._emergency(turn, state, text)]
+
+        if not form or "报价" in text:  # a yes or no to a paid repair's quote (actions/quotes.py)
+            quoted = await quotes.answer_from_chat(turn.session, turn.events, turn.conversation, text, now=turn.now)
+            if quoted is not None:
+                return [quoted]
 
         if form and CANCEL.search(text) and len(text) <= 12:
             state.pop("form", None)

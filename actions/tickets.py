@@ -172,3 +172,31 @@ async def open_ticket(
     s.add(TicketEvent(ticket_id=ticket.id, kind="created", actor=actor, at=now,
                       data={"priority": priority, "category": category, "channel_conversation": conversation_id}))
     return ticket
+
+
+async def attach_owner_photo(
+    s: AsyncSession, conversation_id: int, owner_id: int | None, message_id: int, media: dict[str, Any],
+    now: dt.datetime | None = None,
+) -> Ticket | None:
+    """An owner's image outside a form goes on their newest open repair (this chat's, else the owner's).
+
+    The photo itself stays where WeChat keeps it (``pic_url``); the console fetches it once for its
+    thumbnail (``bot/console/repairs.py``). Returns the ticket, or None when no repair is open.
+    """
+    now = now or utcnow()
+    cond: Any = Ticket.conversation_id == conversation_id
+    if owner_id is not None:
+        cond = sa.or_(cond, Ticket.owner_id == owner_id)
+    ticket = (await s.execute(
+        sa.select(Ticket).where(cond, Ticket.kind == "repair", Ticket.status != "closed")
+        .order_by((Ticket.conversation_id == conversation_id).desc(), Ticket.id.desc()).limit(1)
+    )).scalar_one_or_none()
+    if ticket is None:
+        return None
+    entry = {"kind": "owner", "message_id": message_id, "pic_url": media.get("pic_url"),
+             "media_id": media.get("media_id"), "at": now.isoformat()}
+    ticket.media = [*(ticket.media or []), entry]  # replaced whole: the JSON column is not mutation-tracked
+    ticket.updated_at = now
+    s.add(TicketEvent(ticket_id=ticket.id, kind="photo", actor="owner", at=now,
+                      data={"kind": "owner", "message_id": message_id}))
+    return ticket

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from actions import labels as _labels
 from bot import events
 from bot.events import EventBatch
 from bot.policy import OutboundMessage
@@ -58,18 +59,11 @@ NEW, DISPATCHED, IN_PROGRESS, DONE, AWAITING, CLOSED, REOPENED = (
     "new", "dispatched", "in_progress", "done", "awaiting_acceptance", "closed", "reopened",
 )
 STATUSES = (NEW, DISPATCHED, IN_PROGRESS, DONE, AWAITING, CLOSED, REOPENED)
-STATUS_LABELS = {
-    NEW: "新建", DISPATCHED: "已派单", IN_PROGRESS: "处理中", DONE: "已完工",
-    AWAITING: "待验收", CLOSED: "已关闭", REOPENED: "返修",
-}
-KIND_LABELS = {"repair": "报修", "complaint": "投诉", "inquiry": "咨询", "certificate": "办证"}
-PRIORITY_LABELS = {"normal": "一般", "urgent": "紧急", "serious": "严重", "group": "群体"}
-EVENT_LABELS = {
-    "created": "创建工单", "dispatched": "派单", "started": "开始处理", "done": "完工",
-    "awaiting_acceptance": "请业主验收", "closed": "关闭", "reopened": "返修", "reassigned": "更换负责人",
-    "note": "内部备注", "visit_time": "改约上门时间", "owner_notified": "已通知业主",
-    "owner_not_notified": "未能通知业主", "due_changed": "调整时限",
-}
+# Words for the codes live in actions/labels.py (one module of label tables).
+STATUS_LABELS = _labels.STATUS_LABELS
+KIND_LABELS = _labels.KIND_LABELS
+PRIORITY_LABELS = _labels.PRIORITY_LABELS
+EVENT_LABELS = _labels.TICKET_EVENT_LABELS
 
 # verb -> (statuses it may start from, status it leads to)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {

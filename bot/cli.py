@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -313,10 +314,47 @@ async def _chat(s: Settings, openid: str | None, phone: str | None, account: str
     channel, sender = ("sms", phone) if phone else ("wechat", openid or "oTERMINAL")
     rt = Runtime(s)
     await rt.start(migrate=s.is_sqlite)
+    echo = asyncio.ensure_future(_echo_proactive(rt, channel, account, sender))
     try:
         await TerminalChannel(rt.engine, channel=channel, account=account, sender=sender).repl()
     finally:
+        echo.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await echo
         await rt.stop()
+
+
+async def _echo_proactive(rt: Any, channel: str, account: str, sender: str, interval: float = 1.0) -> None:
+    """Print what staff (or a ticket notice) sent this terminal owner from another process, e.g. a reply
+    typed in the console: proactive messages are stored for the owner's conversation, and a terminal has
+    no push channel, so it looks for them every ``interval`` seconds. Turn replies (``delivery="reply"``)
+    are printed by the REPL itself."""
+    import sqlalchemy as sa
+
+    from bot.console.view import actor
+    from bot.store.models import Conversation, Identity, Message, StaffUser
+
+    query = (sa.select(Message.id, Message.text, Message.author)
+             .join(Conversation, Conversation.id == Message.conversation_id)
+             .join(Identity, Identity.id == Conversation.identity_id)
+             .where(Identity.channel == channel, Identity.account == account, Identity.external_id == sender,
+                    Message.direction == "out", Message.delivery != "reply"))
+    async with rt.db.session() as s:
+        last = (await s.execute(sa.select(sa.func.max(Message.id)))).scalar() or 0
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with rt.db.session() as s:
+                rows = (await s.execute(query.where(Message.id > last).order_by(Message.id))).all()
+                names = dict((await s.execute(sa.select(StaffUser.username, StaffUser.display_name))).all()) \
+                    if rows else {}
+        except Exception:  # the database is busy or gone for a moment: try again next time
+            logging.getLogger("yezhu.chat").debug("could not read new messages", exc_info=True)
+            continue
+        for message_id, text, author in rows:
+            last = max(last, message_id)
+            who = "客服" if (author or "bot") == "bot" else actor(author, names)
+            print(f"\n{who}> " + (text or "").replace("\n", "\n      "), flush=True)
 
 
 def _mount(name: str, module: str, help_text: str, attr: str = "app") -> None:

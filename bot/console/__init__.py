@@ -13,7 +13,21 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.console import admin, auth, chat, dashboard, knowledge, live, owners, tickets  # noqa: F401 (routes)
+from bot.console import (  # noqa: F401 (routes)
+    admin,
+    auth,
+    chat,
+    dashboard,
+    imports,
+    intake,
+    knowledge,
+    live,
+    owners,
+    queue,
+    repairs,
+    search,
+    tickets,
+)
 from bot.console.core import (
     CONSOLE,
     PREFIX,
@@ -37,6 +51,7 @@ def setup_console(app: web.Application, runtime: Any) -> Console:
         hub=live.EventHub(runtime),
         asset_version=asset_version(),
     )
+    console.hub.overdue = console.overdue
     app[CONSOLE] = console
     app.middlewares.append(console_middleware)
     auth.register_public(app)

@@ -8,7 +8,6 @@ window); when the window is closed the agent is told so and may send an SMS inst
 
 from __future__ import annotations
 
-import datetime as dt
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -17,10 +16,12 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from actions.labels import CHANNEL_LABELS, CONVERSATION_EVENT_LABELS, INTENT_LABELS, label
 from actions.workflow import WECHAT_WINDOW, is_overdue, sms_sender, wechat_window_open
 from bot import conversation as verbs
 from bot import params
 from bot.console.core import (
+    CONSOLE,
     PREFIX,
     Refused,
     Staff,
@@ -37,6 +38,8 @@ from bot.console.core import (
     staff_of,
     wants_json,
 )
+from bot.console.queue import reason_label, who
+from bot.console.view import actor, entity_text
 from bot.engine import sender_key
 from bot.events import EventBatch
 from bot.store.models import (
@@ -56,23 +59,6 @@ from bot.store.models import (
 from channels.base import OutboundMessage
 
 MAX_TEXT = 1000
-CHANNEL_LABELS = {"wechat": "微信", "sms": "短信", "api": "接口", "terminal": "终端"}
-REASON_LABELS = {
-    "human": "业主要求人工", "owner_asked": "业主要求人工", "asked": "业主要求人工", "request": "业主要求人工",
-    "unsure": "机器人无法确定", "low_confidence": "机器人无法确定", "fallback": "机器人无法确定",
-    "unanswered": "知识库无答案", "unknown_question": "知识库无答案", "menu": "业主点击人工客服菜单", "emergency": "紧急情况", "complaint": "投诉",
-    "complaint_serious": "严重投诉", "serious_complaint": "严重投诉", "serious": "严重投诉",
-    "complaint_group": "群体投诉", "group_complaint": "群体投诉", "group": "群体投诉",
-    "repeated": "反复咨询", "staff": "客服接入",
-}
-EVENT_LABELS = {
-    "created": "会话开始", "hand_over": "转人工", "claim": "接入", "transfer": "转交", "hand_back": "交还机器人",
-    "close": "关闭会话", "reopen": "重新打开",
-}
-INTENT_LABELS = {
-    "repair": "报修", "complaint": "投诉", "inquiry": "咨询", "certificate": "办证", "human": "转人工",
-    "greet": "问候", "thanks": "感谢", "affirm": "肯定", "deny": "否定", "optout": "退订", "other": "其他",
-}
 CANNED_REPLIES = [
     "您好，我是客服，很高兴为您服务。请问有什么可以帮您？",
     "好的，已收到，我们马上为您核实，请稍等。",
@@ -81,120 +67,6 @@ CANNED_REPLIES = [
     "维修师傅会在约定时间上门，如需改约请随时告诉我们。",
     "感谢您的反馈，如还有其他问题，随时给我们留言。",
 ]
-
-
-def urgency(priority: int, reason: str | None) -> tuple[int, str, str]:
-    """(rank, label, css class): emergencies, then serious and group complaints, then the rest.
-
-    The policy records each hand-over's ``reason`` (``emergency``, ``group_complaint``,
-    ``serious_complaint``, ``owner_asked``, ``unknown_question``…) and a ``priority`` (100 emergency,
-    90 group, 80 serious complaint, 0 otherwise); either is enough to rank.
-    """
-    r = (reason or "").lower()
-    if "emergenc" in r or priority >= 100:
-        return 3, "紧急", "urgent"
-    if "group" in r:
-        return 2, "群体投诉", "serious"
-    if "serious" in r or priority >= 50:
-        return 2, "严重投诉", "serious"
-    if priority > 0 or "complaint" in r:
-        return 1, "优先", "high"
-    return 0, "", "normal"
-
-
-def reason_label(reason: str | None) -> str:
-    if not reason:
-        return ""
-    return REASON_LABELS.get(reason, reason)
-
-
-def who(identity: Identity, owner: Owner | None) -> str:
-    if owner is not None:
-        return owner.name
-    ext = identity.external_id
-    return f"未绑定用户 {ext[:4]}…{ext[-3:]}" if len(ext) > 8 else f"未绑定用户 {ext}"
-
-
-async def _latest_reasons(s: AsyncSession, conv_ids: list[int]) -> dict[int, str]:
-    if not conv_ids:
-        return {}
-    rows = (await s.execute(
-        sa.select(ConversationEvent.conversation_id, ConversationEvent.data)
-        .where(ConversationEvent.conversation_id.in_(conv_ids), ConversationEvent.kind == "hand_over")
-        .order_by(ConversationEvent.id)
-    )).all()
-    return {cid: str((data or {}).get("reason") or "") for cid, data in rows}
-
-
-async def _last_inbound(s: AsyncSession, conv_ids: list[int]) -> dict[int, str]:
-    if not conv_ids:
-        return {}
-    latest = (
-        sa.select(sa.func.max(Message.id)).where(Message.conversation_id.in_(conv_ids), Message.direction == "in")
-        .group_by(Message.conversation_id)
-    )
-    rows = (await s.execute(sa.select(Message.conversation_id, Message.text).where(Message.id.in_(latest)))).all()
-    return {cid: text for cid, text in rows}
-
-
-async def load_queue(s: AsyncSession, staff: Staff, now: dt.datetime) -> dict[str, list[dict[str, Any]]]:
-    rows = (await s.execute(
-        sa.select(Conversation, Identity, Owner, StaffUser)
-        .join(Identity, Identity.id == Conversation.identity_id)
-        .outerjoin(Owner, Owner.id == Conversation.owner_id)
-        .outerjoin(StaffUser, StaffUser.id == Conversation.assignee_id)
-        .where(Conversation.mode.in_((verbs.WAITING, verbs.STAFF)))
-    )).all()
-    ids = [c.id for c, *_ in rows]
-    reasons = await _latest_reasons(s, ids)
-    previews = await _last_inbound(s, ids)
-    waiting, mine, others = [], [], []
-    for conv, identity, owner, assignee in rows:
-        reason = reasons.get(conv.id, "")
-        rank, label, css = urgency(conv.priority, reason)
-        since = conv.waiting_since or conv.updated_at
-        item = {
-            "id": conv.id, "who": who(identity, owner), "channel": CHANNEL_LABELS.get(identity.channel, identity.channel),
-            "rank": rank, "priority": conv.priority, "urgency": label, "css": css, "reason": reason_label(reason), "since": since,
-            "waited": (now - since).total_seconds() if since else 0.0, "preview": (previews.get(conv.id) or "")[:80],
-            "assignee": assignee.display_name if assignee else "", "last": conv.last_message_at,
-        }
-        if conv.mode == verbs.WAITING:
-            waiting.append(item)
-        elif conv.assignee_id == staff.id:
-            mine.append(item)
-        else:
-            others.append(item)
-    waiting.sort(key=lambda i: (-i["rank"], -i["priority"], i["since"] or now, i["id"]))
-    mine.sort(key=lambda i: i["last"] or now, reverse=True)
-    others.sort(key=lambda i: i["last"] or now, reverse=True)
-    return {"waiting": waiting, "mine": mine, "others": others}
-
-
-# --- the queue ----------------------------------------------------------------------------------
-
-
-@route("GET", "/", "console")
-async def home(request: web.Request) -> web.StreamResponse:
-    staff = staff_of(request)
-    if not staff.can("chat"):
-        raise web.HTTPFound(f"{PREFIX}/tickets?mine=1")
-    async with runtime_of(request).db.session() as s:
-        queue = await load_queue(s, staff, utcnow())
-    return render(request, "queue.html", title="会话队列", page="queue", queue=queue)
-
-
-@route("GET", "/api/queue", "chat")
-async def queue_fragment(request: web.Request) -> web.StreamResponse:
-    staff = staff_of(request)
-    async with runtime_of(request).db.session() as s:
-        queue = await load_queue(s, staff, utcnow())
-    html = render_string(request, "_queue.html", queue=queue)
-    return web.json_response({
-        "html": html,
-        "waiting": [{"id": i["id"], "rank": i["rank"], "who": i["who"], "urgency": i["urgency"]}
-                    for i in queue["waiting"]],
-    })
 
 
 # --- one conversation ---------------------------------------------------------------------------
@@ -218,7 +90,7 @@ def _timeline(messages: list[Message], conv_events: list[ConversationEvent],
     items: list[dict[str, Any]] = [{"type": "message", "at": m.at, "m": m, "nlu": _nlu(m)} for m in messages]
     for e in conv_events:
         data = e.data or {}
-        text = EVENT_LABELS.get(e.kind, e.kind)
+        text = label(CONVERSATION_EVENT_LABELS, e.kind)
         if e.kind == "hand_over" and data.get("reason"):
             text += f"：{reason_label(data['reason'])}"
         if e.kind in ("claim", "transfer") and data.get("staff_id") in names:
@@ -236,12 +108,12 @@ def _nlu(m: Message) -> dict[str, Any] | None:
     if not m.nlu:
         return None
     intent = m.nlu.get("intent") or ""
-    ents = [f"{e.get('entity')}={e.get('value')}" for e in m.nlu.get("entities") or [] if isinstance(e, dict)]
+    ents = [entity_text(e) for e in m.nlu.get("entities") or [] if isinstance(e, dict)]
     try:
         confidence = f"{float(m.nlu.get('confidence') or 0) * 100:.0f}%"
     except (TypeError, ValueError):
         confidence = ""
-    return {"intent": INTENT_LABELS.get(intent, intent), "raw_intent": intent, "confidence": confidence,
+    return {"intent": label(INTENT_LABELS, intent), "raw_intent": intent, "confidence": confidence,
             "entities": ents}
 
 
@@ -252,9 +124,7 @@ async def _names(s: AsyncSession) -> dict[int, str]:
 def _author(m: Message, staff_names: dict[str, str]) -> str:
     if m.direction == "in":
         return ""
-    if m.author and m.author.startswith("staff:"):
-        return staff_names.get(m.author[6:], m.author[6:])
-    return "机器人" if (m.author or "bot") == "bot" else m.author or ""
+    return actor(m.author or "bot", staff_names)
 
 
 @route("GET", "/conversations/{id}", "chat")
@@ -300,7 +170,7 @@ async def conversation_page(request: web.Request) -> web.StreamResponse:
     return render(
         request, "conversation.html", title=f"会话 · {who(identity, owner)}", page="conversation",
         conv=conv, identity=identity, owner=owner, who=who(identity, owner),
-        channel=CHANNEL_LABELS.get(identity.channel, identity.channel),
+        channel=label(CHANNEL_LABELS, identity.channel),
         timeline=_timeline(messages, conv_events, names), usernames=usernames, author=_author,
         houses=houses, cert_by_house=cert_by_house, tickets=tickets, colleagues=colleagues,
         canned=canned, promises=promises, window_open=window_open, window_until=window_until,
@@ -326,6 +196,22 @@ async def new_messages(request: web.Request) -> web.StreamResponse:
     html = render_string(request, "_timeline.html", timeline=items, usernames=usernames, author=_author)
     return web.json_response({"html": html, "last_id": messages[-1].id if messages else after, "mode": conv.mode,
                               "assignee_id": conv.assignee_id})
+
+
+@route("GET", "/api/conversations/{id}/deliveries", "chat")
+async def deliveries(request: web.Request) -> web.StreamResponse:
+    """The delivery badges of outbound messages still being sent (``?ids=1,2``): the page polls while
+    any shows 发送中, so a badge turns to 已送达 or 发送失败 without a reload."""
+    conv_id = match_id(request)
+    ids = [int(x) for x in request.query.get("ids", "").split(",")[:50] if x.isdigit()]
+    async with runtime_of(request).db.session() as s:
+        messages = list((await s.execute(
+            sa.select(Message).where(Message.conversation_id == conv_id, Message.id.in_(ids or [0]))
+        )).scalars())
+    console = request.app[CONSOLE]
+    template = console.templates.get_template("_delivery.html")
+    return web.json_response({"badges": {str(m.id): template.render(m=m) for m in messages},
+                              "pending": [m.id for m in messages if m.delivery == "queued"]})
 
 
 # --- verbs --------------------------------------------------------------------------------------

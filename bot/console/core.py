@@ -17,7 +17,6 @@ Security model (docs/CONSOLE.md has the table):
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import hashlib
 import hmac
@@ -26,7 +25,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -34,13 +32,20 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actions.workflow import CHINA, KIND_LABELS, PRIORITY_LABELS, STATUS_LABELS, fmt_time
+from actions.workflow import DESK_TURN
 from bot import params, proxies
+from bot.console.view import (  # noqa: F401 (re-exported: the rendering helpers moved to view.py)
+    NAV,
+    STATIC_DIR,
+    ago,
+    asset_version,
+    local,
+    make_templates,
+    mask_phone,
+)
 from bot.runtime import RUNTIME, Runtime
-from bot.store.models import AuditLog, StaffUser, utcnow
+from bot.store.models import AuditLog, Project, StaffUser, Ticket, utcnow
 
-HERE = Path(__file__).resolve().parent
-STATIC_DIR = HERE / "static"
 PREFIX = "/console"
 COOKIE = "yezhu_console"
 LOGIN_COOKIE = "yezhu_login"
@@ -54,7 +59,6 @@ LOGIN_WINDOW = 15 * 60
 """Seconds over which an address's wrong passwords across accounts are counted (password spraying)."""
 
 ROLES = ("agent", "engineer", "supervisor", "admin")
-ROLE_LABELS = {"agent": "客服", "engineer": "工程师", "supervisor": "主管", "admin": "管理员"}
 
 # Permission -> roles that have it. The one place the role model is written down.
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -70,6 +74,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "knowledge.delete": frozenset({"supervisor", "admin"}),
     "dashboard": frozenset({"supervisor", "admin"}),
     "staff.admin": frozenset({"admin"}),                              # staff accounts
+    "imports": frozenset({"admin"}),                                  # roster and certificate uploads
     "audit": frozenset({"admin"}),
 }
 
@@ -99,6 +104,8 @@ class Staff:
 
 
 STAFF: web.RequestKey[Staff] = web.RequestKey("console_staff", Staff)
+OVERDUE: web.RequestKey[int] = web.RequestKey("console_overdue", int)
+"""Overdue tickets (an engineer's own) for the navigation badge, counted once per page view."""
 DIRTY: web.RequestKey[bool] = web.RequestKey("console_dirty", bool)
 """The session data changed in this request (a flash message): save it."""
 LOGGED_OUT: web.RequestKey[bool] = web.RequestKey("console_logged_out", bool)
@@ -166,6 +173,23 @@ class Console:
     templates: jinja2.Environment
     hub: Any = None
     asset_version: str = ""
+    projects: dict[str, str] = field(default_factory=dict)
+    """Project code → name, for showing names where codes are stored (refreshed every minute)."""
+    names: dict[str, str] = field(default_factory=dict)
+    """Staff username → display name (timelines, audit log), refreshed with :attr:`projects`."""
+    projects_at: float = 0.0
+    overdue: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """The navigation's overdue counts: key → (count, valid until, monotonic)."""
+
+    async def refresh_projects(self) -> None:
+        if time.monotonic() - self.projects_at < 15 and self.projects:
+            return
+        async with self.runtime.db.session() as s:
+            rows = (await s.execute(sa.select(Project.code, Project.name))).all()
+            names = (await s.execute(sa.select(StaffUser.username, StaffUser.display_name))).all()
+        self.projects = {code: name for code, name in rows}
+        self.names = {username: name for username, name in names}
+        self.projects_at = time.monotonic()
 
 
 CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
@@ -286,6 +310,13 @@ async def form(request: web.Request) -> dict[str, str]:
     return params.check_form({k: v for k, v in data.items() if isinstance(v, str)})
 
 
+def close_files(data: Any) -> None:
+    """Close the uploaded files of a multipart form (aiohttp keeps them in temporary files)."""
+    for value in data.values():
+        if isinstance(value, web.FileField):
+            value.file.close()
+
+
 def int_param(value: str | None) -> int | None:
     """An id from a form field (a staff member to assign, say), or ``None`` if it names no row."""
     return params.parse_id(value)
@@ -307,6 +338,10 @@ def match_id(request: web.Request, name: str = "id") -> int:
 # --- middleware ---------------------------------------------------------------------------------
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+UPLOAD_PATHS = ("/photos", "/imports")
+UPLOAD_MAX = 64 * 1024 * 1024
+"""Body limit of the upload routes (phone photos, roster spreadsheets); every other route keeps the
+app's small ``YEZHU_MAX_BODY_BYTES``."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -364,7 +399,12 @@ async def _console_request(request: web.Request, handler: Handler, path: str) ->
             nxt = request.path_qs if request.method == "GET" else f"{PREFIX}/"
             raise web.HTTPFound(f"{PREFIX}/login?next={_quote(nxt)}")
         return web.json_response({"error": "unauthorized", "detail": "请先登录"}, status=401)
+    if request.content_type == "multipart/form-data" and path.endswith(UPLOAD_PATHS):
+        request = request.clone(client_max_size=UPLOAD_MAX)  # photos and rosters, on these routes only
     request[STAFF] = staff
+    await console.refresh_projects()
+    if request.method == "GET" and not wants_json(request) and staff.can("tickets.view") and path != f"{PREFIX}/events":
+        request[OVERDUE] = await overdue_count(console, staff)
     if request.method not in SAFE_METHODS:
         refusal = await check_csrf(request, staff)
         if refusal is not None:
@@ -437,6 +477,26 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, token
                         max_age=MAX_AGE)
 
 
+OVERDUE_TTL = 10.0
+"""Seconds the navigation's overdue count is reused (per process; per engineer, or one for the desk)."""
+
+
+async def overdue_count(console: Console, staff: Staff) -> int:
+    """Tickets past their due time while it is the company's turn (an engineer: their own)."""
+    key = f"engineer:{staff.id}" if staff.role == "engineer" else "desk"
+    cached = console.overdue.get(key)
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
+    query = sa.select(sa.func.count()).select_from(Ticket).where(
+        Ticket.status.in_(DESK_TURN), Ticket.due_at.is_not(None), Ticket.due_at < utcnow())
+    if staff.role == "engineer":
+        query = query.where(Ticket.assignee_id == staff.id)
+    async with console.runtime.db.session() as s:
+        count = int((await s.execute(query)).scalar_one())
+    console.overdue[key] = (count, time.monotonic() + OVERDUE_TTL)
+    return count
+
+
 # --- audit --------------------------------------------------------------------------------------
 
 
@@ -455,15 +515,6 @@ async def audit_now(request: web.Request, action: str, target: str | None = None
 # --- phones -------------------------------------------------------------------------------------
 
 
-def mask_phone(phone: str | None) -> str:
-    """``13800000001`` → ``138****0001``; short numbers keep only their last two digits."""
-    if not phone:
-        return ""
-    if len(phone) >= 7:
-        return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
-    return "*" * (len(phone) - 2) + phone[-2:]
-
-
 def shown_phone(staff: Staff, phone: str | None, *, assigned_to_me: bool = False) -> str:
     """The phone as this staff member may see it (docs/CONSOLE.md "Phone numbers")."""
     if staff.can("phones") or assigned_to_me:
@@ -472,63 +523,6 @@ def shown_phone(staff: Staff, phone: str | None, *, assigned_to_me: bool = False
 
 
 # --- rendering ----------------------------------------------------------------------------------
-
-
-def local(value: dt.datetime | None, fmt: str = "%m-%d %H:%M") -> str:
-    if value is None:
-        return ""
-    return value.astimezone(CHINA).strftime(fmt)
-
-
-def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
-    """``不到1分钟``, ``12分钟``, ``3小时5分``, ``2天``."""
-    if value is None:
-        return ""
-    seconds = max(0, int(((now or utcnow()) - value).total_seconds()))
-    if seconds < 60:
-        return "不到1分钟"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes}分钟"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}小时{minutes}分" if minutes else f"{hours}小时"
-    return f"{hours // 24}天{hours % 24}小时" if hours % 24 else f"{hours // 24}天"
-
-
-NAV = [
-    ("queue", "/console/", "会话队列", "chat"),
-    ("tickets", "/console/tickets", "工单", "tickets.view"),
-    ("owners", "/console/owners", "业主", "owners"),
-    ("knowledge", "/console/knowledge", "知识库", "knowledge"),
-    ("dashboard", "/console/dashboard", "看板", "dashboard"),
-    ("staff", "/console/staff", "员工", "staff.admin"),
-    ("audit", "/console/audit", "审计日志", "audit"),
-]
-
-
-def make_templates() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(local=local, ago=ago, fmt_time=fmt_time, mask=mask_phone)
-    env.globals.update(
-        KIND_LABELS=KIND_LABELS, STATUS_LABELS=STATUS_LABELS, PRIORITY_LABELS=PRIORITY_LABELS,
-        ROLE_LABELS=ROLE_LABELS, ROLES=ROLES,
-    )
-    return env
-
-
-def asset_version() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(STATIC_DIR.iterdir()):
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:10]
 
 
 def render_string(request: web.Request, template: str, **context: Any) -> str:
@@ -540,8 +534,10 @@ def render_string(request: web.Request, template: str, **context: Any) -> str:
         request[DIRTY] = True
     nav = [n for n in NAV if staff is not None and staff.can(n[3])]
     context.setdefault("now", utcnow())
+    context.setdefault("usernames", console.names)
     return console.templates.get_template(template).render(
-        staff=staff, nav=nav, flashes=flashes, v=console.asset_version, **context
+        staff=staff, nav=nav, flashes=flashes, v=console.asset_version, project_names=console.projects,
+        overdue_nav=request.get(OVERDUE, 0), **context
     )
 
 

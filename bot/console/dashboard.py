@@ -11,8 +11,8 @@ from aiohttp import web
 from markupsafe import Markup
 
 from actions.workflow import CHINA, CLOSED, DESK_TURN, KIND_LABELS
-from bot.console.chat import load_queue
 from bot.console.core import render, route, runtime_of, staff_of
+from bot.console.queue import load_queue
 from bot.store.models import Conversation, ConversationEvent, Message, Ticket, utcnow
 
 

@@ -44,7 +44,9 @@ def _words(value: str) -> list[str]:
     return [w for w in re.split(r"[,，、\s]+", value) if w]
 
 
-def _validated(data: dict[str, str]) -> dict[str, Any]:
+def _validated(data: dict[str, str], projects: dict[str, str] | None = None) -> dict[str, Any]:
+    """The form's values; projects may be given by name (shown) or code (stored)."""
+    by_name = {name: code for code, name in (projects or {}).items()}
     question, answer = data.get("question", "").strip(), data.get("answer", "").strip()
     if not question or len(question) > 200:
         raise Refused("请填写标准问题（200字以内）")
@@ -52,7 +54,7 @@ def _validated(data: dict[str, str]) -> dict[str, Any]:
         raise Refused("请填写答案（4000字以内）")
     return {
         "question": question, "answer": answer, "alternatives": _lines(data.get("alternatives", ""))[:100],
-        "tags": _words(data.get("tags", ""))[:20], "projects": _words(data.get("projects", ""))[:20],
+        "tags": _words(data.get("tags", ""))[:20], "projects": [by_name.get(w, w) for w in _words(data.get("projects", ""))][:20],
     }
 
 
@@ -95,7 +97,7 @@ async def edit_entry(request: web.Request) -> web.StreamResponse:
         entry = await s.get(KnowledgeEntry, match_id(request))
     if entry is None:
         raise web.HTTPNotFound(text="词条不存在")
-    return render(request, "knowledge_edit.html", title=f"编辑词条 · {entry.slug}", page="knowledge", entry=entry,
+    return render(request, "knowledge_edit.html", title="编辑词条", page="knowledge", entry=entry,
                   prefill={})
 
 
@@ -113,8 +115,8 @@ async def _unique_slug(s: Any, wanted: str) -> str:
             return slug
 
 
-async def create(s: Any, staff: Staff, data: dict[str, str]) -> KnowledgeEntry:
-    values = _validated(data)
+async def create(s: Any, staff: Staff, data: dict[str, str], projects: dict[str, str] | None = None) -> KnowledgeEntry:
+    values = _validated(data, projects)
     entry = KnowledgeEntry(slug=await _unique_slug(s, data.get("slug", "")), updated_by=staff.username,
                            updated_at=utcnow(), **values)
     s.add(entry)
@@ -127,7 +129,7 @@ async def create(s: Any, staff: Staff, data: dict[str, str]) -> KnowledgeEntry:
 async def create_entry(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     async with runtime_of(request).db.session() as s, s.begin():
-        entry = await create(s, staff_of(request), data)
+        entry = await create(s, staff_of(request), data, console_of(request).projects)
     await _changed(request, entry.slug, "created")
     return done(request, f"{PREFIX}/knowledge/{entry.id}", "词条已保存，机器人已即时生效", id=entry.id, slug=entry.slug)
 
@@ -139,7 +141,7 @@ async def update_entry(request: web.Request) -> web.StreamResponse:
         entry = await s.get(KnowledgeEntry, match_id(request))
         if entry is None:
             raise web.HTTPNotFound(text="词条不存在")
-        values = _validated(data)
+        values = _validated(data, console_of(request).projects)
         before = {k: getattr(entry, k) for k in values}
         for k, v in values.items():
             setattr(entry, k, v)
@@ -204,7 +206,7 @@ async def unanswered_to_entry(request: web.Request) -> web.StreamResponse:
         else:
             if not data.get("question", "").strip():
                 data["question"] = question.text
-            entry = await create(s, staff, data)
+            entry = await create(s, staff, data, console_of(request).projects)
             change = "created"
         question.resolved, question.entry_slug = True, entry.slug
     await _changed(request, entry.slug, change)

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.orm import selectinload
 
+from actions.labels import CERT_LABELS, CHANNEL_LABELS
 from actions.workflow import is_overdue
-from bot.console.chat import CHANNEL_LABELS
 from bot.console.core import audit, match_id, render, route, runtime_of, shown_phone, staff_of
 from bot.store.models import (
     Building,
@@ -28,7 +28,7 @@ from bot.store.models import (
 )
 
 HOUSE_RE = re.compile(r"^\s*([0-9A-Za-z]+)\s*(?:栋|幢|号楼|座|-|/|\s)\s*([0-9]+)\s*(?:单元|-|/|\s)\s*([0-9]+)\s*室?\s*$")
-CERT_LABELS = {"processing": "办理中", "ready": "可领取", "collected": "已领取", "mailed": "已邮寄", "on_hold": "暂缓"}
+
 
 
 @route("GET", "/owners", "owners")

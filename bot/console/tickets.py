@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import quote as quote_url
 
 import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.orm import selectinload
 
+from actions import quotes
+from actions.labels import TICKET_EVENT_LABELS, categories_for, label
 from actions.workflow import (
     AWAITING,
     CLOSED,
@@ -27,7 +30,6 @@ from actions.workflow import (
     ensure_due,
     is_overdue,
 )
-from actions.workflow import EVENT_LABELS as TICKET_EVENT_LABELS
 from bot.console.core import (
     PREFIX,
     Refused,
@@ -45,10 +47,19 @@ from bot.console.core import (
     staff_list,
     staff_of,
 )
+from bot.console.intake import PRIORITIES
+from bot.console.repairs import may_work, ticket_gallery
 from bot.events import EventBatch
 from bot.store.models import Building, House, Project, StaffUser, Ticket, utcnow
 
 PAGE_SIZE = 50
+NEAR_DUE = dt.timedelta(hours=2)
+"""A ticket due within this time is marked 临近超时."""
+URGENT_FIRST = {"urgent": 3, "group": 3, "serious": 2}
+
+
+def near_due(t: Ticket, now: dt.datetime) -> bool:
+    return t.status in DESK_TURN and t.due_at is not None and now <= t.due_at < now + NEAR_DUE
 
 
 def _ticket_query() -> sa.Select[Any]:
@@ -69,7 +80,7 @@ def place(t: Ticket) -> str:
 async def ticket_list(request: web.Request) -> web.StreamResponse:
     staff = staff_of(request)
     q = request.query
-    filters = {k: q.get(k, "") for k in ("kind", "status", "project", "building", "overdue", "mine", "q")}
+    filters = {k: q.get(k, "") for k in ("kind", "status", "project", "building", "overdue", "mine", "q", "sort")}
     page = page_param(request)
     now = utcnow()
     query = _ticket_query()
@@ -91,12 +102,17 @@ async def ticket_list(request: web.Request) -> web.StreamResponse:
     if filters["q"]:
         query = query.where(Ticket.number.contains(filters["q"].strip().upper()))
     total = (await _count(request, query))
-    query = query.order_by(Ticket.id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+    if filters["sort"] == "new":
+        query = query.order_by(Ticket.id.desc())
+    else:  # urgency first, then the SLA: emergencies and serious complaints on top, overdue before near-due
+        query = query.order_by((Ticket.status == CLOSED), sa.case(URGENT_FIRST, value=Ticket.priority, else_=0).desc(),
+                               Ticket.due_at.is_(None), Ticket.due_at, Ticket.id)
+    query = query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
     async with runtime_of(request).db.session() as s:
         tickets = list((await s.execute(query)).scalars())
         projects = (await s.execute(sa.select(Project.code, Project.name).order_by(Project.code))).all()
     rows = [{
-        "t": t, "place": place(t), "overdue": is_overdue(t, now),
+        "t": t, "place": place(t), "overdue": is_overdue(t, now), "near": near_due(t, now),
         "owner": t.owner.name if t.owner else "",
         "phone": shown_phone(staff, t.contact_phone or (t.owner.phone if t.owner else None),
                              assigned_to_me=t.assignee_id == staff.id),
@@ -146,10 +162,12 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
             raise web.HTTPNotFound(text="工单不存在")
         await ensure_due(s, t)
         engineers = await staff_list(s, ("engineer", "supervisor"))
+        photos = await ticket_gallery(s, t)
+        project = await s.get(Project, t.project_id) if t.project_id else None
         audit(s, staff, "ticket.view", f"ticket:{t.number}", owner_id=t.owner_id)
     mine = t.assignee_id == staff.id
     timeline = [{
-        "e": e, "label": TICKET_EVENT_LABELS.get(e.kind, e.kind),
+        "e": e, "label": label(TICKET_EVENT_LABELS, e.kind, "记录"),
         "status": STATUS_LABELS.get(str((e.data or {}).get("status")), ""),
     } for e in t.events]
     return render(
@@ -157,8 +175,32 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
         overdue=is_overdue(t, utcnow()), timeline=timeline, actions=_actions(staff, t), engineers=engineers,
         owner_phone=shown_phone(staff, t.owner.phone if t.owner else None, assigned_to_me=mine),
         contact_phone=shown_phone(staff, t.contact_phone, assigned_to_me=mine),
-        can_see_owner=staff.can("owners"),
+        can_see_owner=staff.can("owners"), photos=photos, may_work=may_work(staff, t),
+        quote=t.quote or None, quote_possible=_quote_possible(t), dial=_dial(staff, t, mine),
+        navigate=_navigate(t, project), near=near_due(t, utcnow()),
+        categories=categories_for(t.kind), priorities=PRIORITIES[t.kind] if t.kind in PRIORITIES else ("normal",),
+        can_edit=staff.can("tickets.dispatch") and t.status != CLOSED,
     )
+
+
+def _quote_possible(t: Ticket) -> bool:
+    """A repair out of warranty (or not judged yet) may be charged for, before its work is done."""
+    return t.kind == "repair" and (t.warranty or {}).get("covered") is not True and \
+        t.status in ("new", "dispatched", "reopened", "in_progress") and \
+        (t.quote or {}).get("status") in (None, quotes.DECLINED)  # none yet, or the owner said no
+
+
+def _dial(staff: Staff, t: Ticket, mine: bool) -> str:
+    """The number a tel: link may call: the staff member must be allowed to see it in full."""
+    phone = t.contact_phone or (t.owner.phone if t.owner else "")
+    return phone if phone and (staff.can("phones") or mine) else ""
+
+
+def _navigate(t: Ticket, project: Project | None) -> str:
+    """A map search for the house or spot (Amap's public URI API; the phone opens its map app)."""
+    where = " ".join(x for x in ((project.city or "") if project else "", project.name if project else "",
+                                 t.house.building.name + "栋" if t.house else (t.location or "")) if x)
+    return f"https://uri.amap.com/search?keyword={quote_url(where)}" if where.strip() else ""
 
 
 VERBS = ("dispatch", "start", "complete", "request_acceptance", "close", "reopen", "reassign", "visit_time", "note")
@@ -220,6 +262,7 @@ async def _apply(s: Any, batch: EventBatch, wf: TicketWorkflow, t: Ticket, verb:
                                      now=now)
         return await wf.reassign(s, batch, t, assignee=assignee, reason=data.get("reason", ""), actor=actor, now=now)
     if verb == "start":
+        quotes.check_can_start(t)
         return await wf.start(s, batch, t, actor=actor, now=now)
     if verb == "complete":
         return await wf.complete(s, batch, t, actor=actor, note=data.get("note", ""),

@@ -53,6 +53,16 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: sa.JSON, list[Any]: sa.JSON}
 
 
+def _trigram(name: str, table: str, column: str) -> sa.Index:
+    """A pg_trgm GIN index for the console's search (``LIKE '%…%'`` on Chinese text and digits).
+
+    PostgreSQL only. SQLite (the embedded mode, one desk's volume) scans instead; there the index is
+    declared with ``WHERE 0`` so it exists in both schemas alike but never holds a row or costs a write.
+    """
+    return sa.Index(name, column, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"},
+                    sqlite_where=sa.text("0"))
+
+
 class Created:
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -98,6 +108,10 @@ class House(Base):
 
 class Owner(Created, Base):
     __tablename__ = "owner"
+    __table_args__ = (
+        _trigram("ix_owner_name_trgm", "owner", "name"),
+        _trigram("ix_owner_phone_trgm", "owner", "phone"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(50))
     phone: Mapped[str] = mapped_column(sa.String(20), unique=True)
@@ -177,6 +191,7 @@ class Message(Base):
     __table_args__ = (
         sa.UniqueConstraint("channel", "account", "channel_msg_id", name="uq_message_channel_msg"),
         sa.Index("ix_message_conversation_at", "conversation_id", "id"),
+        _trigram("ix_message_text_trgm", "message", "text"),
         sa.Index(
             "ix_message_unhandled",
             "id",
@@ -225,6 +240,15 @@ class StaffUser(Created, Base):
 
 class Ticket(Created, Base):
     __tablename__ = "ticket"
+    __table_args__ = (
+        _trigram("ix_ticket_description_trgm", "ticket", "description"),
+        _trigram("ix_ticket_contact_phone_trgm", "ticket", "contact_phone"),
+        _trigram("ix_ticket_location_trgm", "ticket", "location"),
+        _trigram("ix_ticket_number_trgm", "ticket", "number"),
+        # PostgreSQL only (migration 0006): two-character words, which trigrams cannot serve.
+        sa.Index("ix_ticket_text_bigram", sa.func.yezhu_bigrams(sa.text("description"), sa.text("location")),
+                 postgresql_using="gin").ddl_if(dialect="postgresql"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(sa.String(24), unique=True)
     """Human-friendly: BX20261123-0007 (报修), TS… (投诉), ZX… (咨询), BZ… (办证)."""
@@ -246,6 +270,12 @@ class Ticket(Created, Base):
     warranty: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     """The warranty verdict told to the owner: {covered, item, years, until, reason}."""
     media: Mapped[list[Any]] = mapped_column(default=list)
+    """Photos: ``{"kind": "owner"|"before"|"after", "file"|"message_id"|"pic_url", "by", "at"}``."""
+    origin: Mapped[str | None] = mapped_column(sa.String(12))
+    """Where the matter came from when staff opened it: ``phone`` | ``walk_in`` | ``wechat`` | ``sms``
+    (NULL: opened by the bot in a chat)."""
+    quote: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    """A paid repair's quote: ``{"amount", "items", "status": pending|accepted|declined, "by", "at", …}``."""
     group_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket.id"))
     rework_count: Mapped[int] = mapped_column(default=0)
     closed_at: Mapped[dt.datetime | None]
@@ -267,6 +297,22 @@ class TicketEvent(Base):
     actor: Mapped[str | None] = mapped_column(sa.String(50))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class Photo(Base):
+    """A photo on a ticket: uploaded by staff (before/after the work) or an owner's WeChat image, fetched
+    once from WeChat's ``PicUrl`` and kept here so every web process can serve it."""
+
+    __tablename__ = "photo"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[int | None] = mapped_column(sa.ForeignKey("message.id", ondelete="CASCADE"), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(10))
+    """``owner`` | ``before`` | ``after``."""
+    content_type: Mapped[str] = mapped_column(sa.String(40))
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    author: Mapped[str | None] = mapped_column(sa.String(50))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class TicketCounter(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -42,7 +43,9 @@ async def set_password(client: TestClient[Any, Any], username: str, password: st
 
 
 async def login(client: TestClient[Any, Any], username: str = "admin", password: str | None = None) -> str:
-    """Log in through the form; returns the session's CSRF token."""
+    """Log in through the form (as a fresh browser would: any earlier session's cookies are dropped);
+    returns the session's CSRF token."""
+    client.session.cookie_jar.clear()
     if password is None:
         await set_password(client, username)
         password = PASSWORD
@@ -90,3 +93,38 @@ async def waiting_conversation(client: TestClient[Any, Any], sender: str = "crm-
             verbs.hand_over(s, batch, conv, reason=reason, priority=priority)
     await batch.publish(rt.services.pubsub)
     return conv.id
+
+
+class _Visible(HTMLParser):
+    """The text a person sees on a page: text nodes outside script/style, plus placeholders, titles and
+    image descriptions (not attribute values such as option codes, which nobody reads)."""
+
+    HIDDEN = frozenset({"script", "style", "head", "template"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HIDDEN:
+            self.depth += 1
+        for name, value in attrs:
+            if name in ("placeholder", "title", "alt", "aria-label") and value:
+                self.parts.append(value)
+            if name == "value" and tag == "input" and dict(attrs).get("type") in ("submit", "button"):
+                self.parts.append(value or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN and self.depth:
+            self.depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.depth and data.strip():
+            self.parts.append(data.strip())
+
+
+def visible_text(html: str) -> str:
+    parser = _Visible()
+    parser.feed(html)
+    return "\n".join(parser.parts)

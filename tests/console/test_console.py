@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from bot.console.chat import urgency
+from bot.console.queue import urgency
 from bot.runtime import RUNTIME
 from bot.store.models import (
     AuditLog,
@@ -200,7 +200,7 @@ async def test_owner_search_and_profile_are_audited(yezhu: YezhuFactory) -> None
         from bot.store.models import Owner
         owner = (await s.execute(sa.select(Owner).where(Owner.phone == "13800000001"))).scalar_one()
     page = await (await client.get(f"/console/owners/{owner.id}")).text()
-    for text in ("3栋2单元501", "可领取", "oDEMO0001", "房产证"):
+    for text in ("3栋2单元501", "可领取", "微信", "绑定于", "房产证"):
         assert text in page
     async with client.app[RUNTIME].db.session() as s:
         actions = list((await s.execute(sa.select(AuditLog.action, AuditLog.target).where(AuditLog.actor == "kefu")

@@ -119,6 +119,7 @@
         scrollDown();
       }
       if (j.last_id) body.dataset.lastId = j.last_id;
+      pollDeliveries();
       if (j.mode && j.mode !== body.dataset.mode) window.location.reload();
       if (again) { again = false; fetchMessages(); }
     }, function () { fetching = false; });
@@ -165,15 +166,133 @@
     if (ta.value.trim()) post(noteForm.getAttribute("action"), ta.value.trim(), function () { ta.value = ""; });
   });
 
+  // --- delivery badges: poll while a reply is still being sent ---------------------------------
+  var deliveryTimer = null;
+  function pollDeliveries() {
+    if (!convId || !timeline) return;
+    window.clearTimeout(deliveryTimer);
+    var ids = Array.prototype.map.call(timeline.querySelectorAll(".delivery .pending"), function (el) {
+      return el.parentNode.dataset.delivery;
+    });
+    if (!ids.length) return;
+    deliveryTimer = window.setTimeout(function () {
+      api("GET", "/console/api/conversations/" + convId + "/deliveries?ids=" + ids.join(",")).then(function (j) {
+        Object.keys(j.badges || {}).forEach(function (id) {
+          var el = timeline.querySelector('[data-delivery="' + id + '"]');
+          if (el) el.innerHTML = j.badges[id];
+        });
+        if ((j.pending || []).length) pollDeliveries();
+      });
+    }, 1000);
+  }
+  pollDeliveries();
+
+  // --- imports: progress until the report is there --------------------------------------------
+  var importBox = document.getElementById("import-state");
+  function pollImport() {
+    if (!importBox || importBox.dataset.status !== "running") return;
+    window.setTimeout(function () {
+      api("GET", "/console/api/imports/" + importBox.dataset.job).then(function (j) {
+        if (j.html) importBox.innerHTML = j.html;
+        if (j.status) importBox.dataset.status = j.status;
+        pollImport();
+      });
+    }, 500);
+  }
+  pollImport();
+
+  // --- file pickers: say what was chosen (the native control's words are the browser's, not ours) -----
+  document.querySelectorAll(".file-pick input[type=file]").forEach(function (input) {
+    var count = input.closest("form").querySelector(".file-count");
+    input.addEventListener("change", function () {
+      if (!count) return;
+      var n = input.files.length;
+      count.textContent = n === 0 ? "未选择" : (n === 1 ? "已选择：" + input.files[0].name : "已选择 " + n + " 个文件");
+    });
+  });
+
+  // --- the ticket form: categories per kind, owner autocomplete --------------------------------
+  var kindSel = document.getElementById("kind");
+  function filterByKind(select) {
+    if (!select || !kindSel) return;
+    var kind = kindSel.value, firstOk = null, keep = false;
+    Array.prototype.forEach.call(select.options, function (o) {
+      var ok = (o.dataset.kind || "").split(" ").indexOf(kind) >= 0;
+      o.hidden = !ok; o.disabled = !ok;
+      if (ok && !firstOk) firstOk = o;
+      if (ok && o.selected) keep = true;
+    });
+    if (!keep && firstOk) firstOk.selected = true;
+  }
+  if (kindSel) {
+    var cat = document.getElementById("category"), prio = document.getElementById("priority");
+    filterByKind(cat); filterByKind(prio);
+    kindSel.addEventListener("change", function () { filterByKind(cat); filterByKind(prio); });
+  }
+  var ownerQ = document.getElementById("owner-q");
+  var suggest = document.getElementById("owner-suggest");
+  var ownerId = document.getElementById("owner-id");
+  var houseSel = document.getElementById("house-id");
+  var phoneInput = document.getElementById("contact-phone");
+  function pickOwner(o) {
+    ownerId.value = o ? o.id : "";
+    ownerQ.value = o ? o.name + " " + o.phone : "";
+    suggest.hidden = true;
+    while (houseSel.options.length > 1) houseSel.remove(1);
+    (o ? o.houses : []).forEach(function (h) { houseSel.add(new Option(h.label, h.id)); });
+    if (o && o.houses.length === 1) houseSel.selectedIndex = 1;
+    if (o && phoneInput && !phoneInput.value) phoneInput.value = o.phone;
+  }
+  if (ownerQ && suggest) {
+    var lookup = null;
+    ownerQ.addEventListener("input", function () {
+      window.clearTimeout(lookup);
+      var q = ownerQ.value.trim();
+      if (!q) { suggest.hidden = true; return; }
+      lookup = window.setTimeout(function () {
+        api("GET", "/console/api/owners?q=" + encodeURIComponent(q)).then(function (j) {
+          suggest.innerHTML = "";
+          (j.owners || []).forEach(function (o) {
+            var li = document.createElement("li");
+            li.textContent = o.name + " · " + o.phone + (o.houses.length ? " · " + o.houses.map(function (h) { return h.label; }).join("、") : "");
+            li.dataset.owner = o.id;
+            li.addEventListener("mousedown", function (e) { e.preventDefault(); pickOwner(o); });
+            suggest.appendChild(li);
+          });
+          if (!(j.owners || []).length) {
+            var none = document.createElement("li"); none.className = "muted"; none.textContent = "没有找到业主";
+            suggest.appendChild(none);
+          }
+          suggest.hidden = false;
+        });
+      }, 200);
+    });
+    ownerQ.addEventListener("blur", function () { window.setTimeout(function () { suggest.hidden = true; }, 150); });
+    var clear = document.getElementById("owner-clear");
+    if (clear) clear.addEventListener("click", function () { pickOwner(null); });
+  }
+
   // --- live events ----------------------------------------------------------------------------
   var dot = document.getElementById("live-dot");
   var ticketId = body.dataset.ticket;
   var reloadTimer = null;
+  function editing() {
+    return Array.prototype.some.call(document.querySelectorAll("main input, main textarea, main select"), function (el) {
+      if (el.type === "hidden" || el.id === "global-search") return false;
+      if (el.type === "file") return el.files && el.files.length > 0;
+      if (el.type === "checkbox" || el.type === "radio") return el.checked !== el.defaultChecked;
+      if (el.tagName === "SELECT") {
+        var initial = 0; // the option the page came with: the one marked selected, else the first
+        Array.prototype.forEach.call(el.options, function (o, i) { if (o.defaultSelected) initial = i; });
+        return el.selectedIndex !== initial;
+      }
+      return el.value !== el.defaultValue;
+    });
+  }
   function softReload(delay) {
     window.clearTimeout(reloadTimer);
     reloadTimer = window.setTimeout(function () {
-      var active = document.activeElement;
-      if (active && (active.tagName === "TEXTAREA" || active.tagName === "INPUT") && active.value) return;
+      if (editing()) return; // never throw away what someone is typing or the photos they picked
       window.location.reload();
     }, delay);
   }

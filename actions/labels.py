@@ -1,0 +1,110 @@
+"""Every code staff and owners might see, in words (Simplified Chinese): the one module of label tables.
+
+Codes (``repair``, ``hvac``, ``no_show``, ``awaiting_acceptance``…) are what the code and the database
+speak; people read the words. Tables here are the only definitions: the ticket workflow, the console
+and reports import them (docs/CONSOLE.md "Words, not codes"). A code missing from a table is shown by
+:func:`label` as a neutral word, never as the code itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+KIND_LABELS = {"repair": "报修", "complaint": "投诉", "inquiry": "咨询", "certificate": "办证"}
+STATUS_LABELS = {
+    "new": "新建", "dispatched": "已派单", "in_progress": "处理中", "done": "已完工",
+    "awaiting_acceptance": "待验收", "closed": "已关闭", "reopened": "返修",
+}
+PRIORITY_LABELS = {"normal": "一般", "urgent": "紧急", "serious": "严重", "group": "群体"}
+TICKET_EVENT_LABELS = {
+    "created": "创建工单", "dispatched": "派单", "started": "开始处理", "done": "完工",
+    "awaiting_acceptance": "请业主验收", "closed": "关闭", "reopened": "返修", "reassigned": "更换负责人",
+    "note": "内部备注", "visit_time": "改约上门时间", "owner_notified": "已通知业主",
+    "owner_not_notified": "未能通知业主", "due_changed": "调整时限", "edited": "修改工单",
+    "photo": "添加照片", "quote": "报价", "quote_accepted": "业主同意报价", "quote_declined": "业主拒绝报价",
+}
+REPAIR_CATEGORY_LABELS = {
+    "plumbing": "给排水/漏水", "drainage": "下水堵塞", "electrical": "电路", "gas": "燃气", "door_window": "门窗锁具",
+    "wall_floor": "墙地面/瓷砖/裂缝", "hvac": "暖通空调", "elevator": "电梯", "intercom": "门禁对讲",
+    "public_facility": "公共设施", "fire": "消防设施", "other": "其他",
+}
+COMPLAINT_CATEGORY_LABELS = {
+    "noise": "噪音", "staff_attitude": "服务态度", "no_show": "无人处理", "fees": "收费", "parking": "停车",
+    "hygiene": "环境卫生", "security": "安全管理", "sales_promise": "销售承诺", "construction_quality": "工程质量",
+    "other": "其他",
+}
+URGENCY_LABELS = {
+    "gas_leak": "燃气泄漏", "flooding": "漏水/水浸", "burning": "焦糊味/起火", "sparks": "电线打火",
+    "trapped": "有人被困电梯", "lift_entrapment": "有人被困电梯", "falling": "高空坠物", "fire": "起火",
+    "structural": "结构安全",
+}
+CHANNEL_LABELS = {"wechat": "微信", "sms": "短信", "api": "接口", "terminal": "终端", "phone": "电话",
+                  "walk_in": "来访", "console": "客服录入"}
+ORIGIN_LABELS = {"phone": "电话", "walk_in": "来访", "wechat": "微信", "sms": "短信"}
+"""Channels a ticket can come from when staff open it (``Ticket.origin``)."""
+HANDOVER_REASON_LABELS = {
+    "human": "业主要求人工", "owner_asked": "业主要求人工", "asked": "业主要求人工", "request": "业主要求人工",
+    "menu": "业主点击人工客服菜单",
+    "unsure": "机器人无法理解", "low_confidence": "机器人无法理解", "fallback": "机器人无法理解",
+    "misunderstood": "机器人无法理解", "gave_up": "机器人无法理解",
+    "unanswered": "知识库无答案", "unknown_question": "知识库无答案",
+    "emergency": "紧急情况", "complaint": "投诉",
+    "complaint_serious": "严重投诉", "serious_complaint": "严重投诉", "serious": "严重投诉",
+    "complaint_group": "群体投诉", "group_complaint": "群体投诉", "group": "群体投诉",
+    "repeated": "反复咨询", "staff": "客服接入",
+}
+CONVERSATION_EVENT_LABELS = {
+    "created": "会话开始", "hand_over": "转人工", "claim": "接入", "transfer": "转交", "hand_back": "交还机器人",
+    "close": "关闭会话", "reopen": "重新打开",
+}
+MODE_LABELS = {"bot": "机器人接待中", "waiting": "等待人工", "staff": "人工接待中", "closed": "已关闭"}
+INTENT_LABELS = {
+    "repair": "报修", "complaint": "投诉", "inquiry": "咨询", "certificate": "办证", "human": "转人工",
+    "greet": "问候", "thanks": "感谢", "affirm": "肯定", "deny": "否定", "optout": "退订", "other": "其他",
+}
+ENTITY_LABELS = {
+    "house": "房号", "phone": "电话", "time": "时间", "location": "位置", "urgency": "紧急情况",
+    "repair_category": "报修类别", "complaint_category": "投诉类别", "severity": "严重程度", "building": "楼栋",
+    "unit": "单元", "room": "房间", "topic": "话题", "amount": "金额", "date": "日期", "project": "楼盘",
+}
+CERT_LABELS = {"processing": "办理中", "ready": "可领取", "collected": "已领取", "mailed": "已邮寄", "on_hold": "暂缓"}
+DELIVERY_LABELS = {"passive": "已送达", "inline": "已送达", "queued": "发送中", "sent": "已发送", "failed": "发送失败",
+                   "stored": "已送达"}
+ROLE_LABELS = {"agent": "客服", "engineer": "工程师", "supervisor": "主管", "admin": "管理员"}
+ACTOR_LABELS = {"bot": "机器人", "system": "系统", "owner": "业主", "cli": "命令行", "import": "导入", "demo": "示例数据",
+                "-": "未知用户"}
+WARRANTY_ITEM_LABELS = {
+    "waterproofing": "防水", "plumbing": "给排水管道", "electrical": "电气管线", "equipment": "设备安装",
+    "decoration": "装修工程", "hvac": "供热与供冷系统", "door_window": "门窗及配件",
+}
+
+UNKNOWN = "其他"
+
+
+def label(table: Mapping[str, str], code: str | None, default: str = UNKNOWN) -> str:
+    """The word for ``code``; a code the table does not know is not shown raw.
+
+    Free text that is already Chinese (a category typed by staff, say) is shown as it is.
+    """
+    if not code:
+        return ""
+    if code in table:
+        return table[code]
+    return code if not code.isascii() else default
+
+
+def category_label(kind: str | None, category: str | None) -> str:
+    """A ticket's category in words: repair and complaint categories have their own tables."""
+    table = COMPLAINT_CATEGORY_LABELS if kind == "complaint" else REPAIR_CATEGORY_LABELS
+    if category in table:
+        return table[category or ""]
+    return label({**REPAIR_CATEGORY_LABELS, **COMPLAINT_CATEGORY_LABELS}, category)
+
+
+def categories_for(kind: str) -> dict[str, str]:
+    """The categories staff may choose for a ticket of ``kind``."""
+    if kind == "repair":
+        return REPAIR_CATEGORY_LABELS
+    if kind == "complaint":
+        return COMPLAINT_CATEGORY_LABELS
+    return {}
