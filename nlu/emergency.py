@@ -69,7 +69,7 @@ _PRESENT = _rx(
 )
 _PRESENT_STRONG = _rx(r"(?:(?<!到)现在|正在|此刻|这会|刚刚|刚才|还在|救命|救救|快来|速来|赶紧|赶快|马上派|right now|help)")
 _RESOLVED = _rx(r"(?:已经修好|已修好|修好了|已经处理好|处理好了|已经解决|解决了|已经没事|没事了|已经好了|排除了)")
-_INFO_AFTER = _rx(r"^[人的了]{0,2}(?:应急|演练|演习|预案|培训|电话|号码|流程|处理办法|知识|须知|规定|标准|怎么预防|如何预防)")
+_INFO_AFTER = _rx(r"^[人的]{0,2}(?:应急|演练|演习|预案|培训|流程|处理办法|知识|须知|规定|标准|怎么预防|如何预防)")
 _NARRATIVE_AFTER = _rx(r"^[^,.!?]{0,3}(?:的事|这事|那事|事件|事故|的情况|那次|那回|的问题|那个事|的赔偿|赔偿)")
 _DEVICE_AFTER = _rx(r"^[^,.!?]{0,2}(?:报警器|报警装置|检测仪|探测器|传感器|切断阀|自闭阀|保护器|保险|险|费|detector)")
 
@@ -83,6 +83,7 @@ class _Rule:
     window: int = 10
     veto_near: re.Pattern[str] | None = None  # words that, within ``window``, mean a near miss
     anchor_inside: bool = False  # the anchor may lie inside the event's own words (我被卡在电梯里)
+    also: re.Pattern[str] | None = None  # a second word that must occur in the same window
 
 
 # --- lexicons --------------------------------------------------------------------------------------
@@ -104,9 +105,10 @@ _FLOOD_EVERYWHERE = (
     r"(?:(?:满|一|整)(?:屋|地|层|间|楼道)子?(?:的)?水|到处(?:都)?是水|满地(?:都)?是?水|一地(?:的)?水|满屋(?:子)?(?:都是)?水|全屋(?:都是)?水|全是水|都是水|一屋子水|"
     r"成屋(?:都)?系?水|全部系水|水(?:已经|都)?(?:没过|漫过|淹过|到了?)(?:脚|脚踝|脚面|膝盖|小腿|门槛)|"
     r"水深(?:\d+|几|十几|好几)|积水(?:很深|好深|没过|一尺|\d+)|像(?:下雨|瀑布)|跟下雨|如下雨|下雨一样|瀑布一样|水帘)"
+    r"(?![泥果平准晶杯稻彩费电])"
 )
 _WATER = r"(?:水|water)"
-_GUSH = r"(?:止不住|关不住|关不上|停不下|哗哗|哗啦|狂喷|狂流|狂冒|喷出|喷水|喷得|往外喷|往外冒|往外涌|涌出|涌进|直流|呼呼|飙|gushing|pouring)"
+_GUSH = r"(?:止不住|关不住|停不下|哗哗|哗啦|狂喷|狂流|狂冒|喷出|喷水|喷得|往外喷|往外冒|往外涌|涌出|涌进|直流|呼呼|飙|gushing|pouring)"
 _WET_PLACE = (
     r"(?:家里|家中|屋里|屋内|房间|客厅|卧室|厨房|卫生间|整个|全屋|车库|地库|地下室|电梯|楼道|大堂|配电|电箱|电表箱|"
     r"楼下|一楼|单元|商铺|仓库|地下)"
@@ -141,7 +143,7 @@ _SHOCK = r"(?:触电|电到人|被电到|被电了|电了一下|电击|电伤|�
 
 _LIFT = r"(?:电梯|电[𨋢䢂]|[𨋢䢂]|升降梯|升降机|轿厢|客梯|货梯|lift|elevator|梯)"
 _TRAP_STRONG = (
-    r"(?:(?<!犯)困(?!难|扰|惑|境|倦|意|了吧)|被关|关在|关住|关着|关咗|锁在|锁住|被锁|夹住|夹在|出不来|出不去|出唔到|出唔嚟|"
+    r"(?:(?<!犯)困(?!难|扰|惑|境|倦|意|了吧)|把[^,.!?]{0,4}关|关(?:了|咗)?(?:在)?(?:里|入面)|被关|关在|关住|关着|关咗|锁在|锁住|被锁|夹住|夹在|出不来|出不去|出唔到|出唔嚟|"
     r"trapped|stuck in|stuck inside|get out)"
 )
 _TRAP_WEAK = (
@@ -187,21 +189,24 @@ _THROW = r"(?:高空抛物|往下扔|往楼下扔|扔下来|丢下来|抛下来|
 _RULES: tuple[_Rule, ...] = (
     # gas
     _Rule("gas_leak", "leak", _rx(_GAS_EVENT), _rx(_GAS), 14, _rx(r"(?:费|开户|过户|缴|充值|公司|卡|价|账单|改管|改造|安装|开通|点火|报装)")),
-    _Rule("gas_leak", "leak", _rx(_GAS_ONLY_EVENT), None, 0, _rx(_NOT_GAS_LEAK)),
+    _Rule("gas_leak", "leak", _rx(_GAS_ONLY_EVENT), None, 0,
+          _rx(_NOT_GAS_LEAK + r"|地漏|下水|马桶|化粪|污水|排水|垃圾|臭水")),
     _Rule("gas_leak", "damaged_pipe", _rx(r"(?:打穿|钻穿|钻破|打破|挖断|挖破|弄破|弄断|碰断|撞断|压断|破了|断了|裂了|裂开|被钻|打断|割断)"),
           _rx(r"(?:燃气管|煤气管|天然气管|气管|燃气管道|煤气管道|天然气管道|燃气表|gas pipe)"), 8,
           _rx(r"(?:水管|暖气|空调|排气|气管炎|网线)")),
     _Rule("gas_leak", "leak", _rx(_GAS_EVENT), _rx(_GAS_APPLIANCE), 6,
-          _rx(r"(?:漏水|滴水|水|漏电|费|安装)")),
+          _rx(r"(?:漏水|滴水|水|漏电|费|安装|油烟|排烟|烟道|烟管|漏油)")),
     _Rule("gas_leak", "dizziness", _rx(_DIZZY), _rx(_GAS + "|" + _GAS_APPLIANCE + r"|味|气体|怪味|闻"), 15,
           _rx(r"(?:气得|气死|生气|感冒|发烧|低血糖|血压|晕车|怀孕|吵|噪音|装修|油漆|甲醛)")),
     _Rule("gas_leak", "leak", _rx(r"(?:gas leak|leaking gas|smell (?:of )?gas|gas smell|smells like gas|gas leaking)"), None, 0),
     # flooding
     _Rule("flooding", "burst_pipe", _rx(_BURST), _rx(_PIPE), 6, _rx(r"(?:裂缝|细缝|一点点|有点|轻微|微微|保温|外皮|漆)")),
     _Rule("flooding", "burst_pipe", _rx(r"(?:爆管|爆水管|爆水喉|水管爆|管爆|burst pipe|pipe burst)"), None, 0),
-    _Rule("flooding", "flood", _rx(_FLOOD_STRONG), None, 0, _rx(r"(?:手机|淹死|雨季|下雨天|防汛|排涝)")),
+    _Rule("flooding", "flood", _rx(_FLOOD_STRONG), None, 0,
+          _rx(r"(?:手机|淹死|雨季|下雨天|防汛|排涝|臭|烟|气味|排风|风口|油烟)")),
     _Rule("flooding", "water_everywhere", _rx(_FLOOD_EVERYWHERE), None, 0, _rx(r"(?:路上|马路|路面|小区道路|草坪|花园|绿化)")),
-    _Rule("flooding", "gushing", _rx(_GUSH), _rx(_WATER), 6, _rx(r"(?:水费|水压小|出水小|没水|停水)")),
+    _Rule("flooding", "gushing", _rx(_GUSH), _rx(_WATER), 6,
+          _rx(r"(?:水费|水压小|出水小|没水|停水|水箱|冲水|马桶|喷泉|洒水|浇水|水枪)")),
     _Rule("flooding", "water_in", _rx(_INTO), _rx(_WET_PLACE), 8,
           _rx(r"(?:手机|鞋|泡茶|泡面|泡脚|泡澡|泡泡|雨后|下雨后|路上|路面|绿化|花园|草坪|阳台地漏)")),
     _Rule("flooding", "severe_leak", _rx(_LEAK_SEVERE), None, 0),
@@ -217,26 +222,29 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("fire", "burning_smell", _rx(_BURN_SMELL), None, 0,
           _rx(r"(?:烧烤|烤肉|烧香|烧纸|烧秸秆|烧垃圾|焚烧|烧饭|烧菜|烧水|烧开|发烧|烧卖|烧鸡|烧鹅|红烧|烧饼|烧酒|烧钱|燃烧瓶)")),
     _Rule("fire", "smoke_smell", _rx(_SMOKE_SMELL), _rx(_SMOKE_SMELL_STRONG), 8, _rx(_SMOKER)),
-    _Rule("fire", "smoke", _rx(r"(?:有烟|出烟|起烟|烟出来|仲有烟|冒着烟|烟)"), _rx(_ELECTRIC), 6, _rx(_SMOKER + r"|烟感|烟雾报警")),
+    _Rule("fire", "smoke", _rx(r"(?:有烟|出烟|起烟|烟出来|仲有烟|冒着烟|好多烟)"), _rx(_ELECTRIC), 6,
+          _rx(_SMOKER + r"|烟感|烟雾报警|烟机|抽油烟")),
     _Rule("fire", "sparks", _rx(_SPARK), None, 0, _rx(r"(?:火星人|火星文|火星探|打火机|烟花|电焊|焊接|工地)")),
     _Rule("fire", "electrical_burning", _rx(_ELEC_BURN), _rx(_ELECTRIC), 6,
           _rx(r"(?:灶|打火不|燃气|煤气|热水器打火|点火|烧坏了?[^,.!?]{0,4}(?:换|修|保修)|保险丝|灯泡|灯管)")),
     _Rule("fire", "electric_shock", _rx(_SHOCK), None, 0, _rx(r"(?:防触电|小心触电|谨防|触电保护)")),
     # lift entrapment
     _Rule("lift_entrapment", "trapped", _rx(_TRAP_STRONG), _rx(_LIFT), 15,
-          _rx(r"(?:楼梯|梯子|扶梯|梯形|阶梯|梯队|人梯|楼梯间|车|车位|车库门)")),
-    _Rule("lift_entrapment", "trapped", _rx(_INSIDE_PERSON), _rx(_LIFT + "|" + _TRAP_WEAK), 15,
-          _rx(r"(?:抽烟|吸烟|广告|小广告|吵|尿|屎|吐痰|宠物|狗|贴|垃圾|臭|刻|涂鸦|打电话|装修|搬家)"), anchor_inside=True),
+          _rx(r"(?:楼梯|梯子|扶梯|梯形|阶梯|梯队|人梯|楼梯间|车位|车库门|汽车|车里|车内)")),
+    _Rule("lift_entrapment", "trapped", _rx(_INSIDE_PERSON), _rx(_LIFT), 15,
+          _rx(r"(?:抽烟|吸烟|广告|小广告|吵|尿|屎|吐痰|宠物|狗|贴|垃圾|臭|刻|涂鸦|打电话|装修|搬家)"), anchor_inside=True,
+          also=_rx(_TRAP_WEAK + "|" + _TRAP_STRONG)),
     _Rule("lift_entrapment", "free_fall", _rx(r"(?:下坠|急坠|坠落|溜梯|冲顶|蹲底|掉下去|往下掉|直往下|free fall)"), _rx(_LIFT), 10),
     # structural and falling danger
     _Rule("structural", "falling", _rx(_FALL_STRONG), _rx(_STRUCT_OBJ), 10,
           _rx(_TRIVIAL_OBJ + r"|(?:手机|钥匙|东西|衣服|书|杯子|价|股|分数|信号|网|头发|眼泪|股票|房价)")),
     _Rule("structural", "falling", _rx(_FALL_WEAK), _rx(_HIGH_OBJ), 8,
-          _rx(_TRIVIAL_OBJ + r"|(?:门把手|把手|开关|插座面板|窗帘|纱窗|密封条|胶条|门吸|合页|螺丝|漆)")),
+          _rx(_TRIVIAL_OBJ + r"|(?:门把手|把手|开关|插座面板|窗帘|纱窗|密封条|胶条|门吸|合页|螺丝|漆|滑轮|滑轨|锁扣|插销|限位器|"
+              r"窗户?把手|晾衣架)")),
     _Rule("structural", "harm", _rx(_HARM), None, 0, _rx(r"(?:砸门|砸东西)")),
     _Rule("structural", "serious_crack", _rx(_CRACK_SERIOUS), _rx(_CRACK), 10,
           _rx(r"(?:发丝|细小|细细|一点点|小裂|轻微|微小|头发丝|细纹|美缝|玻璃胶|腻子|墙漆|乳胶漆|地板|瓷砖缝|手机)")),
-    _Rule("structural", "throwing", _rx(_THROW), _rx(r"(?:砸|差点|险些|刚刚|刚才|刚|现在|正在|又|伤|头|车|孩子|小孩|老人|人)"), 12,
+    _Rule("structural", "throwing", _rx(_THROW), _rx(r"(?:砸|差点|险些|刚刚|刚才|刚|现在|正在|又|伤|头上|车|孩子|小孩|老人|人)"), 12,
           _rx(r"(?:管理|宣传|整治|治理|监控|摄像头|安装|呼吁|倡议|建议|罚)")),
 )
 
@@ -299,6 +307,9 @@ def _rule_hits(text: str, rule: _Rule) -> list[Emergency]:
             if found is None:
                 continue
             span_a, span_z = min(a, found.start()), max(z, found.end())
+            if rule.also is not None and not rule.also.search(text, max(s_start, span_a - rule.window),
+                                                               min(s_end, span_z + rule.window)):
+                continue
         if rule.veto_near is not None:
             w = max(rule.window, 6)
             if rule.veto_near.search(text, max(s_start, span_a - w), min(s_end, span_z + w)):
