@@ -93,7 +93,7 @@ class Interpreter:
             intent_ranking=tuple(ranking),
             normalized=norm.text,
             backend="yezhu",
-            topic=detect_topic(core).topic,
+            topic=detect_topic(core, intent).topic,
         )
 
     def _rank(self, core: str) -> list[tuple[str, float]]:
