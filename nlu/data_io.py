@@ -14,13 +14,15 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["DATA_DIR", "REAL_REGISTER_FILE", "TEST_FILE", "Example", "dump_rasa_nlu", "load_examples", "load_training_data"]
+__all__ = ["DATA_DIR", "EMERGENCY_FILES", "REAL_REGISTER_FILE", "TEST_FILE", "Example", "dump_rasa_nlu", "load_examples", "load_training_data"]
 
 DATA_DIR = Path(__file__).parent / "data"
 TRAIN_DIR = DATA_DIR / "nlu"
 TEST_FILE = DATA_DIR / "test" / "test.yml"
 # Long letters and headlines in the register of public message boards and 12345 records (act + topic).
 REAL_REGISTER_FILE = DATA_DIR / "test" / "real_register.yml"
+# Emergency wordings and near misses (dev: rules tuned against it; holdout: measured only).
+EMERGENCY_FILES = (DATA_DIR / "emergency" / "dev.yml", DATA_DIR / "emergency" / "holdout.yml")
 
 _ANNOTATION = re.compile(r"\[([^\]]+)\](?:\([^)]*\)|\{[^}]*\})")
 
