@@ -74,15 +74,10 @@ def coverage(counts: Counter[str], known: Container[str]) -> float:
     and known words among its Latin words. Near 0 for gibberish or another domain's vocabulary,
     around 0.7 for a typical owner message. Bigrams, not trigrams: a new phrasing of a known topic
     keeps most bigrams and loses most trigrams."""
-    seen = total = 0
     letters = _ASCII_LETTERS
-    for gram, n in counts.items():
-        if len(gram) == 2:
-            if gram[0] in letters or gram[1] in letters:
-                continue
-        elif not gram.startswith("w:"):
-            continue
-        total += n
-        if gram in known:
-            seen += n
+    # Only bigrams and Latin words count; comprehensions keep the loop in fast paths for long letters.
+    pairs = [(gram, n) for gram, n in counts.items()
+             if (len(gram) == 2 and gram[0] not in letters and gram[1] not in letters) or gram[:2] == "w:"]
+    total = sum(n for _, n in pairs)
+    seen = sum(n for gram, n in pairs if gram in known)
     return seen / total if total else 0.0
