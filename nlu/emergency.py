@@ -58,6 +58,7 @@ _HYPOTHETICAL = _rx(
     r"(?:如果|假如|万一|要是|一旦|倘若|假设|若是|遇到|遇上|发生|预防|防止|以防|避免|担心|害怕|怕|应急|预案|演练|演习|"
     r"培训|宣传|讲座|知识|安全教育|注意事项|检查|安检|检测|巡检|年检|排查|隐患|保险|(?<![a-z])if(?![a-z])|in case)"
 )
+_CLAUSE_END = re.compile(r"[,.!?;\n]")
 _HISTORY = _rx(
     r"(?:上次|上回|上个月|上星期|上周|去年|前年|前些天|前段时间|以前|之前|曾经|那次|那回|当时|那天|那时|"
     r"\d+年前|几年前|几个月前|有一次|有次|经常|老是|总是|动不动|隔三差五|三天两头|时不时|多次|好几次|几次|屡次|"
@@ -68,9 +69,9 @@ _PRESENT = _rx(
     r"立即|救命|救救|急|今天|今晚|今早|今天早上|此时|越来越|一直在|怎么办|(?<![a-z])(?:help|now|urgent)(?![a-z])|!)"
 )
 _PRESENT_STRONG = _rx(r"(?:(?<!到)现在|正在|此刻|这会|刚刚|刚才|还在|救命|救救|快来|速来|赶紧|赶快|马上派|right now|help)")
-_RESOLVED = _rx(r"(?:已经修好|已修好|修好了|已经处理好|处理好了|已经解决|解决了|已经没事|没事了|已经好了|排除了)")
+_RESOLVED = _rx(r"(?:才有人来|才被救|被救出|救出来|才出来|才放出来|已经修好|已修好|修好了|已经处理好|处理好了|已经解决|解决了|已经没事|没事了|已经好了|排除了)")
 _INFO_AFTER = _rx(r"^[人的]{0,2}(?:应急|演练|演习|预案|培训|流程|处理办法|知识|须知|规定|标准|怎么预防|如何预防)")
-_NARRATIVE_AFTER = _rx(r"^[^,.!?]{0,3}(?:的事|这事|那事|事件|事故|的情况|那次|那回|的问题|那个事|的赔偿|赔偿)")
+_NARRATIVE_AFTER = _rx(r"^[^,.!?]{0,3}(?:[\d一二两三几好多]+次|好几回|的事|这事|那事|事件|事故|的情况|那次|那回|的问题|那个事|的赔偿|赔偿)")
 _DEVICE_AFTER = _rx(r"^[^,.!?]{0,2}(?:报警器|报警装置|检测仪|探测器|传感器|切断阀|自闭阀|保护器|保险|险|费|detector)")
 
 
@@ -84,6 +85,7 @@ class _Rule:
     veto_near: re.Pattern[str] | None = None  # words that, within ``window``, mean a near miss
     anchor_inside: bool = False  # the anchor may lie inside the event's own words (我被卡在电梯里)
     also: re.Pattern[str] | None = None  # a second word that must occur in the same window
+    clause: bool = False  # anchor and event in the same clause (no comma between)
 
 
 # --- lexicons --------------------------------------------------------------------------------------
@@ -91,12 +93,12 @@ class _Rule:
 _GAS = r"(?:(?:煤|媒|燃|天然|液化|石油|沼)[气汽炁]|(?<![突虽当自竟果仍居依显固偶必纯忽既俨])然[气汽]|瓦斯|气罐|气瓶|液化罐|gas)"
 _GAS_APPLIANCE = r"(?:燃气灶|煤气灶|灶台|灶具|炉灶|灶头|热水器|壁挂炉|燃气表|气表|燃气管|煤气管|气管|软管|胶管|阀门|总阀|气阀|管道)"
 _GAS_EVENT = r"(?:泄漏|泄露|泄了|泄|洩|漏气|漏汽|漏|跑气|冒气|窜气|味|臭|嘶嘶|丝丝|咝咝|呲呲|滋滋|嗞嗞|smell|leak|stink|刺鼻|冲鼻)"
-_GAS_ONLY_EVENT = r"(?:漏气|漏汽|跑气|窜气|气味|煤气味|燃气味|臭鸡蛋味|臭鸡蛋|一股味|嘶嘶|丝丝响|咝咝|呲呲|滋滋|嗞嗞)"
+_GAS_ONLY_EVENT = r"(?:漏气|漏汽|跑气|窜气|煤气味|燃气味|臭鸡蛋味|臭鸡蛋|一股味|嘶嘶|丝丝响|咝咝|呲呲|滋滋|嗞嗞)"
 _DIZZY = r"(?:头晕|头昏|头痛|头疼|晕乎乎|晕倒|晕过去|昏倒|昏迷|昏过去|恶心想吐|想吐|一氧化碳|中毒|dizzy)"
 _NOT_GAS_LEAK = r"(?:轮胎|车胎|胎|自行车|电动车|气球|充气|气垫|打气|球|窗户?|门缝|门窗|空调|冰箱|高压锅|暖气|篮球|足球|床|游泳圈)"
 
-_PIPE = r"(?:水管|管道|管子|水喉|喉管|供水管|进水管|主管|立管|暖气管|暖气片|地暖管|消防管|喷淋管|热水管|冷水管|下水管|排水管|阀门|总阀|角阀|水表|龙头|pipe|pipes)"
-_BURST = r"(?:爆|崩|裂|破了|破裂|断了|断裂|脱了|脱开|脱落|冲开|喷|burst|broke|bursting)"
+_PIPE = r"(?:(?<!排)(?<!下)水管|管道|管子|水喉|喉管|供水管|进水管|主管|立管|暖气管|暖气片|地暖管|消防管|喷淋管|热水管|冷水管|阀门|总阀|角阀|水表|龙头|pipe|pipes)"
+_BURST = r"(?:爆|崩|裂|破了|破裂|断了|断裂|脱了|脱开|脱落|冲开|喷(?!淋|头|漆|涂|泉|雾)|burst|broke|bursting)"
 _FLOOD_STRONG = (
     r"(?:水漫|漫水|漫出来|漫进|漫到|淹了|淹到|淹没|被淹|水淹|淹咗|水浸|浸咗|浸晒|倒灌|灌进来|灌进|成河|汪洋|水灾|"
     r"flood|flooding|flooded|water everywhere)"
@@ -113,7 +115,7 @@ _WET_PLACE = (
     r"(?:家里|家中|屋里|屋内|房间|客厅|卧室|厨房|卫生间|整个|全屋|车库|地库|地下室|电梯|楼道|大堂|配电|电箱|电表箱|"
     r"楼下|一楼|单元|商铺|仓库|地下)"
 )
-_INTO = r"(?:进水|泡了|泡水|泡在水|泡着|浸泡|积水|灌水|水灌|涌水)"
+_INTO = r"(?:进水(?!管|阀|口|龙头|软管)|泡了|泡水|泡在水|泡着|浸泡|积水|灌水|水灌|涌水)"
 _LEAK_SEVERE = (
     r"(?:漏水|渗水|滴水|往下流|往下淌|往下滴|往下漏|流水|淌水|漏得)[^,.!?]{0,8}(?:很大|太大|(?<![不没])严重|(?<![不没])厉害|像下雨|止不住|"
     r"哗哗|越来越大|流到|淌到|漏到楼下|到处|一地|满地|顺着[^,.!?]{0,4}(?:灯|电线|插座|开关|电箱|电表))"
@@ -164,12 +166,12 @@ _STRUCT_OBJ = (
     r"楼梯|栏杆|护栏|扶手|雨棚|遮阳棚|广告牌|招牌|树|树枝|大树|石材|石板|构件|钢架|脚手架|屋顶|屋面|女儿墙|楼|房子|房屋|"
     r"地面|路面|地基|挡土墙|围墙|花盆|吊灯|灯|水泥块|混凝土|砖|梁|柱|井盖|车库顶|顶板|ceiling|wall|window|glass|balcony|tree)"
 )
-_TRIVIAL_OBJ = r"(?:树叶|落叶|叶子|果子|涂料|涂层|油漆|真石漆|饰面|墙皮|腻子|墙漆|漆|壁纸|墙纸|踢脚线|墙面起皮|一点灰|粉)"
+_TRIVIAL_OBJ = r"(?:执手|把手|滑轨|门锁|锁舌|排水管|冷凝水管|水管|管子|树叶|落叶|叶子|果子|涂料|涂层|油漆|真石漆|饰面|墙皮|腻子|墙漆|漆|壁纸|墙纸|踢脚线|墙面起皮|一点灰|粉)"
 _FALL_STRONG = (
-    r"(?:砸(?!门|墙|东西|钱)|(?:要|快|会)倒|倒了|(?:随时|马上|快要?|要|会)(?:会|要)?掉|倒下|倒在|掉[^,.!?]{0,2}(?:水泥|渣|块|砖|石头)|坍塌|倒塌|塌了|塌下|塌陷|要塌|快塌|塌咗|垮了|垮塌|冧|坠落|坠下|掉下来|掉下去|跌落|跌咗落|"
+    r"(?:砸(?!门|墙|东西|钱)|(?:要|快|会)倒(?!灌|水|垃圾|车|掉|闭)|倒了|(?:随时|马上|快要?|要|会)(?:会|要)?掉|倒下|倒在|掉[^,.!?]{0,2}(?:水泥|渣|块|砖|石头)|坍塌|倒塌|塌了|塌下|塌陷|要塌|快塌|塌咗|垮了|垮塌|冧|坠落|坠下|掉下来|掉下去|跌落|跌咗落|"
     r"摇摇欲坠|快掉|要掉|马上要掉|掉了下来|断裂|倾斜|下沉|collapse|collapsed|collapsing|fell|falling|fall down)"
 )
-_FALL_WEAK = r"(?:脱落|松动|松脱|松了|掉落|掉了|裂开|晃动|摇晃|晃|摇|鼓起来|开裂|loose|wobbl)"
+_FALL_WEAK = r"(?:脱落|松动|松脱|松了|掉落|掉了|晃动|摇晃|晃|摇|鼓起来|loose|wobbl)"
 _HIGH_OBJ = (
     r"(?:外墙|幕墙|玻璃|窗户|窗扇|窗框|空调外机|外机|雨棚|遮阳棚|广告牌|招牌|阳台|栏杆|护栏|吊顶|天花板|天花|吊灯|高空|楼上|"
     r"树(?!叶|苗|坑|皮)|树枝|大树|女儿墙|屋顶|楼顶|天台|石材|顶板|车库顶|墙体|承重墙|梁|柱|楼梯|balcony|railing|window|glass|ceiling|"
@@ -224,13 +226,14 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("fire", "smoke_smell", _rx(_SMOKE_SMELL), _rx(_SMOKE_SMELL_STRONG), 8, _rx(_SMOKER)),
     _Rule("fire", "smoke", _rx(r"(?:有烟|出烟|起烟|烟出来|仲有烟|冒着烟|好多烟)"), _rx(_ELECTRIC), 6,
           _rx(_SMOKER + r"|烟感|烟雾报警|烟机|抽油烟")),
-    _Rule("fire", "sparks", _rx(_SPARK), None, 0, _rx(r"(?:火星人|火星文|火星探|打火机|烟花|电焊|焊接|工地)")),
+    _Rule("fire", "sparks", _rx(_SPARK), None, 0,
+          _rx(r"(?:火星人|火星文|火星探|打火机|烟花|电焊|焊接|工地|点火|打火|燃气灶|煤气灶|灶|鞭炮|敲|拍)")),
     _Rule("fire", "electrical_burning", _rx(_ELEC_BURN), _rx(_ELECTRIC), 6,
           _rx(r"(?:灶|打火不|燃气|煤气|热水器打火|点火|烧坏了?[^,.!?]{0,4}(?:换|修|保修)|保险丝|灯泡|灯管)")),
     _Rule("fire", "electric_shock", _rx(_SHOCK), None, 0, _rx(r"(?:防触电|小心触电|谨防|触电保护)")),
     # lift entrapment
     _Rule("lift_entrapment", "trapped", _rx(_TRAP_STRONG), _rx(_LIFT), 15,
-          _rx(r"(?:楼梯|梯子|扶梯|梯形|阶梯|梯队|人梯|楼梯间|车位|车库门|汽车|车里|车内)")),
+          _rx(r"(?:楼梯|梯子|扶梯|梯形|阶梯|梯队|人梯|楼梯间|车位|车库门|汽车|车里|车内|困在家|困家|困在屋)")),
     _Rule("lift_entrapment", "trapped", _rx(_INSIDE_PERSON), _rx(_LIFT), 15,
           _rx(r"(?:抽烟|吸烟|广告|小广告|吵|尿|屎|吐痰|宠物|狗|贴|垃圾|臭|刻|涂鸦|打电话|装修|搬家)"), anchor_inside=True,
           also=_rx(_TRAP_WEAK + "|" + _TRAP_STRONG)),
@@ -242,8 +245,8 @@ _RULES: tuple[_Rule, ...] = (
           _rx(_TRIVIAL_OBJ + r"|(?:门把手|把手|开关|插座面板|窗帘|纱窗|密封条|胶条|门吸|合页|螺丝|漆|滑轮|滑轨|锁扣|插销|限位器|"
               r"窗户?把手|晾衣架)")),
     _Rule("structural", "harm", _rx(_HARM), None, 0, _rx(r"(?:砸门|砸东西)")),
-    _Rule("structural", "serious_crack", _rx(_CRACK_SERIOUS), _rx(_CRACK), 10,
-          _rx(r"(?:发丝|细小|细细|一点点|小裂|轻微|微小|头发丝|细纹|美缝|玻璃胶|腻子|墙漆|乳胶漆|地板|瓷砖缝|手机)")),
+    _Rule("structural", "serious_crack", _rx(_CRACK_SERIOUS), _rx(_CRACK), 10, clause=True, veto_near=_rx(
+          r"(?:发丝|细小|细细|一点点|小裂|轻微|微小|头发丝|细纹|美缝|玻璃胶|腻子|墙漆|乳胶漆|地板|瓷砖缝|手机)")),
     _Rule("structural", "throwing", _rx(_THROW), _rx(r"(?:砸|差点|险些|刚刚|刚才|刚|现在|正在|又|伤|头上|车|孩子|小孩|老人|人)"), 12,
           _rx(r"(?:管理|宣传|整治|治理|监控|摄像头|安装|呼吁|倡议|建议|罚)")),
 )
@@ -295,6 +298,10 @@ def _rule_hits(text: str, rule: _Rule) -> list[Emergency]:
         s_start, s_end = _sentence_bounds(text, a)
         span_a, span_z = a, z
         if rule.anchor is not None:
+            if rule.clause:
+                c_start = max((cm.end() for cm in _CLAUSE_END.finditer(text, s_start, a)), default=s_start)
+                c_end_m = _CLAUSE_END.search(text, z, s_end)
+                s_start, s_end = c_start, (c_end_m.start() if c_end_m else s_end)
             reach = rule.window * 5 + 4  # wide enough for Latin words, which count a quarter
             found = None
             for am in rule.anchor.finditer(text, max(s_start, a - reach), min(s_end, z + reach)):
