@@ -85,7 +85,13 @@ def test_command(
     file; print per-class tables and the confusion matrix; then the emergency recall."""
     from nlu.data_io import REAL_REGISTER_FILE, TEST_FILE, load_examples
     from nlu.evaluate import (
-        evaluate, evaluate_emergencies, format_confusion, format_emergencies, format_table, format_topics, write_report,
+        evaluate,
+        evaluate_emergencies,
+        format_confusion,
+        format_emergencies,
+        format_table,
+        format_topics,
+        write_report,
     )
     from nlu.pipeline import load_interpreter
 

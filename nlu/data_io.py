@@ -37,7 +37,7 @@ class Example:
 def _examples_of(block: object) -> list[tuple[str, str | None]]:
     if isinstance(block, str):
         lines = block.splitlines()
-        out = []
+        out: list[tuple[str, str | None]] = []
         for line in lines:
             stripped = line.strip()
             if stripped.startswith("- "):

@@ -2,7 +2,8 @@
 
 This module owns the rules that turn an owner's words into the slots a service desk fills in: which
 house (building–unit–room) or which public spot, a contact phone, a visit time, what kind of repair and
-how urgent, what kind of complaint and how serious, what the certificate question is about.
+how urgent (emergencies: :mod:`nlu.emergency`), what kind of complaint and how serious, what the certificate
+question is about.
 
 Rules work on the NORMALISED text (digits Arabic, Simplified, lower case; see :mod:`nlu.normalize`) and
 report offsets into the ORIGINAL text through :meth:`Normalized.span`. They are deliberately rules, not
@@ -137,7 +138,6 @@ _REPAIR = _lexicon({
                    "裂了", "起皮", "发霉", "霉", "吊顶", "天花板", "踢脚线", "墙", "crack", "tile", "floor"],
 })
 
-_NEGATION_BEFORE = re.compile(r"(?:没有|没|不是|无|并没|不再|已经不|已不)\s?$")
 
 _SEVERITY = _lexicon({
     "media": ["媒体", "曝光", "记者", "电视台", "报社", "上新闻", "新闻", "抖音", "微博", "小红书",
@@ -310,7 +310,7 @@ def _find_times(norm: Normalized, now: datetime) -> list[tuple[int, int, Entity]
     return found
 
 
-def _categories(norm: Normalized, name: str, pattern: re.Pattern[str], *, negatable: bool = False,
+def _categories(norm: Normalized, name: str, pattern: re.Pattern[str], *,
                 first_only: bool = True, weak: frozenset[str] = frozenset()) -> list[Entity]:
     """One entity per category value (its first mention), in text order.
 
@@ -326,8 +326,6 @@ def _categories(norm: Normalized, name: str, pattern: re.Pattern[str], *, negata
             continue
         if first_only and value in seen:
             continue
-        if negatable and _NEGATION_BEFORE.search(text[max(0, m.start() - 3):m.start()]):
-            continue  # 没有煤气味 is reassurance, not an emergency
         seen.add(value)
         start, end = norm.span(*m.span())
         out.append(Entity(name, value, start, end, {"keyword": m.group(0)}))

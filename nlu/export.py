@@ -15,12 +15,11 @@ This module owns the Rasa project layout a team gets, so that the same data trai
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import yaml
-
-import json
 
 from nlu.data_io import TRAIN_DIR, Example, dump_rasa_nlu, load_training_data
 from nlu.letters import strip_formulae

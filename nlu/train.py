@@ -25,8 +25,8 @@ from nlu.classifier import MODEL_DIR, IntentClassifier, fallback_distribution
 from nlu.courtesy import strip_courtesy
 from nlu.data_io import TRAIN_DIR, Example, load_training_data
 from nlu.features import FeatureConfig, extract_features
-from nlu.letters import strip_formulae
 from nlu.features import coverage as features_coverage
+from nlu.letters import strip_formulae
 from nlu.normalize import normalize
 
 __all__ = ["TrainReport", "train"]
