@@ -48,6 +48,10 @@ _DEMAND = re.compile(
 )
 
 
+# Words that open a demand or a question inside a sentence (…,请问业主个人办理需要提交哪些材料?).
+_DEMAND_START = re.compile(r"恳请|恳求|请求|希望|要求|请问|想问|想咨询|想了解|能否|可否|为什么|为何|何时")
+
+
 def strip_formulae(text: str) -> str:
     """The message without opening salutations/self-introductions and closing formulae, when
     something substantial remains; otherwise the text unchanged."""
@@ -67,7 +71,13 @@ def demand_part(text: str) -> str | None:
         return None
     sentences = [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
     if len(sentences) < 2:
-        return None
+        # One long sentence (commas only): the demand is what follows its last demand marker.
+        last = None
+        for m in _DEMAND_START.finditer(text):
+            last = m
+        if last is None or last.start() < len(text) // 3:
+            return None
+        return text[last.start():]
     tail = sentences[-3:]
     with_demand = [s for s in tail if _DEMAND.search(s)]
     picked = with_demand[-2:] if with_demand else tail[-1:]
