@@ -3,12 +3,16 @@
 Measures, in one fresh process:
 
 * model load time — importing ``nlu`` and ``load_interpreter()`` of the shipped model (cold);
-* single-message parse latency p50 / p99 / max over the held-out and training messages (warm);
+* single-message parse latency p50 / p99 / max over the held-out and chat training messages (warm);
+* real-register messages (letters, 12345 records, headlines) and a letter of 1,000+ characters
+  (issue 11: ≤ 5 ms per parse); thread CPU time is reported beside wall time because the machine is
+  shared, and the best run shows the code's own cost when others load the cores;
 * batch throughput — messages per second parsing the whole corpus in a loop;
 * resident memory (VmRSS) of the process after loading the model, and after also loading jieba
   (``nlu.tokenize``, which the knowledge base uses in the same process).
 
-Goals (issue 3): p50 ≤ 1 ms, load ≤ 2 s, RSS with the model ≤ 250 MB.
+Goals (issue 3): p50 ≤ 1 ms, load ≤ 2 s, RSS with the model ≤ 250 MB; (issue 11) a 1,000-character
+letter ≤ 5 ms.
 """
 
 from __future__ import annotations
@@ -147,6 +151,7 @@ def main() -> None:
         "letter_1000_p50_ms": round(percentile(very_long_wall, 50), 3),
         "letter_1000_p99_ms": round(percentile(very_long_wall, 99), 3),
         "letter_1000_cpu_p50_ms": round(percentile(very_long_cpu, 50), 3),
+        "letter_1000_cpu_min_ms": round(min(very_long_cpu), 3),
         "throughput_msg_per_s": round(throughput),
         "rss_start_mb": round(rss_start, 1),
         "rss_with_model_mb": round(rss_model, 1),
@@ -168,7 +173,8 @@ def main() -> None:
     print(f"real-register set: {figures['letters']} messages, mean {figures['letters_mean_chars']} characters: "
           f"CPU p50 {figures['letters_cpu_p50_ms']} ms, p99 {figures['letters_cpu_p99_ms']} ms")
     print(f"letter of {figures['letter_1000_chars']} characters: p50 {figures['letter_1000_p50_ms']} ms, "
-          f"p99 {figures['letter_1000_p99_ms']} ms (wall), CPU p50 {figures['letter_1000_cpu_p50_ms']} ms")
+          f"p99 {figures['letter_1000_p99_ms']} ms (wall), CPU p50 {figures['letter_1000_cpu_p50_ms']} ms, "
+          f"CPU best {figures['letter_1000_cpu_min_ms']} ms")
     print(f"throughput (batch, one thread): {figures['throughput_msg_per_s']} messages/s")
     print(f"RSS: start {rss_start:.1f} MB, with model {rss_model:.1f} MB, "
           f"plus jieba (tokenize, {t_jieba * 1000:.0f} ms init) {rss_jieba:.1f} MB")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
+from operator import add
 from collections.abc import Container
 
 from nlu.cues import cue_features
@@ -52,11 +53,15 @@ def extract_features(normalized_text: str, config: FeatureConfig) -> Counter[str
     """Feature counts of one normalised message."""
     text = _DIGIT_RUN.sub("0", normalized_text)
     padded = BOS + text + EOS
-    length = len(padded)
-    # One list, one Counter: the C-level Counter constructor is several times faster than += per gram.
-    grams = [padded[i:i + n] for n in range(config.ngram_min, config.ngram_max + 1)
-             for i in range(length - n + 1)]
-    counts: Counter[str] = Counter(grams)
+    # n-grams are built by pairwise concatenation in C (map(add, …)) and counted by Counter's C loop:
+    # several times faster than slicing in a comprehension on a 1,000-character letter.
+    counts: Counter[str] = Counter()
+    seq: list[str] = list(padded)
+    for n in range(1, config.ngram_max + 1):
+        if n > 1:
+            seq = list(map(add, seq, padded[n - 1:]))
+        if n >= config.ngram_min:
+            counts.update(seq)
     # Drop the boundary markers as unigrams and whitespace-only grams. Popping the few possible keys is
     # exact and, unlike filtering every gram, costs nothing on a 1,000-character letter.
     for key in _SKIP_UNIGRAMS:
