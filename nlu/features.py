@@ -16,8 +16,8 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from operator import add
 from collections.abc import Container
+from operator import add
 
 from nlu.cues import cue_features
 
