@@ -95,14 +95,20 @@ def test_parse_cli_shows_topic() -> None:
     assert row["intent"] == "complaint" and row["topic"] == "certificate"
 
 
-async def test_stored_parse_has_the_topic(yezhu: YezhuFactory) -> None:
+async def test_stored_parse_has_the_topic_and_the_urgency(yezhu: YezhuFactory) -> None:
     client = await yezhu()
-    text = "开发商说好去年底办房产证，现在都过去一年了还没动静"
-    resp = await client.post("/api/v1/messages", json={"sender": "topic-1", "text": text}, headers=auth())
-    assert resp.status < 300
+    grievance = "开发商说好去年底办房产证，现在都过去一年了还没动静"
+    emergency = "谢谢你们上次帮忙，现在厨房里一股很重的煤汽味"
+    for sender, text in (("topic-1", grievance), ("topic-2", emergency)):
+        resp = await client.post("/api/v1/messages", json={"sender": sender, "text": text}, headers=auth())
+        assert resp.status < 300
     async with client.app[RUNTIME].db.session() as s:
-        stored = (await s.execute(sa.select(Message.nlu).where(Message.text == text))).scalars().first()
-    assert stored is not None and stored["topic"] == "certificate" and stored["intent"] == "complaint"
+        stored = dict((await s.execute(sa.select(Message.text, Message.nlu).where(
+            Message.text.in_([grievance, emergency])))).all())
+    assert stored[grievance]["topic"] == "certificate" and stored[grievance]["intent"] == "complaint"
+    urgency = [e for e in stored[emergency]["entities"] if e["entity"] == "urgency"]
+    assert [e["value"] for e in urgency] == ["gas_leak"]
+    assert "煤汽味" in emergency[urgency[0]["start"]:urgency[0]["end"]]
 
 
 def test_formulae_carry_no_intent() -> None:
