@@ -74,23 +74,50 @@ def parse(
 
 @app.command("test")
 def test_command(
-    file: Annotated[Path, typer.Argument(help="Rasa NLU YAML file to evaluate on.", exists=True, dir_okay=False)],
-    out: Annotated[Path, typer.Option("--out", help="Report directory.")] = Path("reports/nlu"),
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="Rasa NLU YAML files to evaluate on (default: the held-out set and the real-register set).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Report directory (one sub-directory per file).")] = Path("reports/nlu"),
     model: ModelOpt = None,
+    emergencies: Annotated[bool, typer.Option(help="Also measure emergency recall and false alarms.")] = True,
 ) -> None:
-    """Evaluate intents on FILE; write intent_report.json, intent_confusion_matrix.png and
-    intent_errors.json (like `rasa test nlu`) and print a summary table."""
-    from nlu.data_io import load_examples
-    from nlu.evaluate import evaluate, format_table, write_report
+    """Evaluate intents (and topics, where labelled) on each FILE; write intent_report.json,
+    intent_confusion_matrix.png, intent_errors.json (like `rasa test nlu`) and topic_report.json per
+    file; print per-class tables and the confusion matrix; then the emergency recall."""
+    from nlu.data_io import REAL_REGISTER_FILE, TEST_FILE, load_examples
+    from nlu.evaluate import (
+        evaluate,
+        evaluate_emergencies,
+        format_confusion,
+        format_emergencies,
+        format_table,
+        format_topics,
+        write_report,
+    )
     from nlu.pipeline import load_interpreter
 
-    examples = load_examples(file)
-    if not examples:
-        raise typer.BadParameter(f"no intent examples in {file}")
-    result = evaluate(examples, load_interpreter("yezhu", None, model))
-    paths = write_report(result, out)
-    typer.echo(format_table(result.report))
-    typer.echo(f"{len(result.errors)} errors; report written to {out}: " + ", ".join(p.name for p in paths))
+    chosen = list(files) if files else [TEST_FILE, REAL_REGISTER_FILE]
+    for file in chosen:
+        if not file.is_file():
+            raise typer.BadParameter(f"no such file: {file}")
+    interpreter = load_interpreter("yezhu", None, model)
+    for file in chosen:
+        examples = load_examples(file)
+        if not examples:
+            raise typer.BadParameter(f"no intent examples in {file}")
+        result = evaluate(examples, interpreter)
+        target = out / file.stem if len(chosen) > 1 else out
+        paths = write_report(result, target)
+        typer.echo(f"== {file.name}: {len(examples)} examples")
+        typer.echo(format_table(result.report))
+        typer.echo(format_confusion(result))
+        if result.topic_report is not None:
+            typer.echo(format_topics(result.topic_report))
+        typer.echo(f"{len(result.errors)} errors; report written to {target}: " + ", ".join(p.name for p in paths))
+    if emergencies:
+        from nlu.data_io import EMERGENCY_FILES
+
+        typer.echo("== emergencies: " + ", ".join(p.name for p in EMERGENCY_FILES))
+        typer.echo(format_emergencies(evaluate_emergencies(list(EMERGENCY_FILES), interpreter)))
 
 
 @app.command("export-rasa")

@@ -14,11 +14,15 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["DATA_DIR", "TEST_FILE", "Example", "dump_rasa_nlu", "load_examples", "load_training_data"]
+__all__ = ["DATA_DIR", "EMERGENCY_FILES", "REAL_REGISTER_FILE", "TEST_FILE", "Example", "dump_rasa_nlu", "load_examples", "load_training_data"]
 
 DATA_DIR = Path(__file__).parent / "data"
 TRAIN_DIR = DATA_DIR / "nlu"
 TEST_FILE = DATA_DIR / "test" / "test.yml"
+# Long letters and headlines in the register of public message boards and 12345 records (act + topic).
+REAL_REGISTER_FILE = DATA_DIR / "test" / "real_register.yml"
+# Emergency wordings and near misses (dev: rules tuned against it; holdout: measured only).
+EMERGENCY_FILES = (DATA_DIR / "emergency" / "dev.yml", DATA_DIR / "emergency" / "holdout.yml")
 
 _ANNOTATION = re.compile(r"\[([^\]]+)\](?:\([^)]*\)|\{[^}]*\})")
 
@@ -27,21 +31,30 @@ _ANNOTATION = re.compile(r"\[([^\]]+)\](?:\([^)]*\)|\{[^}]*\})")
 class Example:
     text: str
     intent: str
+    topic: str | None = None  # from the example's ``metadata: {topic: …}`` (Rasa's detailed form)
 
 
-def _examples_of(block: object) -> list[str]:
+def _examples_of(block: object) -> list[tuple[str, str | None]]:
     if isinstance(block, str):
         lines = block.splitlines()
-        out = []
+        out: list[tuple[str, str | None]] = []
         for line in lines:
             stripped = line.strip()
             if stripped.startswith("- "):
-                out.append(stripped[2:].strip())
+                out.append((stripped[2:].strip(), None))
             elif stripped == "-":
                 continue
         return out
-    if isinstance(block, list):  # the "detailed" form: [{text: …, metadata: …}]
-        return [str(item["text"]) if isinstance(item, dict) else str(item) for item in block]
+    if isinstance(block, list):  # the "detailed" form: [{text: …, metadata: {topic: …}}]
+        detailed: list[tuple[str, str | None]] = []
+        for item in block:
+            if isinstance(item, dict):
+                meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+                topic = meta.get("topic") if meta else None
+                detailed.append((str(item["text"]).strip(), str(topic) if topic else None))
+            else:
+                detailed.append((str(item), None))
+        return detailed
     return []
 
 
@@ -53,10 +66,10 @@ def load_examples(path: Path) -> list[Example]:
         if not isinstance(item, dict) or "intent" not in item:
             continue  # synonyms, regexes and lookup tables are Rasa-only
         intent = str(item["intent"])
-        for text in _examples_of(item.get("examples")):
+        for text, topic in _examples_of(item.get("examples")):
             text = _ANNOTATION.sub(r"\1", text)
             if text:
-                examples.append(Example(text, intent))
+                examples.append(Example(text, intent, topic))
     return examples
 
 

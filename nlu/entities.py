@@ -2,7 +2,8 @@
 
 This module owns the rules that turn an owner's words into the slots a service desk fills in: which
 house (building–unit–room) or which public spot, a contact phone, a visit time, what kind of repair and
-how urgent, what kind of complaint and how serious, what the certificate question is about.
+how urgent (emergencies: :mod:`nlu.emergency`), what kind of complaint and how serious, what the certificate
+question is about.
 
 Rules work on the NORMALISED text (digits Arabic, Simplified, lower case; see :mod:`nlu.normalize`) and
 report offsets into the ORIGINAL text through :meth:`Normalized.span`. They are deliberately rules, not
@@ -18,6 +19,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 
+from nlu.emergency import detect_emergencies
 from nlu.normalize import Normalized
 from nlu.timeparse import find_times
 from nlu.types import Entity
@@ -136,19 +138,6 @@ _REPAIR = _lexicon({
                    "裂了", "起皮", "发霉", "霉", "吊顶", "天花板", "踢脚线", "墙", "crack", "tile", "floor"],
 })
 
-_URGENCY = _lexicon({
-    "gas_leak": ["煤气味", "燃气味", "天然气味", "闻到煤气", "闻到燃气", "漏气", "煤气泄漏", "燃气泄漏", "气味很大",
-                 "一股煤气", "一股燃气", "gas leak", "smell gas", "smell of gas"],
-    "flooding": ["水漫", "淹了", "被淹", "水淹", "到处是水", "满地是水", "满屋子水", "一地水", "全是水", "漏到楼下",
-                 "泡了", "泡坏", "爆管", "水管爆", "喷水", "哗哗", "止不住", "关不住", "flood", "flooding"],
-    "burning": ["烧焦", "焦味", "糊味", "冒烟", "着火", "起火", "烧起来", "火灾", "烟雾", "burning", "smoke"],
-    "sparks": ["火花", "电火花", "打火花", "冒火花", "冒火星", "漏电", "触电", "电到", "噼里啪啦", "spark", "sparks"],
-    "trapped": ["困在", "被困", "困人", "关在电梯", "卡在电梯", "关在里面", "困住", "出不来", "trapped",
-                "stuck in"],
-    "falling": ["掉下来", "掉下去", "砸到", "砸伤", "砸坏", "坠落", "坠物", "高空抛物", "摇摇欲坠", "快掉了",
-                "要掉了", "掉落", "塌了", "要塌", "倒塌", "falling"],
-})
-_NEGATION_BEFORE = re.compile(r"(?:没有|没|不是|无|并没|不再|已经不|已不)\s?$")
 
 _SEVERITY = _lexicon({
     "media": ["媒体", "曝光", "记者", "电视台", "报社", "上新闻", "新闻", "抖音", "微博", "小红书",
@@ -321,7 +310,7 @@ def _find_times(norm: Normalized, now: datetime) -> list[tuple[int, int, Entity]
     return found
 
 
-def _categories(norm: Normalized, name: str, pattern: re.Pattern[str], *, negatable: bool = False,
+def _categories(norm: Normalized, name: str, pattern: re.Pattern[str], *,
                 first_only: bool = True, weak: frozenset[str] = frozenset()) -> list[Entity]:
     """One entity per category value (its first mention), in text order.
 
@@ -337,8 +326,6 @@ def _categories(norm: Normalized, name: str, pattern: re.Pattern[str], *, negata
             continue
         if first_only and value in seen:
             continue
-        if negatable and _NEGATION_BEFORE.search(text[max(0, m.start() - 3):m.start()]):
-            continue  # 没有煤气味 is reassurance, not an emergency
         seen.add(value)
         start, end = norm.span(*m.span())
         out.append(Entity(name, value, start, end, {"keyword": m.group(0)}))
@@ -361,7 +348,10 @@ def extract_entities(norm: Normalized, now: datetime) -> list[Entity]:
             spans.append((a, b, ent))
     entities = [ent for _, _, ent in spans]
     entities += _categories(norm, "repair_category", _REPAIR)
-    entities += _categories(norm, "urgency", _URGENCY, negatable=True)
+    for emergency in detect_emergencies(norm.text):
+        start, end = norm.span(emergency.start, emergency.end)
+        entities.append(Entity("urgency", emergency.kind, start, end,
+                               {"keyword": emergency.keyword, "detail": emergency.detail}))
     entities += _categories(norm, "complaint_category", _COMPLAINT, weak=_COMPLAINT_WEAK)
     entities += _categories(norm, "severity", _SEVERITY)
     if _CERT_CONTEXT.search(norm.text):

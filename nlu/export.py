@@ -5,21 +5,27 @@ This module owns the Rasa project layout a team gets, so that the same data trai
 
 * ``config.yml`` — ``language: zh``; JiebaTokenizer with Yezhu's domain dictionary, count-vector
   features over words and character n-grams, DIET for intents, a FallbackClassifier;
-* ``data/nlu.yml`` — every training example (Rasa NLU YAML, version 3.1);
-* ``domain.yml`` — the intents (Yezhu's entities come from its own rules, which the interpreter adds
-  to Rasa's answer, so none are declared);
+* ``data/nlu.yml`` — every training example (Rasa NLU YAML, version 3.1), with the word that names its
+  topic annotated as the entity ``topic`` (``[房产证]{"entity": "topic", "value": "certificate"}``), so
+  that a Rasa model learns the topic apart from the intent (the act);
+* ``domain.yml`` — the intents and the ``topic`` entity (Yezhu's other entities come from its own rules,
+  which the interpreter adds to Rasa's answer, so they are not declared);
 * ``jieba_userdict/domain_dict.txt`` — the domain dictionary, where ``dictionary_path`` points.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import yaml
 
-from nlu.data_io import TRAIN_DIR, dump_rasa_nlu, load_training_data
+from nlu.data_io import TRAIN_DIR, Example, dump_rasa_nlu, load_training_data
+from nlu.letters import strip_formulae
+from nlu.normalize import normalize
 from nlu.tokenize import DOMAIN_DICT
+from nlu.topic import detect_topic
 from nlu.types import INTENTS
 
 __all__ = ["export_rasa"]
@@ -57,14 +63,36 @@ def export_rasa(out_dir: Path, data: Path | None = None) -> list[Path]:
         encoding="utf-8",
     )
     nlu_path = out_dir / "data" / "nlu.yml"
-    nlu_path.write_text(dump_rasa_nlu(examples), encoding="utf-8")
+    nlu_path.write_text(dump_rasa_nlu([_with_topic(ex) for ex in examples]), encoding="utf-8")
     present = {ex.intent for ex in examples}
     intents = [i for i in INTENTS if i in present] + sorted(present - set(INTENTS))
     domain_path = out_dir / "domain.yml"
     domain_path.write_text(
-        yaml.safe_dump({"version": "3.1", "intents": intents}, allow_unicode=True, sort_keys=False),
+        yaml.safe_dump({"version": "3.1", "intents": intents, "entities": ["topic"]}, allow_unicode=True,
+                       sort_keys=False),
         encoding="utf-8",
     )
     dict_path = dict_dir / DOMAIN_DICT.name
     shutil.copyfile(DOMAIN_DICT, dict_path)
     return [config_path, nlu_path, domain_path, dict_path]
+
+
+_RASA_SYNTAX = set("[](){}")
+
+
+def _with_topic(ex: Example) -> Example:
+    """The example with the word naming its topic annotated as Rasa's ``topic`` entity (the labelled
+    topic when the example carries one, else the detected one); unchanged when no word names it."""
+    if _RASA_SYNTAX.intersection(ex.text):
+        return ex
+    norm = normalize(ex.text)
+    found = detect_topic(strip_formulae(norm.text), ex.intent)
+    topic = ex.topic or found.topic
+    if topic is None or found.keyword is None or found.topic != topic:
+        return ex
+    start = ex.text.find(found.keyword)
+    if start < 0:  # the owner wrote it differently (Traditional, full-width): leave it unannotated
+        return ex
+    end = start + len(found.keyword)
+    entity = json.dumps({"entity": "topic", "value": topic}, ensure_ascii=False)
+    return Example(f"{ex.text[:start]}[{ex.text[start:end]}]{entity}{ex.text[end:]}", ex.intent, ex.topic)

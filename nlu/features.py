@@ -13,9 +13,11 @@ options it was trained with.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Container
+from operator import add
 
 from nlu.cues import cue_features
 
@@ -51,11 +53,23 @@ def extract_features(normalized_text: str, config: FeatureConfig) -> Counter[str
     """Feature counts of one normalised message."""
     text = _DIGIT_RUN.sub("0", normalized_text)
     padded = BOS + text + EOS
-    length = len(padded)
-    # One list, one Counter: the C-level Counter constructor is several times faster than += per gram.
-    grams = [padded[i:i + n] for n in range(config.ngram_min, config.ngram_max + 1)
-             for i in range(length - n + 1)]
-    counts: Counter[str] = Counter(g for g in grams if g not in _SKIP_UNIGRAMS and not g.isspace())
+    # n-grams are built by pairwise concatenation in C (map(add, …)) and counted by Counter's C loop:
+    # several times faster than slicing in a comprehension on a 1,000-character letter.
+    counts: Counter[str] = Counter()
+    seq: list[str] = list(padded)
+    for n in range(1, config.ngram_max + 1):
+        if n > 1:
+            seq = list(map(add, seq, padded[n - 1:]))
+        if n >= config.ngram_min:
+            counts.update(seq)
+    # Drop the boundary markers as unigrams and whitespace-only grams. Popping the few possible keys is
+    # exact and, unlike filtering every gram, costs nothing on a 1,000-character letter.
+    for key in _SKIP_UNIGRAMS:
+        counts.pop(key, None)
+    spaces = {ch for ch in set(text) if ch.isspace()}
+    if spaces:
+        for key in _whitespace_grams(frozenset(spaces), config.ngram_max):
+            counts.pop(key, None)
     for word in _LATIN_WORD.findall(text):
         counts["w:" + word] += 1
     if config.cues:
@@ -69,20 +83,25 @@ def extract_features(normalized_text: str, config: FeatureConfig) -> Counter[str
     return counts
 
 
+@functools.lru_cache(maxsize=64)
+def _whitespace_grams(spaces: frozenset[str], longest: int) -> tuple[str, ...]:
+    grams = [""]
+    out: list[str] = []
+    for _ in range(longest):
+        grams = [g + ch for g in grams for ch in sorted(spaces)]
+        out += grams
+    return tuple(out)
+
+
 def coverage(counts: Counter[str], known: Container[str]) -> float:
     """Share of a message the model has seen: known character bigrams among its (non-Latin) bigrams,
     and known words among its Latin words. Near 0 for gibberish or another domain's vocabulary,
     around 0.7 for a typical owner message. Bigrams, not trigrams: a new phrasing of a known topic
     keeps most bigrams and loses most trigrams."""
-    seen = total = 0
     letters = _ASCII_LETTERS
-    for gram, n in counts.items():
-        if len(gram) == 2:
-            if gram[0] in letters or gram[1] in letters:
-                continue
-        elif not gram.startswith("w:"):
-            continue
-        total += n
-        if gram in known:
-            seen += n
+    # Only bigrams and Latin words count; comprehensions keep the loop in fast paths for long letters.
+    pairs = [(gram, n) for gram, n in counts.items()
+             if (len(gram) == 2 and gram[0] not in letters and gram[1] not in letters) or gram[:2] == "w:"]
+    total = sum(n for _, n in pairs)
+    seen = sum(n for gram, n in pairs if gram in known)
     return seen / total if total else 0.0

@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any
 from nlu.classifier import MODEL_DIR, IntentClassifier
 from nlu.courtesy import strip_courtesy
 from nlu.entities import extract_entities
+from nlu.letters import demand_part, strip_formulae
 from nlu.normalize import normalize
 from nlu.timeparse import SHANGHAI
+from nlu.topic import detect_topic
 from nlu.types import BUSINESS_INTENTS, Entity, ParseResult
 
 if TYPE_CHECKING:
@@ -47,6 +49,8 @@ BACKENDS = ("yezhu", "rasa")
 # a message long enough to carry it: 谢谢你们上次修好了水管这次厨房又漏了 is a repair.
 _BUSINESS_FLOOR = 0.15
 _COURTESY = frozenset({"greet", "thanks"})
+# Weight of a letter's demand (its last sentences) against the whole text; see docs/NLU.md.
+_DEMAND_WEIGHT = 0.4
 # Rasa's FallbackClassifier answers nlu_fallback when unsure; for Yezhu's policy that is "other" with
 # a low confidence, which already routes to a person.
 _RASA_INTENT_ALIASES = {"nlu_fallback": "other"}
@@ -74,8 +78,8 @@ class Interpreter:
         norm = normalize(text)
         if not norm.text.strip():
             return ParseResult(text=text, intent="other", confidence=0.0, normalized=norm.text, backend="yezhu")
-        core = strip_courtesy(norm.text)
-        ranking = self.classifier.rank(core)
+        core = strip_courtesy(strip_formulae(norm.text))
+        ranking = self._rank(core)
         intent, confidence = ranking[0]
         if intent in _COURTESY:
             intent, confidence = _business_behind_courtesy(core, ranking) or (intent, confidence)
@@ -89,7 +93,18 @@ class Interpreter:
             intent_ranking=tuple(ranking),
             normalized=norm.text,
             backend="yezhu",
+            topic=detect_topic(core, intent).topic,
         )
+
+    def _rank(self, core: str) -> list[tuple[str, float]]:
+        """Intent ranking of the whole text; for a letter, mixed with the ranking of its demand (the
+        request usually comes last), so the decision rests on the whole text and on what is asked."""
+        probs = self.classifier.probabilities(core)
+        demand = demand_part(core)
+        if demand is not None:
+            probs = (1.0 - _DEMAND_WEIGHT) * probs + _DEMAND_WEIGHT * self.classifier.probabilities(demand)
+        order = probs.argsort()[::-1]
+        return [(self.classifier.classes[i], float(probs[i])) for i in order]
 
     # --- async entry point (both backends) -----------------------------------------------------
 
@@ -117,6 +132,8 @@ class Interpreter:
                                        int(item["end"]), extra))
             except (KeyError, TypeError, ValueError):
                 log.warning("ignoring malformed entity from Rasa: %r", item)
+        rasa_topic = next((e.value for e in entities if e.entity == "topic"), None)
+        entities = [e for e in entities if e.entity != "topic"]
         rasa_names = {e.entity for e in entities}
         entities += [e for e in own.entities if e.entity not in rasa_names]
         entities.sort(key=lambda e: (e.start, e.end))
@@ -135,6 +152,7 @@ class Interpreter:
             intent_ranking=tuple(ranking),
             normalized=own.normalized,
             backend="rasa",
+            topic=rasa_topic or own.topic,
         )
 
 

@@ -26,6 +26,7 @@ from nlu.courtesy import strip_courtesy
 from nlu.data_io import TRAIN_DIR, Example, load_training_data
 from nlu.features import FeatureConfig, extract_features
 from nlu.features import coverage as features_coverage
+from nlu.letters import strip_formulae
 from nlu.normalize import normalize
 
 __all__ = ["TrainReport", "train"]
@@ -52,7 +53,7 @@ class TrainReport:
 
 def prepare(text: str) -> str:
     """The text the classifier sees: normalised, courtesy cut (the same at run time)."""
-    return strip_courtesy(normalize(text).text)
+    return strip_courtesy(strip_formulae(normalize(text).text))
 
 
 def _build_vocabulary(counts: list[Counter[str]], min_df: int = 1) -> tuple[list[str], np.ndarray]:

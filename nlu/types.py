@@ -48,6 +48,8 @@ class ParseResult:
     intent_ranking: tuple[tuple[str, float], ...] = ()
     normalized: str = ""
     backend: str = "yezhu"
+    # What the message is about (nlu.topic.TOPICS), apart from the act (intent); None if nothing names one.
+    topic: str | None = None
 
     def entity(self, name: str) -> Entity | None:
         """The first entity called ``name`` (in text order), or ``None``."""
@@ -65,6 +67,7 @@ class ParseResult:
             "text": self.text,
             "intent": self.intent,
             "confidence": round(float(self.confidence), 4),
+            "topic": self.topic,
             "entities": [ent.to_dict() for ent in self.entities],
             "intent_ranking": [{"name": name, "confidence": round(float(conf), 4)}
                                for name, conf in self.intent_ranking],

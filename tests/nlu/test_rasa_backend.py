@@ -128,3 +128,25 @@ async def test_fallback_when_server_errors(aiohttp_server: ServerFactory, caplog
 async def test_own_backend_aparse_wraps_parse() -> None:
     interpreter = load_interpreter()
     assert (await interpreter.aparse("转人工")).intent == interpreter.parse("转人工").intent == "human"
+
+
+async def test_rasa_topic_entity_becomes_the_topic(aiohttp_server: ServerFactory) -> None:
+    async def parse(request: web.Request) -> web.Response:
+        body = await request.json()
+        answer = rasa_answer(body["text"])
+        answer["entities"].append({"entity": "topic", "value": "handover", "start": 0, "end": 2,
+                                   "extractor": "DIETClassifier"})
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_post("/model/parse", parse)
+    server = await aiohttp_server(app)
+    result = await rasa_interpreter(str(server.make_url("/"))).aparse("交房一拖再拖")
+    assert result.backend == "rasa" and result.topic == "handover"
+    assert "topic" not in {e.entity for e in result.entities}
+    assert result.to_dict()["topic"] == "handover"
+
+
+async def test_own_topic_when_rasa_names_none(rasa_server: TestServer) -> None:
+    result = await rasa_interpreter(str(rasa_server.make_url("/"))).aparse("3栋2单元501的房产证什么时候能办好")
+    assert result.backend == "rasa" and result.topic == "certificate"
