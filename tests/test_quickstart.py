@@ -279,7 +279,7 @@ async def staff_steps(server: Server, chromium: Any, passwords: dict[str, str], 
             await page.screenshot(path=shot_path(f"quickstart-{name}"), full_page=False)
 
     agent = await login("kefu")
-    waiting = agent.locator(".queue-item", has_text="demo-1").first
+    waiting = agent.locator(".queue-item", has_text="人工").first  # the message that made the chat wait
     await waiting.wait_for()
     await shot(agent, "queue")
     await waiting.locator("button.claim").click()
