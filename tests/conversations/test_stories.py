@@ -1,0 +1,158 @@
+"""The conversation stories (tests/conversations/stories/*.yml, docs/STORIES.md), each a test case on
+SQLite and on PostgreSQL, played through the real signed WeChat webhook with a fixed clock.
+
+A story marked ``pending: "reason"`` describes behaviour not built yet (issue 10): it runs as a
+non-strict xfail, so it turns green without an edit once the dialogue does what it says. A failure
+prints the whole transcript, every check marked ✓ or ✗.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bot.runtime import RUNTIME, Runtime
+from bot.stories import StoryRun, load_stories
+from bot.store.models import Base, Conversation, Identity, Message
+from tests.conftest import WECHAT, YezhuFactory, run_sync
+from tests.fakes.wechat_client import WeChatOwner
+from tests.fakes.wechat_server import FakeWeChatAPI
+
+STORIES = load_stories(Path(__file__).parent / "stories")
+
+
+def _params() -> list[Any]:
+    return [
+        pytest.param(s, id=s.id, marks=[pytest.mark.xfail(reason=s.pending, strict=False)] if s.pending else [])
+        for s in STORIES
+    ]
+
+
+class WebhookDriver:
+    """Each owner line goes to ``/wechat/default`` signed as WeChat signs it; the passive reply is the
+    answer. A turn slower than the reply budget (a loaded machine) is answered later through the
+    customer-service API: its stored reply is read back instead."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.owners: dict[str, WeChatOwner] = {}
+
+    @property
+    def rt(self) -> Runtime:
+        return self.client.app[RUNTIME]
+
+    async def send(self, openid: str, kind: str, text: str) -> str:
+        owner = self.owners.get(openid)
+        if owner is None:
+            owner = self.owners[openid] = WeChatOwner(
+                self.client, token=WECHAT["wechat_token"], app_id=WECHAT["wechat_app_id"], openid=openid)
+        async with self.rt.db.session() as s:
+            last = await s.scalar(sa.select(sa.func.coalesce(sa.func.max(Message.id), 0)))
+        if kind == "voice":
+            reply = await owner.send_voice(text)
+        elif kind == "image":
+            reply = await owner.send_image()
+        else:
+            reply = await owner.send_text(text)
+        if reply is not None:
+            return reply
+        await self.rt.engine.drain()
+        async with self.rt.db.session() as s:
+            texts = (await s.execute(
+                sa.select(Message.text).join(Conversation, Conversation.id == Message.conversation_id)
+                .join(Identity, Identity.id == Conversation.identity_id)
+                .where(Identity.external_id == openid, Message.direction == "out", Message.id > last)
+                .order_by(Message.id))).scalars().all()
+        return "\n\n".join(texts)
+
+
+# --- databases: one demo database per engine, restored before each story ---------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_demo_rows(pg_database: str) -> dict[str, list[dict[str, Any]]]:
+    """The demo data loaded once into the session's PostgreSQL database and kept as rows: restoring
+    them is several times faster than loading the demo (password hashes, 2,592 houses) per story."""
+    from bot.demo import load_demo
+    from bot.store.db import Database
+    from tests.conftest import truncate_pg
+
+    async def load() -> dict[str, list[dict[str, Any]]]:
+        await truncate_pg(pg_database)
+        db = Database(pg_database)
+        try:
+            await load_demo(db, admin_password="admin-pass")
+        finally:
+            await db.close()
+        engine = create_async_engine(pg_database)
+        async with engine.connect() as conn:
+            rows = {t.name: [dict(r._mapping) for r in await conn.execute(sa.select(t))]
+                    for t in Base.metadata.sorted_tables}
+        await engine.dispose()
+        return rows
+
+    result: dict[str, list[dict[str, Any]]] = run_sync(load())
+    return result
+
+
+async def restore_pg(url: str, rows: dict[str, list[dict[str, Any]]]) -> None:
+    engine = create_async_engine(url)
+    tables = Base.metadata.sorted_tables
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t.name}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+        for table in tables:
+            if rows.get(table.name):
+                await conn.execute(table.insert(), rows[table.name])
+            pk = list(table.primary_key.columns)
+            if rows.get(table.name) and len(pk) == 1 and isinstance(pk[0].type, sa.Integer):
+                await conn.execute(sa.text(
+                    f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', '{pk[0].name}'), "
+                    f"(SELECT max(\"{pk[0].name}\") FROM \"{table.name}\"))"))
+    await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def story_db_url(request: pytest.FixtureRequest, sqlite_demo_template: Path, tmp_path: Path) -> str:
+    """A fresh demo database for one story: a copy of the SQLite demo file, or PostgreSQL restored."""
+    if request.param == "sqlite":
+        path = tmp_path / f"story-{uuid.uuid4().hex[:6]}.db"
+        shutil.copy(sqlite_demo_template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("pg_database")
+    run_sync(restore_pg(url, request.getfixturevalue("pg_demo_rows")))
+    return url
+
+
+@pytest.fixture
+async def story_client(yezhu: YezhuFactory, story_db_url: str) -> AsyncIterator[Any]:
+    async with FakeWeChatAPI({WECHAT["wechat_app_id"]: WECHAT["wechat_app_secret"]}) as api:
+        yield await yezhu(demo=False, database_url=story_db_url, wechat_api_base=api.base_url, reply_budget=4.5,
+                          turn_recovery_after=0)
+
+
+@pytest.mark.parametrize("story", _params())
+async def test_story(story: Any, story_client: Any) -> None:
+    rt: Runtime = story_client.app[RUNTIME]
+
+    def set_clock(now: dt.datetime) -> None:
+        rt.engine.clock = lambda: now
+
+    result = await StoryRun(story, rt.db, WebhookDriver(story_client), set_clock).play()
+    if not result.ok:
+        pytest.fail("\n" + result.transcript(), pytrace=False)
+
+
+def test_every_story_file_loads_and_names_are_unique() -> None:
+    """The format is checked when the files load (unknown keys, bad patterns, bad times fail with the
+    file and story named); here: the suite is as large as issue 10 asks, and ids do not collide."""
+    ids = [s.id for s in STORIES]
+    assert len(ids) == len(set(ids))
+    assert len(STORIES) >= 80
