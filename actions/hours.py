@@ -39,7 +39,7 @@ def next_opening(hours: dict[str, Any] | None, now: dt.datetime | None = None) -
         if offset == 0 and local >= end:
             continue
         when = "今天" if offset == 0 else "明天" if offset == 1 else f"周{WEEKDAY_NAMES[day.weekday()]}"
-        return f"{when}{start:%H:%M}" if local < start else "稍后"
+        return f"{when}{start.hour}:{start.minute:02d}" if local < start else "稍后"
     return "工作时间"
 
 

@@ -37,6 +37,8 @@ CATEGORY_WARRANTY = {
     "hvac": "hvac",
 }
 PUBLIC_CATEGORIES = {"elevator", "intercom", "public_facility", "fire"}
+PIPE_CUES = ("水管", "管道", "管子", "龙头", "阀门", "接头", "水表", "软管", "爆管")
+"""A leak from a pipe or fitting is plumbing (2 years), not waterproofing."""
 WATERPROOF_CUES = ("渗水", "漏水", "渗漏", "返潮", "发霉", "外墙", "屋顶", "楼顶", "天花板", "防水", "水渍", "滴水")
 
 
@@ -56,7 +58,7 @@ DEFAULT_USAGE: dict[str, Any] = {
 }
 USAGE_REASON = {
     "blockage": ("下水堵塞多由使用原因（如异物堵塞）引起，一般不在保修范围内，物业可提供有偿疏通，上门后先报价、经您同意再施工；"
-                 "如工程师现场判断是管道本身的质量问题，则按保修免费处理。"),
+                 "如工程师现场判断是管道本身的质量问题，则按保修处理。"),
     "damage": "人为损坏或装修造成的损坏不在保修范围内，物业可提供有偿维修，上门后先报价、经您同意再施工；具体由工程师现场判断。",
     "consumable": "灯泡、电池、密封圈等易耗品属于日常损耗，不在保修范围内，物业可提供有偿更换，上门后先报价、经您同意再施工。",
     "appliance": ("空调、热水器等业主自行购买安装的电器不在房屋保修范围内，建议联系电器售后；"
@@ -151,7 +153,8 @@ def warranty_verdict(
         return WarrantyVerdict(False if kind == "consumable" else None, f"usage:{kind}", None, None, None,
                                USAGE_REASON[kind])
     item = CATEGORY_WARRANTY.get(category or "")
-    if category in ("plumbing", "wall_floor", None, "other") and any(c in description for c in WATERPROOF_CUES):
+    if category in ("plumbing", "wall_floor", None, "other") and any(c in description for c in WATERPROOF_CUES) \
+            and not any(c in description for c in PIPE_CUES):
         item = "waterproofing"
     if item is None or item not in table:
         return WarrantyVerdict(None, None, None, None, None,

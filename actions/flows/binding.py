@@ -49,7 +49,8 @@ class BindingFlow(Flow):
             return [await self._phone(ctx)]
         if form["name"] == "bind_code":
             return [await self._code(ctx, form)]
-        return [await self._choose(ctx, form)]
+        chosen = await self._choose(ctx, form)
+        return [chosen] if chosen is not None else None
 
     async def cancel(self, ctx: Ctx, form: dict[str, Any]) -> list[str]:
         drop_form(ctx.state)
@@ -113,7 +114,7 @@ class BindingFlow(Flow):
         resume = ctx.state.get("resume") or {}
         return resume.get("flow") not in (None, "certificate", "my_tickets")
 
-    async def _choose(self, ctx: Ctx, form: dict[str, Any]) -> str:
+    async def _choose(self, ctx: Ctx, form: dict[str, Any]) -> str | None:
         options: list[int] = form["slots"]["options"]
         houses = {h.id: h for h in await ctx.houses()}
         chosen: int | None = None
@@ -127,6 +128,11 @@ class BindingFlow(Flow):
         if chosen is None:
             chosen = next((hid for hid in options if hid in houses and houses[hid].room in text
                            and houses[hid].building.name in text), None)
+        if chosen is None and ctx.intent not in ("affirm", "deny", "other") and ctx.parse is not None \
+                and ctx.parse.confidence >= 0.5 and ctx.entity("repair_category") is None:
+            ctx.state.pop("form", None)  # something else entirely ("房本啥时候能下来"): not a choice
+            ctx.state.pop("resume", None)
+            return None
         if chosen is None:
             return ask_house(ctx, [houses[i] for i in options if i in houses], lead="请回复房屋前面的序号（例如 1）。\n")
         ctx.state["house_id"] = chosen

@@ -49,7 +49,7 @@ class ComplaintFlow(Flow):
             if ticket is not None and ticket.status != "closed":
                 return [await self._join(ctx, ticket, talk)]
         category = ctx.entity_value("complaint_category")
-        if category is None and ctx.entity("repair_category") is None and len(FILLER.sub("", text)) < 4:
+        if category in (None, "other") and ctx.entity("repair_category") is None and len(FILLER.sub("", text)) < 4:
             new_form(ctx.state, "complaint", {"text": text}, asking="description")
             return ["很抱歉让您不满意了。请问您要反映什么问题？说说发生了什么、在哪里，我马上为您登记并转给负责的同事。"]
         related = await followup.related_open(ctx, "complaint", category=category or "other")
@@ -73,8 +73,8 @@ class ComplaintFlow(Flow):
         if ctx.intent in ("greet", "thanks") and len(text) <= 4:
             return None
         slots = form["slots"]
-        substantive = (ctx.entity("complaint_category") is not None or ctx.entity("repair_category") is not None
-                       or len(FILLER.sub("", text)) >= 4)
+        substantive = (ctx.entity_value("complaint_category") not in (None, "other")
+                       or ctx.entity("repair_category") is not None or len(FILLER.sub("", text)) >= 4)
         if not substantive and not slots.get("asked_again"):
             slots["asked_again"] = True
             return ["请简单说说具体是什么事，例如“楼上装修太吵”“保安态度很差”“车库一直漏水没人管”。"]
@@ -116,6 +116,10 @@ class ComplaintFlow(Flow):
                                               "text": "业主补充后升级为重要投诉"}))
             ctx.events.emit(events.TICKET_UPDATED, ticket_id=ticket.id, number=ticket.number, change="priority")
             return lead + await self._escalate(ctx, ticket, "serious")
+        if cues:
+            when = callback_promise(await ctx.setting("staff_hours"), ctx.now,
+                                    float((await ctx.setting("complaint", {}) or {}).get("callback_hours", 4)))
+            return lead + f"已同时转告客服主管，主管会{when}与您联系。"
         return lead + NEXT
 
     async def _escalate(self, ctx: Ctx, ticket: Ticket, level: str, lead: str = "客服主管") -> str:

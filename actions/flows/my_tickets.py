@@ -27,8 +27,8 @@ class MyTicketsFlow(Flow):
         form = ctx.form
         if form is not None and form["name"] in ("bind_phone", "bind_code", "choose_house"):
             return None
-        if not asks_progress(ctx) and not (STILL_BROKEN.search(ctx.text) and ctx.entity("repair_category") is None
-                                           and len(ctx.text) <= 20 and await self._has_finished(ctx)):
+        if not asks_progress(ctx) and not (STILL_BROKEN.search(ctx.text) and len(ctx.text) <= 20
+                                           and await self._has_finished(ctx)):
             return None
         reply = await self.show(ctx)
         if form is not None and ctx.form is form and form["name"] not in ("emergency",):
@@ -45,7 +45,8 @@ class MyTicketsFlow(Flow):
         return await self.show(ctx)
 
     async def _has_finished(self, ctx: Ctx) -> bool:
-        return await followup.finished_repair(ctx, category=None) is not None
+        category = ctx.entity_value("repair_category")
+        return await followup.finished_repair(ctx, category=category) is not None
 
     async def show(self, ctx: Ctx) -> str:
         tickets = await followup.open_tickets(ctx)

@@ -31,7 +31,8 @@ from actions.tickets import local_now, open_ticket, warranty_verdict
 from bot import events
 from bot.store.models import House
 
-ANOTHER = re.compile(r"^(还有|另外|对了|顺便|再报|还要报|还有个|还有一个)")
+ANOTHER = re.compile(r"^(还有|另外|对了|顺便|再报|还要报|还有个|还有一个|另报一个|另报)")
+PLACE_DETAIL = re.compile(r"\d{1,3}\s*(?:栋|幢|号楼|单元|楼|层)|负一|负二|地下|[东西南北]门|门口|大堂|车库|楼梯|电梯|走廊|过道")
 
 
 async def _description(ctx: Ctx, slots: dict[str, Any]) -> Verdict:
@@ -43,7 +44,10 @@ async def _description(ctx: Ctx, slots: dict[str, Any]) -> Verdict:
 
 async def _where(ctx: Ctx, slots: dict[str, Any]) -> Verdict:
     values: dict[str, Any] = {}
-    if (house := ctx.entity("house")) is not None:
+    house = ctx.entity("house")
+    if house is not None and slots.get("public") and not house.extra.get("room"):
+        house = None  # "8栋1单元" for a corridor light: a finer public location (see step), not a home
+    if house is not None:
         values["house_parts"] = dict(house.extra)
     if (loc := ctx.entity("location")) is not None:
         text = ctx.turn.inbound.text
@@ -79,7 +83,7 @@ class RepairFlow(Flow):
     async def begin(self, ctx: Ctx, text: str, *, fill: bool = True) -> str:
         form = ctx.form
         if form is not None and form["name"] == "repair" and text:
-            ctx.state.setdefault("queued", []).append(text)
+            await self._queue(ctx, text)
             return "好的，这个问题我也记下了，等当前这张报修登记完成后马上为您登记。\n" + self.question(form)
         if fill:
             joined = await self._join_existing(ctx, text)
@@ -100,6 +104,15 @@ class RepairFlow(Flow):
                 form["slots"]["house_id"] = resume["house_id"]
             return await self.advance(ctx)
         return await self.begin(ctx, resume.get("text", ""), fill=False)
+
+    async def _queue(self, ctx: Ctx, text: str) -> None:
+        """Keep a second problem for later, with the slots this message already gives it."""
+        pending: dict[str, Any] = {"name": "repair", "slots": {}, "asking": None}
+        await self.fill(ctx, pending, first=True)
+        pending["slots"]["description"] = text
+        pending["slots"].pop("visit_time", None)
+        pending["slots"].pop("visit_iso", None)
+        ctx.state.setdefault("queued", []).append({"slots": pending["slots"]})
 
     async def _join_existing(self, ctx: Ctx, text: str) -> str | None:
         """Same matter, open ticket: add to its timeline; "还没修好" on a finished repair: 返修."""
@@ -185,7 +198,7 @@ class RepairFlow(Flow):
         asking = form.get("asking")
         # "还有，楼道灯也坏了": a second repair, queued behind this one.
         if ANOTHER.search(text) and ctx.entity("repair_category") is not None:
-            ctx.state.setdefault("queued", []).append(ANOTHER.sub("", text).lstrip("，,、 "))
+            await self._queue(ctx, ANOTHER.sub("", text).lstrip("，,、 "))
             return ["好的，这个问题我也记下了，当前这张报修登记完成后马上为您登记第二张。\n" + self.question(form)]
         slot_entities = any(ctx.entity(n) is not None for n in ("house", "location", "phone", "time"))
         intent, confident = intent_of(ctx)
@@ -202,12 +215,28 @@ class RepairFlow(Flow):
             answer = "\n".join(await flow.start(ctx, inside_form=True))  # type: ignore[call-arg]
             ctx.state["form"] = form
             return [answer, "我们继续刚才的报修登记：" + self.question(form)]
-        if confident and intent in ("complaint", "human") and not slot_entities and not is_correction(text):
+        correction = is_correction(text)
+        if confident and intent in ("complaint", "human") and not correction and (not slot_entities or len(text) > 12):
             return None  # the owner moved on: handled outside the form (the form stays)
+        category = ctx.entity_value("repair_category")
+        if category not in (None, "other") and slots.get("category") not in (None, category) and not correction \
+                and ctx.entity("urgency") is None and (len(text) > 6 or not slot_entities):
+            return None  # another problem ("空调滴水" while a corridor light is open): queued behind this one
         before = copy.deepcopy(slots)
         if is_correction(text) or asking == "change":
             self._correct_description(ctx, slots)
         refused = await self.fill(ctx, form)
+        if slots == before and slots.get("public") and PLACE_DETAIL.search(text) and len(text) <= 20 \
+                and ctx.entity_value("repair_category") in (None, "other"):
+            # "8栋1单元 12楼" after "楼道灯不亮": a finer location, not a second problem.
+            detail = text.strip()
+            location = slots.get("location", "")
+            for part in re.findall(r"\d{1,3}\s*(?:栋|幢|号楼|单元)", detail):
+                if part in location:
+                    detail = detail.replace(part, "").strip()
+            if detail and detail not in location:
+                slots["location"] = f"{location}（{detail}）" if location else detail
+            slots["located"] = True
         if refused is not None:
             slot = VISIT if (asking == "visit_time" or ctx.entity("time")) else next(
                 (s for s in SLOTS if s.name == asking), VISIT)
@@ -216,8 +245,7 @@ class RepairFlow(Flow):
             if asking == "confirm" or asking == "change":
                 form["asking"] = "confirm"
                 return ["抱歉，我没太明白。上面的报修信息是否正确？" + CONFIRM]
-            if confident and intent in ("repair", "inquiry", "certificate", "complaint", "optout") and \
-                    asking != "description":
+            if confident and intent in ("inquiry", "certificate", "complaint", "optout") and asking != "description":
                 return None  # something else entirely: handled outside (the form stays)
             if asking in ("visit_time", "contact", "where", "description"):
                 slot = next(s for s in SLOTS if s.name == asking)
@@ -254,6 +282,16 @@ class RepairFlow(Flow):
         if slots.get("urgency"):
             emergency = ctx.router.flow("emergency")
             return "\n".join(await emergency.start(ctx))
+        if slots.get("public") and not slots.get("located") and not re.search(r"\d", slots.get("location", "")):
+            # "楼道灯坏了": which building's corridor? The owner's own, when they have one home there.
+            houses = await ctx.houses()
+            if len(houses) == 1:
+                house = houses[0]
+                slots["location"] = f"{house.building.name}栋{house.unit}单元{slots.get('location', '')}"
+            else:
+                slots["located"] = True
+                form["asking"] = "where"
+                return f"请问具体是几栋几单元的{slots.get('location') or '位置'}？（例如：8栋1单元12楼）"
         if not slots.get("public"):
             # A repair at home is personal: the house must be the verified owner's.
             if not ctx.bound:
@@ -349,7 +387,9 @@ class RepairFlow(Flow):
         if queued:
             nxt = queued.pop(0)
             ctx.state["queued"] = queued
-            reply += "\n\n接下来登记您说的另一个问题：" + await self.begin(ctx, nxt, fill=False)
+            item = nxt if isinstance(nxt, dict) else {"slots": {"description": str(nxt)}}
+            new_form(ctx.state, "repair", item.get("slots") or {})
+            reply += "\n\n接下来登记您说的另一个问题：" + await self.advance(ctx)
         else:
             reply += NEXT
         return reply
