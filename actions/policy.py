@@ -21,13 +21,17 @@ Every reply ends with what the owner can do next: no dead ends.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.flows import build_router
 from actions.flows.base import Router, drop_form, expired
 from actions.flows.context import Ctx, Desk, State
 from actions.flows.repair import RepairFlow
+from bot.events import EventBatch
 from bot.policy import HELP, NON_TEXT, WELCOME, OutboundMessage, Turn
+from bot.store.models import Conversation, Message
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -65,10 +69,24 @@ class DialoguePolicy:
         if msg.kind not in ("text", "voice", "link", "location") or not msg.text.strip():
             return [NON_TEXT if msg.kind != "unknown" else "抱歉，暂时无法识别这类消息。" + HELP]
         prefix: list[str] = []
-        if form is not None and form["name"] != "emergency" and expired(form, ctx.now):
+        owner = self.router.owner_of(form["name"]) if form is not None else None
+        if form is not None and owner is not None and expired(form, ctx.now, owner.timeout):
             drop_form(ctx.state)
             prefix.append("您之前未完成的登记已超时取消，如仍需办理请重新告诉我。")
         return prefix + await self.router.route(ctx)
+
+    async def start_flow(self, s: AsyncSession, batch: EventBatch, conv: Conversation, name: str,
+                         **slots: Any) -> Message:
+        """Start flow ``name`` outside a turn (a survey after a ticket closes, a campaign question).
+
+        Its form goes into the conversation's state and its first question is stored as an outbound
+        message in the caller's transaction; the caller commits and then calls
+        ``runtime.engine.after_commit(batch, [message.id])``. The owner's answer reaches the flow's
+        ``step`` as in any form."""
+        state: State = copy.deepcopy(conv.state or {})
+        text = self.router.begin(state, name, self.desk.runtime.engine.clock(), **slots)
+        conv.state = state
+        return await self.desk.runtime.engine.send(s, conv, OutboundMessage(text), author="bot", batch=batch)
 
     @property
     def _repair(self) -> RepairFlow:

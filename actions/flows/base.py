@@ -93,6 +93,8 @@ class Flow:
     forms: ClassVar[frozenset[str]] = frozenset()
     priority: ClassVar[int] = 0
     """Order of ``intercept`` among flows (higher first); 0 = no intercept."""
+    timeout: ClassVar[dt.timedelta] = FORM_TIMEOUT
+    """An unanswered form of this flow is dropped (politely) after this long; a survey waits longer."""
 
     async def intercept(self, ctx: Ctx) -> list[str] | None:
         return None

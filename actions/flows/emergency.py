@@ -8,6 +8,7 @@ and the duty alert is re-sent when the location arrives.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -35,6 +36,8 @@ class EmergencyFlow(Flow):
     name = "emergency"
     forms = frozenset({"emergency"})
     priority = 100
+    timeout = dt.timedelta(hours=6)
+    """An emergency nobody took in six hours is stale; the owner's words go back to the normal desk."""
 
     async def intercept(self, ctx: Ctx) -> list[str] | None:
         form = ctx.form

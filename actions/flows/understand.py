@@ -73,7 +73,7 @@ def asks_progress(ctx: Ctx) -> bool:
     topic = getattr(ctx.parse, "topic", None)
     if topic == "progress" and ctx.intent in ("repair", "complaint", "other", "inquiry"):
         return True
-    if not PROGRESS.search(text) or CERTIFICATE_WORDS.search(text) or ctx.intent == "certificate":
+    if not PROGRESS.search(text) or CERTIFICATE_WORDS.search(text):
         return False
     # "什么时候来" inside a new report ("卫生间漏水了 什么时候来修") is a new repair, not progress.
     if ctx.entity("urgency") is not None:

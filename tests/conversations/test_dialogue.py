@@ -10,7 +10,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.store.models import SmsOutbox, Ticket
+from actions.flows.base import Flow
+from actions.flows.context import Ctx
+from actions.policy import DialoguePolicy
+from bot.events import EventBatch
+from bot.store.models import Conversation, SmsOutbox, Ticket
 from tests.conversations.conftest import Chat
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
@@ -251,3 +255,41 @@ async def test_codes_are_capped_per_phone_per_identity_and_attempts_across_codes
         await guesser(target)
         last = [await guesser("999999") for _ in range(3)]
     assert "过多" in last[0] and "过多" not in " ".join(last[1:]) and "验证成功" not in " ".join(last)
+
+
+class Survey(Flow):
+    """A callback survey as a later issue will add it: one module, one line of registration."""
+
+    name = "test_survey"
+    forms = frozenset({"test_survey"})
+    timeout = dt.timedelta(days=3)
+
+    def opening(self, state: dict[str, Any], slots: dict[str, Any]) -> str:
+        state["form"] = {"name": "test_survey", "slots": dict(slots), "asking": "score"}
+        return f"您的报修{slots['ticket']}已完成，请为本次服务打分（1-5分）。"
+
+    async def step(self, ctx: Ctx, form: dict[str, Any]) -> list[str] | None:
+        m = re.search(r"[1-5]", ctx.text)
+        if m is None:
+            return ["请回复1到5之间的数字，5分为非常满意。"]
+        ctx.state.pop("form", None)
+        return [f"感谢您的评价（{m.group()}分）！"]
+
+
+async def test_a_flow_started_outside_a_turn_receives_the_owners_answer(chat: Any) -> None:
+    zhang = at(chat("oDEMO0001"), MORNING)
+    await zhang("你好")
+    rt = zhang.rt
+    policy = rt.engine.policy
+    assert isinstance(policy, DialoguePolicy)
+    policy.router.register(Survey())
+    batch = EventBatch()
+    async with rt.db.session() as s, s.begin():
+        conv = (await s.execute(sa.select(Conversation))).scalar_one()
+        out = await policy.start_flow(s, batch, conv, "test_survey", ticket="BX20261202-0001")
+    await rt.engine.after_commit(batch, [out.id])
+    messages = (await zhang.conversation())["messages"]
+    assert messages[-1]["text"].startswith("您的报修BX20261202-0001已完成")
+    assert "请回复1到5" in await zhang("挺好的")
+    assert "4分" in await zhang("4分吧")
+    assert "请回复1到5" not in await zhang("谢谢")
