@@ -73,13 +73,16 @@ class ComplaintFlow(Flow):
         if ctx.intent in ("greet", "thanks") and len(text) <= 4:
             return None
         slots = form["slots"]
+        said = [*slots.get("said", []), text]
+        slots["said"] = said
         substantive = (ctx.entity_value("complaint_category") not in (None, "other")
                        or ctx.entity("repair_category") is not None or len(FILLER.sub("", text)) >= 4)
         if not substantive and not slots.get("asked_again"):
             slots["asked_again"] = True
             return ["请简单说说具体是什么事，例如“楼上装修太吵”“保安态度很差”“车库一直漏水没人管”。"]
         drop_form(ctx.state)
-        return [await self.open(ctx, text, earlier=slots.get("text"))]
+        earlier = [t for t in [slots.get("text", ""), *said[:-1]] if len(FILLER.sub("", t)) >= 2]
+        return [await self.open(ctx, text, earlier="；".join(earlier) or None)]
 
     def _recent(self, ctx: Ctx) -> dict[str, Any] | None:
         talk = ctx.state.get("complaint")

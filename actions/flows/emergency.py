@@ -22,6 +22,7 @@ from bot import conversation as verbs
 from bot import events
 from bot.store.models import House, StaffUser, Ticket, TicketEvent
 
+STAND_DOWN = re.compile(r"误报|搞错|弄错|说错|没事了|不是紧急|不紧急|不急|已经好了|好了没事|解决了|处理好了|已经关了|取消|算了")
 PUBLIC_KINDS = frozenset({"trapped", "falling", "structural"})
 BUILDING = re.compile(r"(\d{1,3})\s*(?:栋|幢|号楼|座)")
 FLOOR = re.compile(r"(\d{1,3}|负\d|B\d)\s*(?:楼|层)")
@@ -44,6 +45,14 @@ class EmergencyFlow(Flow):
         if form is not None and form["name"] == "emergency":
             ticket = await ctx.session.get(Ticket, form["slots"].get("ticket_id"))
             if ticket is not None and ticket.status == "new":
+                if STAND_DOWN.search(ctx.text) and len(ctx.text) <= 20:
+                    return [self._stand_down(ctx, ticket)]
+                if ctx.intent in ("inquiry", "certificate") and ctx.parse is not None and ctx.parse.confidence >= 0.8 \
+                        and ctx.entity("location") is None and ctx.entity("house") is None:
+                    flow = ctx.router.flow("knowledge" if ctx.intent == "inquiry" else "certificate")
+                    answer = await flow.start(ctx, inside_form=True)  # type: ignore[call-arg]
+                    ctx.state["form"] = form
+                    return answer + [f"您的紧急工单 {ticket.number} 仍在处理中，有新情况请随时告诉我。"]
                 return [await self._enrich(ctx, form, ticket)]
             drop_form(ctx.state)  # staff have taken it: the owner's words go back to the normal desk
         if ctx.entity("urgency") is not None and ctx.intent in ("repair", "complaint", "other", "inquiry"):
@@ -108,6 +117,15 @@ class EmergencyFlow(Flow):
                 unit = re.search(r"(\d{1,2})\s*单元", ctx.text)
                 words = f"{m.group(1)}栋" + (f"{unit.group(1)}单元" if unit else "") + words
         return words
+
+    def _stand_down(self, ctx: Ctx, ticket: Ticket) -> str:
+        """"没事了/误报": told to the duty staff on the ticket; they still confirm, the form ends."""
+        ctx.session.add(TicketEvent(ticket_id=ticket.id, kind="emergency_update", actor="owner", at=ctx.now,
+                                    data={"text": ctx.text[:2000], "stand_down": True}))
+        ctx.events.emit(events.TICKET_UPDATED, ticket_id=ticket.id, number=ticket.number, change="emergency_update")
+        drop_form(ctx.state)
+        return (f"好的，已告知值班人员（紧急工单 {ticket.number}），他们可能会打电话和您确认一下情况。"
+                "还有其他需要，直接留言告诉我即可。")
 
     async def _enrich(self, ctx: Ctx, form: dict[str, Any], ticket: Ticket) -> str:
         """A later message while the emergency is open: add it to the ticket, re-alert with the place."""

@@ -36,7 +36,7 @@ def hours_text(hours: tuple[dt.time, dt.time]) -> str:
 
 def stamp(words: str, day: dt.date, today: dt.date, explicit_day: bool) -> str:
     """The owner's words with the date they resolve to: "明天上午（12月2日 周三）"."""
-    date = f"{day.month}月{day.day}日 周{WEEKDAYS[day.weekday()]}"
+    date = f"{day.month}月{day.day}日" + ("" if re.search(r"周|星期|礼拜", words) else f" 周{WEEKDAYS[day.weekday()]}")
     if not explicit_day:
         words = {0: "今天", 1: "明天", 2: "后天"}.get((day - today).days, "") + words
     return f"{words}（{date}）"

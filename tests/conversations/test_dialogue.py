@@ -293,3 +293,18 @@ async def test_a_flow_started_outside_a_turn_receives_the_owners_answer(chat: An
     assert "请回复1到5" in await zhang("挺好的")
     assert "4分" in await zhang("4分吧")
     assert "请回复1到5" not in await zhang("谢谢")
+
+
+async def test_an_owner_can_stand_an_emergency_down_and_ask_a_question_meanwhile(chat: Any) -> None:
+    zhang = at(chat("oDEMO0001"), NIGHT)
+    reply = await zhang("家里燃气味很重")
+    number = NUMBER.search(reply)
+    assert number and "燃气总阀" in reply
+    reply = await zhang("物业费怎么交")
+    assert "微信" in reply and number.group() in reply and "请确认" not in reply
+    reply = await zhang("搞错了 没事了 是邻居家在炒菜")
+    assert "值班人员" in reply and number.group() in reply
+    reply = await zhang("客厅灯不亮了")
+    assert "什么时间方便" in reply  # a normal repair again
+    ticket = next(t for t in await zhang.tickets(owner_phone="13800000001") if t["number"] == number.group())
+    assert any(e["data"].get("stand_down") for e in ticket["timeline"])
