@@ -512,8 +512,11 @@ class StoryRun:
             staff = sa.select(StaffUser.phone).where(StaffUser.phone.is_not(None))
             texts = list((await s.execute(sa.select(SmsOutbox.text).where(
                 SmsOutbox.id > before["sms"], SmsOutbox.phone.in_(staff)))).scalars())
-            if isinstance(step.duty_sms, int):
-                checks.append(Check(len(texts) == step.duty_sms, f"{step.duty_sms} duty SMS sent", f"{len(texts)} sent: {texts}"))
+            if step.duty_sms == 0:
+                checks.append(Check(not texts, "no duty SMS sent", f"{len(texts)} sent: {texts}"))
+            elif isinstance(step.duty_sms, int):
+                checks.append(Check(len(texts) >= step.duty_sms, f"duty SMS sent (at least {step.duty_sms})",
+                                    f"{len(texts)} sent: {texts}"))
             else:
                 for p in step.duty_sms:
                     checks.append(Check(any(re.search(p, t) for t in texts), f"duty SMS says /{p}/",

@@ -52,7 +52,7 @@ class EmergencyFlow(Flow):
                     flow = ctx.router.flow("knowledge" if ctx.intent == "inquiry" else "certificate")
                     answer = await flow.start(ctx, inside_form=True)  # type: ignore[call-arg]
                     ctx.state["form"] = form
-                    return answer + [f"您的紧急工单 {ticket.number} 仍在处理中，有新情况请随时告诉我。"]
+                    return [*answer, f"您的紧急工单 {ticket.number} 仍在处理中，有新情况请随时告诉我。"]
                 return [await self._enrich(ctx, form, ticket)]
             drop_form(ctx.state)  # staff have taken it: the owner's words go back to the normal desk
         if ctx.entity("urgency") is not None and ctx.intent in ("repair", "complaint", "other", "inquiry"):
