@@ -34,11 +34,13 @@ from typing import Any, ClassVar
 from actions.flows.context import Ctx, State
 
 FORM_TIMEOUT = dt.timedelta(minutes=30)
+CERTIFICATE = re.compile(r"房产证|房本|产权证|不动产证|不动产权|大产证|小产证|(?:房|的)本子(?:.{0,4})(?:拿|领|下来|办)|办证|领证")
 CONFIDENT = 0.5
 
 CANCEL = re.compile(
     r"^(算了|取消|不用了|不需要了|不报了|退出|结束|不修了|先不用|不弄了|不搞了|cancel)[了吧啊呗。！!,，\s]*$"
-    r"|算了|取消报修|取消投诉|不用报了|不报了|不修了|先不报"
+    r"|算了|取消报修|取消投诉|不用报了|不报了|不修了|先不报|不用修了|不用来了|不用麻烦了"
+    r"|不用了.{0,4}(?:自己|弄好|修好|好了|没事)|(?:自己|已经)(?:弄|修|搞)好了|已经好了|没事了不用"
 )
 
 
@@ -223,4 +225,6 @@ def intent_of(ctx: Ctx) -> tuple[str, bool]:
     intent, confident = parse.intent, parse.confidence >= CONFIDENT
     if parse.entity("repair_category") is not None and intent in ("other", "greet", "affirm"):
         return "repair", True  # "楼道灯坏了。" with a weak intent: the category says repair
+    if intent in ("inquiry", "other", "repair") and CERTIFICATE.search(ctx.text) and parse.entity("urgency") is None:
+        return "certificate", True  # "我家的本子能拿了吗": owners' words for the certificate
     return intent, confident

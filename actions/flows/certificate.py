@@ -29,6 +29,7 @@ PERSONAL = re.compile(
     r"我的|我家|我们家|咱家|俺家|本人|我那|我这|办好了没|办好了吗|好了没|好了吗|到了吗|下来了?没|下来了吗|能下来"
     r"|进度|能领|可以领|什么时候能拿|啥时候能拿|等了|还没|怎么还|到哪"
 )
+HOWTO = re.compile(r"怎么(?:交|办|领|弄|写|算|缴)|如何|多少|哪些|什么材料|要带|需要带|带什么|税|费用|流程|手续|委托|代领|邮寄|加名|更名")
 OFFER_TTL = dt.timedelta(minutes=30)
 TAKE_OFFER = re.compile(r"投诉|登记|要的|需要|帮我")
 FALLBACK_BRING = "请携带所有产权人的身份证原件和领证通知（或办证收件回执）；委托他人代领需带委托书及双方身份证。"
@@ -59,7 +60,7 @@ class CertificateFlow(Flow):
         topic = ctx.entity_value("certificate_topic")
         if personal is None:
             personal = topic not in GENERAL_TOPICS and (bool(PERSONAL.search(text)) or (
-                ctx.bound and topic in (None, "progress", "collection")))
+                ctx.bound and topic in (None, "progress", "collection") and not HOWTO.search(text)))
         if not personal:
             answer = await ctx.desk.knowledge.answer(text, await ctx.project_code())
             if answer.decision == "answered":

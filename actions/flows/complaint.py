@@ -33,13 +33,41 @@ SAME_TALK = dt.timedelta(minutes=60)
 """Complaint sentences within this time of the last one in the same chat belong to the same complaint."""
 FILLER = re.compile(r"我要|我想|我得|要|想|投诉|举报|反映|你们|物业|一下|我|啊|吧|呢|了|的|！|!|。|，|,|\s")
 DELAY = re.compile(r"没人|不管|没管|一直|多次|好几次|几次|还没|拖|等了|至今|始终|总是")
+BROKEN = re.compile(r"坏|漏|渗|堵塞|不亮|不通|裂|掉|断|故障|失灵|不能用|用不了|停了|不动|不转|积水|进水|塌|松动|脱落")
+"""A complaint "with a repair inside": something is physically broken, not only badly kept."""
+NO_SHOW = re.compile(r"(?:师傅|人|工人|维修工|保安|物业)(?:根本|一直|都|也|还|压根)?(?:没来|没有来|不来|没上门|没过来)|没人来|没人管|没人理|没人处理|"
+                     r"没人联系|没人回|放鸽子|爽约|等了一天|白等")
 SEVERE = re.compile(r"12345|市长热线|媒体|记者|曝光|律师|起诉|法院|报警|消协|住建|投诉到|告你们|维权")
+
+
+CONTINUES = dt.timedelta(minutes=10)
+"""A sentence this soon after the last one of a complaint, with no business of its own, continues it."""
 
 
 class ComplaintFlow(Flow):
     name = "complaint"
     intents = frozenset({"complaint"})
     forms = frozenset({"complaint", "complaint_contact"})
+    priority = 30  # "就是东门那个高个子的" right after a complaint about a guard: more of the same complaint
+
+    async def intercept(self, ctx: Ctx) -> list[str] | None:
+        talk = ctx.state.get("complaint")
+        if ctx.form is not None or not isinstance(talk, dict) or not talk.get("at"):
+            return None
+        if ctx.now - dt.datetime.fromisoformat(talk["at"]) > CONTINUES:
+            return None
+        intent = ctx.intent
+        confident = ctx.parse is not None and ctx.parse.confidence >= 0.8
+        if ctx.entity("urgency") is not None or BROKEN.search(ctx.text) or ctx.entity("time") is not None:
+            return None  # an emergency, or a repair of its own
+        if confident and intent in ("inquiry", "certificate", "human", "greet", "thanks", "affirm", "deny", "optout"):
+            return None
+        if (confident and intent not in ("complaint", "other", "repair")) or len(ctx.text) < 4 or "修" in ctx.text:
+            return None
+        ticket = await ctx.session.get(Ticket, talk["ticket_id"])
+        if ticket is None or ticket.status == "closed":
+            return None
+        return [await self._join(ctx, ticket, talk)]
 
     async def start(self, ctx: Ctx) -> list[str]:
         text = ctx.text
@@ -145,7 +173,11 @@ class ComplaintFlow(Flow):
     async def open(self, ctx: Ctx, text: str, *, earlier: str | None = None) -> str:
         description = f"{earlier}；{text}" if earlier and earlier != text and len(FILLER.sub("", earlier)) >= 2 else text
         category = ctx.entity_value("complaint_category") or "other"
+        if category == "other" and NO_SHOW.search(description):
+            category = "no_show"  # DOMAIN.md: "nobody came" is serious
         repair_category = ctx.entity_value("repair_category")
+        if repair_category in (None, "other") or not (BROKEN.search(description) or repair_category == "drainage"):
+            repair_category = None
         if repair_category is not None and category in ("other", "hygiene"):
             category = "no_show" if DELAY.search(description) else "other"
         cues = self._cues(ctx)

@@ -41,6 +41,13 @@ async def open_tickets(ctx: Ctx, kind: str | None = None) -> list[Ticket]:
     return list((await ctx.session.execute(q)).scalars())
 
 
+async def tickets_by_number(ctx: Ctx, numbers: list[str]) -> list[Ticket]:
+    """The owner's own tickets among ``numbers`` (a stranger's number reveals nothing)."""
+    q = (sa.select(Ticket).where(owner_condition(ctx), Ticket.number.in_(numbers))
+         .options(selectinload(Ticket.assignee)).order_by(Ticket.id))
+    return list((await ctx.session.execute(q)).scalars())
+
+
 async def window(ctx: Ctx) -> dt.timedelta:
     return dt.timedelta(hours=float(await ctx.setting("followup_hours", FOLLOWUP_HOURS)))
 

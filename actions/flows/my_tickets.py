@@ -16,6 +16,7 @@ from actions.flows.context import NEXT, Ctx
 from actions.flows.understand import STILL_BROKEN, asks_progress
 from actions.tickets import KIND_LABEL
 
+NUMBER = re.compile(r"(?:BX|TS|ZX|BZ)\d{8}-\d{4}", re.IGNORECASE)
 URGE = re.compile(r"催|还没(?:人)?(?:来|上门|联系|修)|怎么还|到底|等了|快点|赶紧|尽快")
 
 
@@ -27,6 +28,9 @@ class MyTicketsFlow(Flow):
         form = ctx.form
         if form is not None and form["name"] in ("bind_phone", "bind_code", "choose_house"):
             return None
+        numbers = [n.upper() for n in NUMBER.findall(ctx.text)]
+        if numbers:
+            return [await self.show(ctx, numbers=numbers)]
         if not asks_progress(ctx) and not (STILL_BROKEN.search(ctx.text) and len(ctx.text) <= 20
                                            and await self._has_finished(ctx)):
             return None
@@ -48,7 +52,14 @@ class MyTicketsFlow(Flow):
         category = ctx.entity_value("repair_category")
         return await followup.finished_repair(ctx, category=category) is not None
 
-    async def show(self, ctx: Ctx) -> str:
+    async def show(self, ctx: Ctx, *, numbers: list[str] | None = None) -> str:
+        if numbers:
+            mine = await followup.tickets_by_number(ctx, numbers)
+            if not mine:
+                return ("没有查到您名下的这张工单，请核对单号；查看您的全部工单可以回复“我的报修”。"
+                        if ctx.bound else require_binding(ctx, "my_tickets", ctx.text))
+            return "\n".join(f"{t.number}（{KIND_LABEL.get(t.kind, t.kind)}：{self._short(t.description)}）\n"
+                             f"{followup.status_line(t)}" for t in mine) + "\n如需催办或补充信息，直接留言即可。"
         tickets = await followup.open_tickets(ctx)
         text = ctx.text
         if STILL_BROKEN.search(text) and not URGE.search(text.replace("还没修好", "")):
@@ -66,9 +77,13 @@ class MyTicketsFlow(Flow):
         urged = bool(URGE.search(text))
         lines = [f"您目前有{len(tickets)}张未完结的工单："]
         for n, t in enumerate(tickets, 1):
-            desc = t.description if len(t.description) <= 20 else t.description[:20] + "…"
+            desc = self._short(t.description)
             lines.append(f"{n}. {t.number}（{KIND_LABEL.get(t.kind, t.kind)}：{desc}）\n   {followup.status_line(t)}")
             if urged and t.status != "awaiting_acceptance":
                 followup.add_followup(ctx, t, text, urge=True)
         lines.append("已把您的催办转给负责的同事，我们会尽快处理。" if urged else "如需催办或补充信息，直接留言即可。")
         return "\n".join(lines)
+
+    @staticmethod
+    def _short(description: str) -> str:
+        return description if len(description) <= 20 else description[:20] + "…"

@@ -31,13 +31,17 @@ from actions.tickets import local_now, open_ticket, warranty_verdict
 from bot import events
 from bot.store.models import House
 
+BARE = re.compile(r"我要|我想|想|要|帮我|麻烦|你好|您好|请|一下|报修|维修|修理|修|报个修|上门|师傅|家里|东西|坏了|啊|吧|呢|了|的|[，。,.!！?？\s]")
+"""Words that carry no problem: "我要报修" / "报修" / "麻烦来修一下" say nothing about what is wrong."""
 ANOTHER = re.compile(r"^(还有|另外|对了|顺便|再报|还要报|还有个|还有一个|另报一个|另报)")
 PLACE_DETAIL = re.compile(r"\d{1,3}\s*(?:栋|幢|号楼|单元|楼|层)|负一|负二|地下|[东西南北]门|门口|大堂|车库|楼梯|电梯|走廊|过道")
 
 
 async def _description(ctx: Ctx, slots: dict[str, Any]) -> Verdict:
     text = ctx.text
-    if ctx.entity("repair_category") is not None or len(re.sub(r"[\s，。,.!！?？]", "", text)) >= 4:
+    if not BARE.sub("", text):
+        return Rejected("请具体说说是什么坏了、在哪个位置，")
+    if ctx.entity_value("repair_category") not in (None, "other") or len(re.sub(r"[\s，。,.!！?？]", "", text)) >= 4:
         return Filled({"description": text})
     return Rejected("请再具体说说，")
 
@@ -181,7 +185,8 @@ class RepairFlow(Flow):
             elif isinstance(verdict, Rejected) and (asking == slot.name or (slot is VISIT and ctx.entity("time"))):
                 refused = verdict
         if first:
-            if ctx.text and (ctx.entity("repair_category") is not None or len(ctx.text) >= 8):
+            if ctx.text and BARE.sub("", ctx.text) and (ctx.entity_value("repair_category") not in (None, "other")
+                                                        or len(ctx.text) >= 8):
                 slots["description"] = ctx.text
         elif asking == "description" and "description" not in slots:
             verdict = await DESCRIPTION.validate(ctx, slots)

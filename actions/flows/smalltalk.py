@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from actions.flows.base import Flow
 from actions.flows.context import NEXT, Ctx
 from bot.policy import HELP
+
+BYE = re.compile(r"拜拜|再见|bye|没事了|没别的了|没有了|就这样|先这样|不用了谢谢|好的谢谢|谢谢啦|谢了|辛苦了")
 
 
 class SmallTalkFlow(Flow):
@@ -14,6 +18,9 @@ class SmallTalkFlow(Flow):
     async def start(self, ctx: Ctx) -> list[str]:
         intent = ctx.intent
         confident = ctx.parse is not None and ctx.parse.confidence >= 0.5
+        if BYE.search(ctx.text) and len(ctx.text) <= 12 and intent not in ("repair", "complaint", "certificate"):
+            lead = "不客气" if "谢" in ctx.text or "辛苦" in ctx.text else "好的"
+            return [f"{lead}，祝您生活愉快！有需要随时找我。"]
         if intent == "greet":
             return ["您好！我是业主服务助手，请问有什么可以帮您？可以直接说报修、投诉、咨询或办证的事情。"]
         if intent == "thanks":
