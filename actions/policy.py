@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.flows import build_router
 from actions.flows.base import Router, drop_form, expired
+from actions.flows.certificate import CertificateFlow
 from actions.flows.context import Ctx, Desk, State
 from actions.flows.repair import RepairFlow
 from bot.events import EventBatch
@@ -52,6 +53,8 @@ class DialoguePolicy:
             if form:
                 form["updated"] = turn.now.isoformat()
             turn.conversation.state = state  # replaced whole: the JSON column is not mutation-tracked
+        # One answer per turn, as a desk answers: the parts (an aside, then the form's question) read as
+        # one message; how a channel delivers it is the channel's business.
         text = "\n\n".join(r for r in replies if r)
         return [OutboundMessage(text)] if text else []
 
@@ -90,9 +93,7 @@ class DialoguePolicy:
 
     @property
     def _repair(self) -> RepairFlow:
-        flow = self.router.flow("repair")
-        assert isinstance(flow, RepairFlow)
-        return flow
+        return self.router.get(RepairFlow)
 
     async def _event(self, ctx: Ctx) -> list[str]:
         event = ctx.turn.inbound.event
@@ -106,7 +107,7 @@ class DialoguePolicy:
         if key in ("MY_TICKETS", "TICKETS"):
             return await self.router.flow("my_tickets").start(ctx)
         if key in ("CERTIFICATE", "BANZHENG"):
-            return await self.router.flow("certificate").start(ctx, personal=True)  # type: ignore[call-arg]
+            return await self.router.get(CertificateFlow).start(ctx, personal=True)
         if key in ("HUMAN", "KEFU"):
             return await self.router.flow("handover").start(ctx)
         return [HELP]

@@ -29,7 +29,7 @@ import datetime as dt
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from actions.flows.context import Ctx, State
 
@@ -107,6 +107,10 @@ class Flow:
     async def step(self, ctx: Ctx, form: dict[str, Any]) -> list[str] | None:
         return None
 
+    async def answer(self, ctx: Ctx) -> list[str]:
+        """Answer the message as an aside, inside another flow's form (which then resumes)."""
+        return await self.start(ctx)
+
     async def cancel(self, ctx: Ctx, form: dict[str, Any]) -> list[str]:
         from actions.flows.context import NEXT
 
@@ -142,6 +146,9 @@ def expired(form: dict[str, Any], now: dt.datetime, timeout: dt.timedelta = FORM
     return isinstance(updated, str) and now - dt.datetime.fromisoformat(updated) > timeout
 
 
+F = TypeVar("F", bound=Flow)
+
+
 class Router:
     """The registered flows, and the order in which they see a message (see the module docstring)."""
 
@@ -169,6 +176,13 @@ class Router:
 
     def flow(self, name: str) -> Flow:
         return self._flows[name]
+
+    def get(self, kind: type[F]) -> F:
+        """The registered flow of class ``kind`` (typed access for flows that call each other)."""
+        for flow in self._flows.values():
+            if isinstance(flow, kind):
+                return flow
+        raise LookupError(f"no {kind.__name__} registered")
 
     def owner_of(self, form: str) -> Flow | None:
         return self._forms.get(form)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from actions.flows.base import Flow
 from actions.flows.binding import require_binding
+from actions.flows.complaint import ComplaintFlow
 from actions.flows.context import NEXT, Ctx, house_text
 from actions.tickets import cn_date, local_now
 from bot.store.models import CertificateRecord, House
@@ -50,8 +51,7 @@ class CertificateFlow(Flow):
         text = ctx.text
         if len(text) <= 10 and TAKE_OFFER.search(text) and "不" not in text:
             ctx.state.pop("offer", None)
-            complaint = ctx.router.flow("complaint")
-            return [await complaint.open(ctx, offer["text"])]  # type: ignore[attr-defined]
+            return [await ctx.router.get(ComplaintFlow).open(ctx, offer["text"])]
         ctx.state.pop("offer", None)
         return None
 
@@ -72,6 +72,9 @@ class CertificateFlow(Flow):
         if not ctx.bound:
             return [require_binding(ctx, "certificate", text)]
         return [await self.status(ctx)]
+
+    async def answer(self, ctx: Ctx) -> list[str]:
+        return await self.start(ctx, inside_form=True)
 
     async def resume(self, ctx: Ctx, resume: dict[str, Any]) -> str:
         return await self.status(ctx)

@@ -50,7 +50,7 @@ class EmergencyFlow(Flow):
                 if ctx.intent in ("inquiry", "certificate") and ctx.parse is not None and ctx.parse.confidence >= 0.8 \
                         and ctx.entity("location") is None and ctx.entity("house") is None:
                     flow = ctx.router.flow("knowledge" if ctx.intent == "inquiry" else "certificate")
-                    answer = await flow.start(ctx, inside_form=True)  # type: ignore[call-arg]
+                    answer = await flow.answer(ctx)
                     ctx.state["form"] = form
                     return [*answer, f"您的紧急工单 {ticket.number} 仍在处理中，有新情况请随时告诉我。"]
                 return [await self._enrich(ctx, form, ticket)]

@@ -6,6 +6,7 @@ import re
 
 from actions.flows.base import Flow
 from actions.flows.context import NEXT, Ctx
+from actions.flows.handover import HandoverFlow
 
 CHOICE = re.compile(r"\s*(?:第)?([1-9一二三])(?:个|条)?\s*")
 
@@ -42,6 +43,8 @@ class KnowledgeFlow(Flow):
                                           project=await ctx.project_code())
         if inside_form:
             return ["这个问题我暂时无法准确回答，已记录下来，客服同事稍后会回复您。"]
-        handover = ctx.router.flow("handover")
-        return [await handover.hand_over(ctx, reason="unknown_question",  # type: ignore[attr-defined]
-                                         lead="抱歉，这个问题我暂时无法准确回答，已记录并转给客服同事。")]
+        return [await ctx.router.get(HandoverFlow).hand_over(
+            ctx, reason="unknown_question", lead="抱歉，这个问题我暂时无法准确回答，已记录并转给客服同事。")]
+
+    async def answer(self, ctx: Ctx) -> list[str]:
+        return await self.start(ctx, inside_form=True)

@@ -217,7 +217,7 @@ class RepairFlow(Flow):
         if confident and intent in ("inquiry", "certificate") and not slot_entities and asking != "description" \
                 and not is_correction(text):
             flow = ctx.router.flow("certificate" if intent == "certificate" else "knowledge")
-            answer = "\n".join(await flow.start(ctx, inside_form=True))  # type: ignore[call-arg]
+            answer = "\n".join(await flow.answer(ctx))
             ctx.state["form"] = form
             return [answer, "我们继续刚才的报修登记：" + self.question(form)]
         correction = is_correction(text)

@@ -32,8 +32,12 @@ def nlu() -> Interpreter:
 
 def ctx_for(nlu: Interpreter, text: str, now: dt.datetime) -> Any:
     parse = nlu.parse(text, now)
+    def entity_value(name: str) -> str | None:
+        ent = parse.entity(name)
+        return ent.value if ent is not None else None
+
     return SimpleNamespace(text=text, now=now, parse=parse, intent=parse.intent, entity=parse.entity,
-                           entity_value=lambda name: (parse.entity(name).value if parse.entity(name) else None))
+                           entity_value=entity_value)
 
 
 @pytest.mark.parametrize("text", ["好的谢谢", "好", "可以", "行", "没问题", "对的", "嗯嗯", "确认", "ok", "好的 麻烦尽快",
