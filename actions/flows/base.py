@@ -34,6 +34,8 @@ from typing import Any, ClassVar, TypeVar
 from actions.flows.context import Ctx, State
 
 FORM_TIMEOUT = dt.timedelta(minutes=30)
+MIND_CHANGE = re.compile(r"还是|改成|改到|改为|换成|换到|不过|但是|要不|那就")
+""""算了 还是周六吧": a change of mind, not a cancel."""
 CERTIFICATE = re.compile(r"房产证|房本|产权证|不动产证|不动产权|大产证|小产证|(?:房|的)本子(?:.{0,4})(?:拿|领|下来|办)|办证|领证")
 CONFIDENT = 0.5
 
@@ -217,7 +219,7 @@ class Router:
             if owner is None:
                 drop_form(ctx.state)  # a form of a flow that no longer exists
             else:
-                if CANCEL.search(ctx.text) and len(ctx.text) <= 14:
+                if CANCEL.search(ctx.text) and len(ctx.text) <= 14 and not MIND_CHANGE.search(ctx.text):
                     return await owner.cancel(ctx, form)
                 replies = await owner.step(ctx, form)
                 if replies is not None:

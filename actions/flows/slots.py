@@ -31,7 +31,7 @@ def visit_hours(settings: dict[str, Any] | None) -> tuple[dt.time, dt.time]:
 
 
 def hours_text(hours: tuple[dt.time, dt.time]) -> str:
-    return f"{hours[0]:%H:%M}–{hours[1]:%H:%M}"
+    return "–".join(f"{t.hour}:{t.minute:02d}" for t in hours)
 
 
 def stamp(words: str, day: dt.date, today: dt.date, explicit_day: bool) -> str:

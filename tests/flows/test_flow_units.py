@@ -78,8 +78,8 @@ def test_corrections_rewrite_what_they_correct(description: str, text: str, expe
     ("今天下午", WED_10, True, "12月2日"),
     ("下午", WED_2231, True, "明天下午"),  # said at night: tomorrow
     ("今天下午", WED_2231, False, "过了"),
-    ("晚上黑漆漆的", WED_10, False, "08:30–18:00"),
-    ("明天晚上8点", WED_10, False, "08:30–18:00"),
+    ("晚上黑漆漆的", WED_10, False, "8:30–18:00"),
+    ("明天晚上8点", WED_10, False, "8:30–18:00"),
     ("凌晨3点", WED_10, False, ""),
     ("昨天", WED_10, False, "过去"),
     ("今天", WED_2231, False, "已经过了"),
