@@ -207,7 +207,7 @@ class RepairFlow(Flow):
             return ["好的，这个问题我也记下了，当前这张报修登记完成后马上为您登记第二张。\n" + self.question(form)]
         slot_entities = any(ctx.entity(n) is not None for n in ("house", "location", "phone", "time"))
         intent, confident = intent_of(ctx)
-        if asking == "confirm":
+        if asking in ("confirm", "change"):
             if is_affirm(ctx):
                 return [await self.create(ctx)]
             if is_deny(ctx) and not slot_entities:

@@ -37,6 +37,8 @@ PROGRESS = re.compile(
 )
 STILL_BROKEN = re.compile(r"(?:还|又|仍然|依然|还是)(?:没|没有|不|在)(?:修好|好|解决|弄好|行)?|又坏了|又漏|又堵|又不|没修好|没弄好|修了又")
 CERTIFICATE_WORDS = re.compile(r"房产证|不动产|产权证|房本|办证|领证|证书|大产证|小产证")
+CONSTRUCTION = re.compile(r"工程进度|施工|交房|交付|建设|封顶|盖到|装修进度|房子盖")
+"""Buyers asking how the building is coming along: not a ticket's progress."""
 QUESTION = re.compile(r"[?？]|吗$|怎么|如何|多少|几点|哪里|哪儿|能不能|可不可以|是不是|有没有")
 
 
@@ -74,7 +76,7 @@ def asks_progress(ctx: Ctx) -> bool:
     topic = getattr(ctx.parse, "topic", None)
     if topic == "progress" and ctx.intent in ("repair", "complaint", "other", "inquiry"):
         return True
-    if not PROGRESS.search(text) or CERTIFICATE_WORDS.search(text):
+    if not PROGRESS.search(text) or CERTIFICATE_WORDS.search(text) or CONSTRUCTION.search(text):
         return False
     # "什么时候来" inside a new report ("卫生间漏水了 什么时候来修") is a new repair, not progress.
     if ctx.entity("urgency") is not None:
