@@ -85,7 +85,9 @@ class StoryResult:
         return all(s.ok for s in self.steps) and len(self.steps) == len(self.story.steps)
 
     def transcript(self, *, marks: bool = True) -> str:
-        lines = [f"story: {self.story.name}  ({self.story.file})"]
+        path = Path(self.story.file)
+        shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+        lines = [f"story: {self.story.name}  ({shown})"]
         for n, s in enumerate(self.steps, 1):
             said = {"voice": "[语音] ", "image": "[图片]"}.get(s.kind, "") + s.said
             lines.append(f"{n:>2}. [{s.clock:%a %H:%M}] {s.speaker}> {said}")
@@ -157,8 +159,13 @@ class StoryRun:
             binds = setup.get("bind") or []
             for persona in [binds] if isinstance(binds, str) else binds:
                 owner = await self._owner(s, persona)
-                s.add(Identity(channel="wechat", account=self.account, external_id=self.openid(persona),
-                               owner_id=owner.id, bound_at=self.story.clock.astimezone(dt.UTC)))
+                identity = await s.scalar(sa.select(Identity).where(
+                    Identity.channel == "wechat", Identity.account == self.account,
+                    Identity.external_id == self.openid(persona)))
+                if identity is None:
+                    identity = Identity(channel="wechat", account=self.account, external_id=self.openid(persona))
+                    s.add(identity)
+                identity.owner_id, identity.bound_at = owner.id, self.story.clock.astimezone(dt.UTC)
             for n, cert in enumerate(setup.get("certificates") or []):
                 await self._certificate(s, dict(cert), n)
             for n, t in enumerate(setup.get("tickets") or []):
