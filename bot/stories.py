@@ -29,6 +29,14 @@ PERSONAS = {"张三": ("oDEMO0001", "13800000001"), "李四": ("oDEMO0002", "138
 """The demo owners (bot/demo.py). 王五 is registered but has not bound WeChat; any other name is a
 stranger with a fresh openid."""
 DEMO_PROJECT = "demo"
+OPENID = re.compile(r"o[A-Za-z0-9_-]{5,}")
+"""An owner written as a WeChat openid is that openid (the demo ones are 张三 and 李四)."""
+
+
+def persona(name: Any) -> str:
+    """The person a story names: 张三 for oDEMO0001, otherwise the name (or openid) as written."""
+    text = str(name).strip()
+    return next((p for p, (openid, _) in PERSONAS.items() if openid == text), text)
 
 STORY_KEYS = {"story", "owner", "clock", "pending", "setup", "steps"}
 SETUP_KEYS = {"bind", "settings", "tickets", "certificates", "conversation"}
@@ -153,7 +161,7 @@ def _step(data: Any, where: str) -> Step:
         raise StoryError(f"{where}.updates: expected ticket refs mapping to what changed")
     duty = data.get("duty_sms")
     return Step(
-        kind=kind, text=text, speaker=data.get("as"), clock=None if data.get("clock") is None else str(data["clock"]),
+        kind=kind, text=text, speaker=persona(data["as"]) if data.get("as") else None, clock=None if data.get("clock") is None else str(data["clock"]),
         bot=_patterns(data["bot"], f"{where}.bot") if "bot" in data else (),
         not_=_patterns(data["not"], f"{where}.not") if "not" in data else (),
         opens=opens,
@@ -170,6 +178,9 @@ def load_file(path: Path) -> list[Story]:
         raise StoryError(f"{path}: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("stories"), list):
         raise StoryError(f"{path}: expected a top-level 'stories:' list")
+    if set(doc) - {"stories", "definitions"}:
+        raise StoryError(f"{path}: unknown top-level key(s) {', '.join(sorted(set(doc) - {'stories', 'definitions'}))};"
+                         " allowed: stories, definitions (YAML anchors shared by the stories)")
     stories: list[Story] = []
     for n, raw in enumerate(doc["stories"]):
         where = f"{path.name}: story {n + 1}"
@@ -181,7 +192,7 @@ def load_file(path: Path) -> list[Story]:
         for m, t in enumerate(setup.get("tickets") or []):
             _check_keys(t, SETUP_TICKET_KEYS, f"{where}.setup.tickets[{m}]")
         story = Story(
-            name=str(raw["story"]), file=str(path), owner=_scalar(raw.get("owner", "张三"), f"{where}.owner"),
+            name=str(raw["story"]), file=str(path), owner=persona(_scalar(raw.get("owner", "张三"), f"{where}.owner")),
             clock=parse_clock(raw["clock"], where=f"{where}.clock") if raw.get("clock") is not None else DEFAULT_CLOCK,
             pending=str(raw["pending"]) if raw.get("pending") else None, setup=setup,
             steps=tuple(_step(s, f"{where} step {k + 1}") for k, s in enumerate(raw["steps"])),

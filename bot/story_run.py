@@ -38,6 +38,7 @@ from bot.store.models import (
 from bot.stories import (
     CHINA,
     DEMO_PROJECT,
+    OPENID,
     PERSONAS,
     TEXT_FIELDS,
     Step,
@@ -119,7 +120,7 @@ class StoryRun:
 
     def openid(self, persona: str) -> str:
         if persona not in self.openids:
-            known = PERSONAS.get(persona, (None, None))[0]
+            known = PERSONAS.get(persona, (None, None))[0] or (persona if OPENID.fullmatch(persona) else None)
             self.openids[persona] = known or f"oSTORY{self.run_id}{len(self.openids):02d}"
         return self.openids[persona]
 

@@ -206,7 +206,7 @@ def test_every_story_file_loads_and_names_are_unique() -> None:
 REPLAY = """\
 stories:
 - story: fee question answered
-  owner: 张三
+  owner: oDEMO0001
   steps:
   - owner: 物业费怎么交
     bot: 微信
