@@ -16,9 +16,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.store.db import Database
 from bot.store.models import (
@@ -35,6 +36,10 @@ from bot.store.models import (
     Ticket,
     TicketEvent,
 )
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
+    from bot.settings import Settings
 from bot.stories import (
     CHINA,
     DEMO_PROJECT,
@@ -115,7 +120,6 @@ class StoryRun:
         self.openids: dict[str, str] = {}
         self.refs: dict[str, int] = {}
         self.numbers: dict[str, str] = {}
-        self.code: str | None = None
         self._restore: list[tuple[Any, str, Any]] = []
 
     def openid(self, persona: str) -> str:
@@ -167,21 +171,21 @@ class StoryRun:
                     identity = Identity(channel="wechat", account=self.account, external_id=self.openid(persona))
                     s.add(identity)
                 identity.owner_id, identity.bound_at = owner.id, self.story.clock.astimezone(dt.UTC)
-            for n, cert in enumerate(setup.get("certificates") or []):
-                await self._certificate(s, dict(cert), n)
+            for cert in setup.get("certificates") or []:
+                await self._certificate(s, dict(cert))
             for n, t in enumerate(setup.get("tickets") or []):
                 await self._ticket(s, project, dict(t), n)
             if setup.get("conversation"):
                 await self._conversation(s, dict(setup["conversation"]))
 
-    async def _owner(self, s: Any, persona: str) -> Owner:
+    async def _owner(self, s: AsyncSession, persona: str) -> Owner:
         phone = PERSONAS.get(persona, (None, None))[1]
         owner = (await s.execute(sa.select(Owner).where(Owner.phone == phone))).scalar_one_or_none() if phone else None
         if owner is None:
             raise StoryError(f"{self.story.name}: {persona!r} is not a registered owner (张三, 李四, 王五)")
         return owner
 
-    async def _house(self, s: Any, text: str) -> House:
+    async def _house(self, s: AsyncSession, text: str) -> House:
         m = re.fullmatch(r"(\d+)栋(\d+)单元(\d+)", str(text))
         if m is None:
             raise StoryError(f"{self.story.name}: a house is written like 3栋2单元501, not {text!r}")
@@ -193,7 +197,7 @@ class StoryRun:
             raise StoryError(f"{self.story.name}: no house {text} in the demo data")
         return house
 
-    async def _certificate(self, s: Any, cert: dict[str, Any], n: int) -> None:
+    async def _certificate(self, s: AsyncSession, cert: dict[str, Any]) -> None:
         house = await self._house(s, cert.pop("house"))
         record = (await s.execute(sa.select(CertificateRecord).where(CertificateRecord.house_id == house.id))
                   ).scalar_one_or_none()
@@ -210,7 +214,7 @@ class StoryRun:
                 raise StoryError(f"{self.story.name}: certificate record has no field {key!r}")
             setattr(record, key, value)
 
-    async def _ticket(self, s: Any, project: Project, t: dict[str, Any], n: int) -> None:
+    async def _ticket(self, s: AsyncSession, project: Project, t: dict[str, Any], n: int) -> None:
         from actions.tickets import next_number
 
         persona = t.get("owner", self.story.owner)
@@ -243,7 +247,7 @@ class StoryRun:
         ref = str(t.get("ref") or f"ticket{n + 1}")
         self.refs[ref], self.numbers[ref] = ticket.id, ticket.number
 
-    async def _conversation(self, s: Any, conv: dict[str, Any]) -> None:
+    async def _conversation(self, s: AsyncSession, conv: dict[str, Any]) -> None:
         persona = conv.get("owner", self.story.owner)
         openid = self.openid(persona)
         identity = (await s.execute(sa.select(Identity).where(
@@ -316,7 +320,7 @@ class StoryRun:
                 "sms": await s.scalar(sa.select(sa.func.coalesce(sa.func.max(SmsOutbox.id), 0))) or 0,
             }
 
-    async def _check(self, s: Any, step: Step, result: StepResult, before: dict[str, int], speaker: str) -> None:
+    async def _check(self, s: AsyncSession, step: Step, result: StepResult, before: dict[str, int], speaker: str) -> None:
         checks, reply = result.checks, result.reply
         for p in step.bot:
             p = await self._fill(p, escape=True)
@@ -354,7 +358,7 @@ class StoryRun:
                     checks.append(Check(any(re.search(p, t) for t in texts), f"duty SMS says /{p}/",
                                         f"duty SMS sent: {texts or 'none'}"))
 
-    async def _check_opens(self, s: Any, want: int | tuple[dict[str, Any], ...], opened: list[Ticket],
+    async def _check_opens(self, s: AsyncSession, want: int | tuple[dict[str, Any], ...], opened: list[Ticket],
                            before: dict[str, int], checks: list[Check]) -> None:
         got = ", ".join(f"{t.number} {t.kind}/{t.category}/{t.priority} {house_label(t.house) or t.location or ''} "
                         f"«{t.description[:30]}»" for t in opened) or "none"
@@ -382,13 +386,13 @@ class StoryRun:
             return
         checks.append(Check(True, f"opens {len(want)} ticket(s): " + " | ".join(describe(w) for w in want)))
 
-    async def _tickets(self, s: Any, condition: Any) -> list[Ticket]:
+    async def _tickets(self, s: AsyncSession, condition: Any) -> list[Ticket]:
         from sqlalchemy.orm import joinedload
 
         return list((await s.execute(sa.select(Ticket).where(condition).order_by(Ticket.id).options(
             joinedload(Ticket.house).joinedload(House.building)))).scalars())
 
-    async def _match(self, s: Any, ticket: Ticket, spec: dict[str, Any], before: dict[str, int]) -> list[str]:
+    async def _match(self, s: AsyncSession, ticket: Ticket, spec: dict[str, Any], before: dict[str, int]) -> list[str]:
         problems: list[str] = []
         events = list((await s.execute(sa.select(TicketEvent).where(
             TicketEvent.ticket_id == ticket.id, TicketEvent.id > before["event"]).order_by(TicketEvent.id))).scalars())
@@ -464,7 +468,7 @@ class EngineDriver:
     """Hands each line to the engine as a WeChat message from ``openid`` and waits for the answer
     (what the terminal channel of ``yezhu chat`` does, plus voice and photos)."""
 
-    def __init__(self, engine: Any, account: str = "default") -> None:
+    def __init__(self, engine: Engine, account: str = "default") -> None:
         self.engine, self.account = engine, account
         self._ids = itertools.count(1)
         self._session = uuid.uuid4().hex[:10]
@@ -481,7 +485,7 @@ class EngineDriver:
         return "\n\n".join(r.text for r in await result.replies)
 
 
-async def replay(settings: Any, path: Path, *, name: str | None = None, write: Callable[[str], object] = print) -> int:
+async def replay(settings: Settings, path: Path, *, name: str | None = None, write: Callable[[str], object] = print) -> int:
     """Play the stories of ``path`` against the configured database; print each transcript with its
     checks; 0 when every story passed, 1 otherwise. Setup rows (tickets, bindings) and what the
     conversations opened stay in the database, as after a real chat: use a demo database."""
@@ -510,7 +514,8 @@ async def replay(settings: Any, path: Path, *, name: str | None = None, write: C
         await rt.stop()
     failed = [r for r in results if not r.ok]
     pending = sum(1 for r in failed if r.story.pending)
-    write(f"{len(results)} stories: {len(results) - len(failed)} passed, {len(failed)} failed"
+    write(f"{len(results)} {'story' if len(results) == 1 else 'stories'}: {len(results) - len(failed)} passed, "
+          f"{len(failed)} failed"
           + (f" ({pending} of them marked pending)" if pending else ""))
     return 1 if failed else 0
 
