@@ -115,21 +115,23 @@ def _check_keys(data: Any, allowed: set[str], where: str) -> dict[str, Any]:
 def parse_clock(value: Any, base: dt.datetime = DEFAULT_CLOCK, where: str = "clock") -> dt.datetime:
     """``2026-12-02 22:31`` | ``22:31`` (the default day) | ``周六 22:31`` (that day of the default week)
     | ``+40m`` / ``+2h`` / ``+1d`` (after ``base``). Times are Beijing time."""
+    if isinstance(value, dt.datetime):  # YAML read 2026-12-02 22:31:00 itself
+        return value.replace(tzinfo=CHINA) if value.tzinfo is None else value.astimezone(CHINA)
     if isinstance(value, int) and not isinstance(value, bool):  # YAML 1.1 reads 22:31 as 1351 (base 60)
         value = f"{value // 60}:{value % 60:02d}"
     text = str(value).strip()
     if m := re.fullmatch(r"\+(\d+)\s*([mhd])", text):
         unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
         return base + dt.timedelta(**{unit: int(m.group(1))})
-    if m := re.fullmatch(r"(\d{4}-\d{2}-\d{2})[ T](\d{1,2}:\d{2})", text):
-        return dt.datetime.fromisoformat(f"{m.group(1)}T{int(m.group(2)[:-3]):02d}{m.group(2)[-3:]}").replace(tzinfo=CHINA)
     day = DEFAULT_CLOCK.date()
-    if m := re.fullmatch(r"(\S+)\s+(\d{1,2}:\d{2})", text):
+    if m := re.fullmatch(r"(\d{4}-\d{2}-\d{2})[ T](.+)", text):
+        day, text = dt.date.fromisoformat(m.group(1)), m.group(2)
+    elif m := re.fullmatch(r"(\S+)\s+(.+)", text):
         if m.group(1).lower() not in WEEKDAYS:
-            raise StoryError(f"{where}: unknown day {m.group(1)!r}")
+            raise StoryError(f"{where}: cannot read the time {value!r}: unknown day {m.group(1)!r} (周一…周日, monday…)")
         monday = day - dt.timedelta(days=day.weekday())
         day, text = monday + dt.timedelta(days=WEEKDAYS[m.group(1).lower()]), m.group(2)
-    if m := re.fullmatch(r"(\d{1,2}):(\d{2})", text):
+    if (m := re.fullmatch(r"(\d{1,2})[:：](\d{2})(?::\d{2})?", text)) and int(m.group(1)) < 24 and int(m.group(2)) < 60:
         return dt.datetime.combine(day, dt.time(int(m.group(1)), int(m.group(2))), CHINA)
     raise StoryError(f"{where}: cannot read the time {value!r} (e.g. 22:31, 周六 09:15, 2026-12-02 22:31, +40m)")
 

@@ -216,9 +216,19 @@ stories:
     opens: 0
 - story: an expectation the bot does not meet
   owner: 张三
+  setup:
+    tickets:
+    - {ref: leak, category: plumbing, description: 卫生间漏水, status: dispatched}
   steps:
   - owner: 你好
     bot: 这句话不会出现
+    not: 您好
+    opens: [{kind: complaint}]
+    updates:
+      leak: {status: closed, events: 1}
+    conversation: staff
+    duty_sms: 1
+  - owner: 这一步不会被播放
 - story: a stranger binds as 王五 and the certificate status follows
   owner: 王五
   clock: "22:31"
@@ -259,6 +269,11 @@ def test_replay_prints_each_transcript_and_fails_when_a_story_fails(replay_env: 
     assert result.exit_code == 1, out
     assert "张三> 物业费怎么交" in out and "✓ reply says /微信/" in out
     assert "✗ reply says /这句话不会出现/" in out and "=> FAIL" in out
+    for check in ("✗ reply does not say /您好/", "✗ opens 1 ticket(s): kind complaint — opened: none",
+                  "✗ ticket leak (BX20261201-0001): status closed, events 1 — status is 'dispatched'",
+                  "✗ conversation is staff — it is bot", "✗ duty SMS sent (at least 1) — 0 sent",
+                  "(stopped: 1 step(s) not played)"):
+        assert check in out
     assert "[Wed 22:31] 王五> 13800000003" in out and "王五> BX" not in out
     assert "3 stories: 2 passed, 1 failed" in out
 
@@ -321,3 +336,7 @@ def test_story_clocks_read_as_an_owner_would_say_them() -> None:
     assert parse_clock("2027-01-04 08:05") == dt.datetime(2027, 1, 4, 8, 5, tzinfo=CHINA)
     assert parse_clock("+40m") == DEFAULT_CLOCK + dt.timedelta(minutes=40)
     assert parse_clock("+1d", parse_clock("22:31")) == dt.datetime(2026, 12, 3, 22, 31, tzinfo=CHINA)
+    assert parse_clock(dt.datetime(2026, 12, 2, 22, 31)) == parse_clock("2026-12-02 22:31:00") == parse_clock("22:31")
+    for bad in ("25:00", "明天 10:00", "2026-12-02", "soon"):
+        with pytest.raises(StoryError):
+            parse_clock(bad)
