@@ -234,7 +234,7 @@ def chat(
     logging.getLogger().setLevel(logging.WARNING)
     if replay is not None:
         from bot.stories import StoryError
-        from bot.stories import replay as replay_stories
+        from bot.story_run import replay as replay_stories
 
         try:
             raise typer.Exit(asyncio.run(replay_stories(s, replay, name=story)))

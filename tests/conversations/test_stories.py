@@ -9,6 +9,7 @@ prints the whole transcript, every check marked ✓ or ✗.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -19,8 +20,9 @@ import pytest
 import sqlalchemy as sa
 
 from bot.runtime import RUNTIME, Runtime
-from bot.stories import StoryRun, load_stories
 from bot.store.models import Base, Conversation, Identity, Message
+from bot.stories import StoryError, load_stories
+from bot.story_run import StoryRun
 from tests.conftest import WECHAT, YezhuFactory, run_sync
 from tests.fakes.wechat_client import WeChatOwner
 from tests.fakes.wechat_server import FakeWeChatAPI
@@ -186,7 +188,10 @@ async def test_story(story: Any, story_client: Any) -> None:
     def set_clock(now: dt.datetime) -> None:
         rt.engine.clock = lambda: now
 
-    result = await StoryRun(story, rt.db, WebhookDriver(story_client), set_clock).play()
+    try:
+        result = await StoryRun(story, rt.db, WebhookDriver(story_client), set_clock).play()
+    except StoryError as exc:  # a setup the demo data cannot satisfy: say which, without a traceback
+        pytest.fail(f"{story.id}: {exc}", pytrace=False)
     if not result.ok:
         pytest.fail("\n" + result.transcript(), pytrace=False)
 
@@ -197,3 +202,141 @@ def test_every_story_file_loads_and_names_are_unique() -> None:
     ids = [s.id for s in STORIES]
     assert len(ids) == len(set(ids))
     assert len(STORIES) >= 80
+
+
+# --- the format and `yezhu chat --replay` ----------------------------------------------------------
+
+REPLAY = """\
+stories:
+- story: fee question answered
+  owner: oDEMO0001
+  steps:
+  - owner: 物业费怎么交
+    bot: 微信
+    opens: 0
+- story: an expectation the bot does not meet
+  owner: 张三
+  setup:
+    tickets:
+    - {ref: leak, category: plumbing, description: 卫生间漏水, status: dispatched}
+  steps:
+  - owner: 你好
+    bot: 这句话不会出现
+    not: 您好
+    opens: [{kind: complaint}]
+    updates:
+      leak: {status: closed, events: 1}
+    conversation: staff
+    duty_sms: 1
+  - owner: 这一步不会被播放
+- story: a stranger binds as 王五 and the certificate status follows
+  owner: 王五
+  clock: "22:31"
+  setup:
+    settings: {duty_phone: "0571-00000000"}
+    tickets:
+    - {ref: leak, category: plumbing, description: 卫生间漏水, status: dispatched, assignee: gongcheng, age: 2d}
+  steps:
+  - owner: 我的房产证办好了吗
+    bot: 手机
+  - owner: "13800000003"
+    bot: 验证码
+  - owner: "{code}"
+    bot: [王五, 12栋3单元1804]
+  - owner: 查一下我的工单
+    bot: ['{leak}', 老陈]
+"""
+
+
+@pytest.fixture
+def replay_env(sqlite_demo_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "replay.db"
+    shutil.copy(sqlite_demo_template, path)
+    monkeypatch.setenv("YEZHU_DATABASE_URL", f"sqlite+aiosqlite:///{path}")
+    monkeypatch.chdir(tmp_path)
+    story_file = tmp_path / "replay.yml"
+    story_file.write_text(REPLAY, encoding="utf-8")
+    return story_file
+
+
+def test_replay_prints_each_transcript_and_fails_when_a_story_fails(replay_env: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    result = CliRunner().invoke(app, ["chat", "--replay", str(replay_env)])
+    out = result.output
+    assert result.exit_code == 1, out
+    assert "张三> 物业费怎么交" in out and "✓ reply says /微信/" in out
+    assert "✗ reply says /这句话不会出现/" in out and "=> FAIL" in out
+    for check in ("✗ reply does not say /您好/", "✗ opens 1 ticket(s): kind complaint — opened: none",
+                  "✗ ticket leak (BX20261201-0001): status closed, events 1 — status is 'dispatched'",
+                  "✗ conversation is staff — it is bot", "✗ duty SMS sent (at least 1) — 0 sent",
+                  "(stopped: 1 step(s) not played)"):
+        assert check in out
+    assert "[Wed 22:31] 王五> 13800000003" in out and "王五> BX" not in out
+    assert "3 stories: 2 passed, 1 failed" in out
+
+    # Replayed again on the same database: strangers get fresh openids, demo owners a fresh conversation.
+    again = CliRunner().invoke(app, ["chat", "--replay", str(replay_env), "--story", "a stranger binds"])
+    assert again.exit_code == 0, again.output
+    assert "1 story: 1 passed, 0 failed" in again.output
+
+
+def test_replay_puts_back_the_settings_a_story_changed(replay_env: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from bot.store.db import Database
+    from bot.store.models import Project
+
+    result = CliRunner().invoke(app, ["chat", "--replay", str(replay_env), "--story", "a stranger binds"])
+    assert result.exit_code == 0, result.output
+
+    async def duty_phone() -> str:
+        db = Database(os.environ["YEZHU_DATABASE_URL"])
+        try:
+            async with db.session() as s:
+                project = (await s.execute(sa.select(Project))).scalar_one()
+                return str(project.settings["duty_phone"])
+        finally:
+            await db.close()
+
+    assert run_sync(duty_phone()) == "0571-88889999"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("stories:\n- story: x\n  steps:\n  - owner: 你好\n    reply: 您好\n", "unknown key(s) reply"),
+    ("stories:\n- story: x\n  steps:\n  - owner: yes\n", "quotes"),
+    ("stories:\n- story: x\n  clock: 25 o'clock\n  steps:\n  - owner: 你好\n", "cannot read the time"),
+    ("stories:\n- story: x\n  steps:\n  - owner: 你好\n    bot: '[未闭合'\n", "bad pattern"),
+    ("story: x\n", "top-level 'stories:'"),
+])
+def test_a_broken_story_file_is_one_clear_line(replay_env: Path, text: str, message: str) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    replay_env.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(app, ["chat", "--replay", str(replay_env)])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    missing = CliRunner().invoke(app, ["chat", "--replay", "no-such-file.yml"])
+    assert missing.exit_code == 2 and "no-such-file.yml" in missing.output
+
+
+def test_story_clocks_read_as_an_owner_would_say_them() -> None:
+    from bot.stories import CHINA, DEFAULT_CLOCK, parse_clock
+
+    assert parse_clock("22:31") == dt.datetime(2026, 12, 2, 22, 31, tzinfo=CHINA)
+    assert parse_clock(1351) == dt.datetime(2026, 12, 2, 22, 31, tzinfo=CHINA)  # YAML 1.1 reads 22:31 as 1351
+    assert parse_clock("周六 09:15") == dt.datetime(2026, 12, 5, 9, 15, tzinfo=CHINA)
+    assert parse_clock("sunday 20:00").weekday() == 6
+    assert parse_clock("2027-01-04 08:05") == dt.datetime(2027, 1, 4, 8, 5, tzinfo=CHINA)
+    assert parse_clock("+40m") == DEFAULT_CLOCK + dt.timedelta(minutes=40)
+    assert parse_clock("+1d", parse_clock("22:31")) == dt.datetime(2026, 12, 3, 22, 31, tzinfo=CHINA)
+    assert parse_clock(dt.datetime(2026, 12, 2, 22, 31)) == parse_clock("2026-12-02 22:31:00") == parse_clock("22:31")
+    for bad in ("25:00", "明天 10:00", "2026-12-02", "soon"):
+        with pytest.raises(StoryError):
+            parse_clock(bad)
