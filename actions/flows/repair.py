@@ -21,6 +21,7 @@ from actions.flows.labels import REPAIR_LABEL
 from actions.flows.slots import contact_phone, visit_time
 from actions.flows.understand import (
     STILL_BROKEN,
+    THANKS_ONLY,
     is_affirm,
     is_correction,
     is_deny,
@@ -285,6 +286,8 @@ class RepairFlow(Flow):
         if slots == before:
             if asking == "confirm" or asking == "change":
                 form["asking"] = "confirm"
+                if THANKS_ONLY.match(text):
+                    return ["不客气！这张报修还没有提交，信息无误请回复“确认”，我马上为您登记。"]
                 return ["抱歉，我没太明白。上面的报修信息是否正确？" + CONFIRM]
             if confident and intent in ("inquiry", "certificate", "complaint", "optout") and asking != "description":
                 return None  # something else entirely: handled outside (the form stays)
