@@ -86,7 +86,7 @@ def house_end(ctx: Ctx, prefix: str, loc_start: int) -> int:
 
 
 DESCRIPTION = Slot("description", "请描述一下哪里出了什么问题，有照片也可以直接发给我。", "主卧窗户关不严", _description)
-WHERE = Slot("where", "请问是哪里需要维修？请告诉我房号；如果是公共区域，请说明具体位置。",
+WHERE = Slot("where", "请问是哪套房屋？请告诉我房号；如果是公共区域，请说明具体位置。",
              "3栋2单元501，或 5栋电梯、地下车库B2", _where)
 CONTACT = Slot("contact", "请留一个方便联系的手机号码。", "13800000000", contact_phone)
 VISIT = Slot("visit_time", "请问什么时间方便师傅上门？", "明天上午、周六下午3点，或“随时”", visit_time)
