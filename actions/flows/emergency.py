@@ -55,8 +55,8 @@ class EmergencyFlow(Flow):
                     return [*answer, f"您的紧急工单 {ticket.number} 仍在处理中，有新情况请随时告诉我。"]
                 return [await self._enrich(ctx, form, ticket)]
             drop_form(ctx.state)  # staff have taken it: the owner's words go back to the normal desk
-        if ctx.entity("urgency") is not None and ctx.intent in ("repair", "complaint", "other", "inquiry"):
-            return await self.start(ctx)
+        if ctx.entity("urgency") is not None and ctx.intent not in ("thanks", "optout"):
+            return await self.start(ctx)  # "燃气泄漏 快找人": safety first, the person comes with it
         return None
 
     async def start(self, ctx: Ctx) -> list[str]:
