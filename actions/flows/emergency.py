@@ -134,6 +134,8 @@ class EmergencyFlow(Flow):
         location = self._location(ctx)
         building = BUILDING.search(text)
         house_ent = ctx.entity("house")
+        if house_ent is not None and house_ent.extra.get("room"):
+            location = text[house_ent.start:house_ent.end]  # "3栋2单元501": the home itself, room included
         if location is None and building is not None:
             unit = re.search(r"(\d{1,2})\s*单元", text)
             location = f"{building.group(1)}栋" + (f"{unit.group(1)}单元" if unit else "")
