@@ -22,6 +22,7 @@ TICKET_EVENT_LABELS = {
     "note": "内部备注", "visit_time": "改约上门时间", "owner_notified": "已通知业主",
     "owner_not_notified": "未能通知业主", "due_changed": "调整时限", "edited": "修改工单",
     "photo": "添加照片", "quote": "报价", "quote_accepted": "业主同意报价", "quote_declined": "业主拒绝报价",
+    "owner_followup": "业主补充", "linked": "关联工单", "emergency_update": "紧急情况补充",
 }
 REPAIR_CATEGORY_LABELS = {
     "plumbing": "给排水/漏水", "drainage": "下水堵塞", "electrical": "电路", "gas": "燃气", "door_window": "门窗锁具",

@@ -237,8 +237,10 @@ class TicketWorkflow:
         return await self.notify(s, batch, ticket, text, notice="closed", actor=actor, now=now)
 
     async def reopen(self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, actor: str, reason: str,
-                     now: dt.datetime | None = None) -> list[int]:
-        """Rework (返修): the same responsible person, a fresh due time, counted in the reports."""
+                     now: dt.datetime | None = None, notify: bool = True) -> list[int]:
+        """Rework (返修): the same responsible person, a fresh due time, counted in the reports.
+
+        ``notify=False`` when the owner asked for it in the chat that is answering them right now."""
         now = now or utcnow()
         if not reason.strip():
             raise WorkflowError("返修请填写原因（例如业主反馈仍未修好）")
@@ -247,6 +249,8 @@ class TicketWorkflow:
         ticket.due_at = compute_due(ticket.kind, ticket.priority, now, await project_settings(s, ticket))
         self._move(s, batch, ticket, "reopen", actor, now, reason=reason.strip()[:500],
                    rework_count=ticket.rework_count, due_at=ticket.due_at.isoformat())
+        if not notify:
+            return []
         who = await self._assignee_name(s, ticket)
         text = f"{self._head(ticket)}已安排返修"
         text += f"，仍由{who}负责，我们会尽快与您联系。" if who else "，我们会尽快与您联系。"

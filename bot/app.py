@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from bot import api
+from bot.console import setup_console
 from bot.metrics import CONTENT_TYPE_LATEST
 from bot.runtime import RUNTIME, Runtime
 from bot.settings import Settings
@@ -77,12 +78,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     json_channel = ApiChannel(rt.engine)
     app.router.add_post("/api/v1/messages", json_channel.handle)
     app.add_routes(api.routes)
-    try:
-        from bot.console import setup_console
-    except ImportError:  # the console package is optional while it is being built
-        pass
-    else:
-        setup_console(app, rt)
+    setup_console(app, rt)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
 

@@ -10,6 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
+from actions.binding import DevSmsSender
+from actions.knowledge import KnowledgeService
+from actions.policy import DialoguePolicy
 from bot.engine import Engine
 from bot.jobs import Jobs
 from bot.metrics import Metrics
@@ -20,6 +23,7 @@ from bot.store.db import Database
 from channels.base import OutputChannel
 from channels.wechat import WeChatAccountConfig
 from channels.wechat_api import WeChatSender
+from nlu.pipeline import Interpreter, load_interpreter
 
 log = logging.getLogger("yezhu.runtime")
 
@@ -39,23 +43,12 @@ def wechat_accounts(settings: Settings) -> dict[str, WeChatAccountConfig]:
     }
 
 
-def load_nlu(settings: Settings) -> Any:
-    """The interpreter (``nlu.load_interpreter``), or None while no model ships."""
-    try:
-        from nlu import load_interpreter
-    except ImportError:
-        log.warning("nlu package not available: messages are stored without a parse")
-        return None
+def load_nlu(settings: Settings) -> Interpreter:
+    """The interpreter (``nlu.load_interpreter``); an import error is a bug and stops the process."""
     return load_interpreter(backend=settings.nlu_backend, rasa_url=settings.rasa_url)
 
 
 def default_policy(runtime: Runtime) -> Policy:
-    try:
-        from actions.policy import DialoguePolicy
-    except ImportError:
-        from bot.policy import WelcomePolicy
-
-        return WelcomePolicy()
     return DialoguePolicy(runtime)
 
 
@@ -73,9 +66,6 @@ class Runtime:
             "wechat": WeChatSender(self.wechat_accounts, self.services.cache),
         }
         self.jobs = Jobs(self)
-        from actions.binding import DevSmsSender
-        from actions.knowledge import KnowledgeService
-
         self.knowledge = KnowledgeService(self.db)
         self.sms = DevSmsSender()
         self.engine = Engine(self, policy or default_policy(self))
