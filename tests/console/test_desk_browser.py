@@ -116,7 +116,7 @@ async def test_a_phone_call_becomes_a_ticket_and_the_caller_is_found_by_4_digits
     assert "3栋2单元501" in await agent.locator("#house-id option:checked").inner_text()
     await agent.select_option("#kind", label="报修")
     await agent.select_option("#category", label="给排水/漏水")
-    await agent.fill("#description", "业主来电：卫生间地漏返水，楼下天花板有水渍")
+    await agent.fill("#description", "业主来电：卫生间墙角渗水，楼下天花板有水渍")
     await agent.fill("input[name=visit_time]", "明天上午9点后")
     await screenshot(agent, "ticket_new")
     await agent.click("#create-ticket")
