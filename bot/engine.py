@@ -30,7 +30,7 @@ from bot import events
 from bot.conversation import CLOSED, STAFF, log_event
 from bot.events import EventBatch
 from bot.policy import Policy, Turn
-from bot.services.base import ServiceUnavailable
+from bot.services.base import LockTimeout, ServiceUnavailable
 from bot.services.memory import MemoryLocks
 from bot.store.db import Database
 from bot.store.hot_path import APPEND, REPLY, TURN, UNCHANGED, Unchanged
@@ -49,8 +49,17 @@ RECOVERY_ATTEMPTS = 3
 RECOVERY_HORIZON = dt.timedelta(hours=24)
 """Older unfinished turns are not run any more (WeChat's reply window is 48 hours; staff see them)."""
 INLINE_LIMIT = {"wechat": 1}
-"""Replies a channel's webhook answer can carry (WeChat: one passive reply). A turn with more stores
-them ``queued`` at once, so no process death between the answer and a hand-off can strand them."""
+"""Replies a channel's webhook answer can carry (WeChat: one passive reply, within ``reply_budget``).
+A turn with more stores them ``queued`` at once, so no process death between the answer and a hand-off
+can strand them."""
+INLINE_MARGIN = 1.0
+"""Seconds before the channel stops waiting (``reply_budget``) after which a turn no longer offers its
+replies inline but stores them ``queued``: the channel answers ``success`` right after giving up, and
+replies stored ``reply`` while it gives up would be owed by nobody if the process died at that moment."""
+TURN_LOCK_TIMEOUT = 15.0
+"""Seconds a turn may hold its sender's lock: a process killed mid-turn blocks that sender this long."""
+TURN_LOCK_WAIT = 2 * TURN_LOCK_TIMEOUT
+"""Seconds a turn waits for its sender's lock: longer than a dead holder can keep it."""
 REANSWER_WITHIN = dt.timedelta(minutes=5)
 """A retried webhook is answered again with its message's stored replies only this soon after the turn
 (WeChat retries within about 15 seconds; an old capture replayed later gets nothing)."""
@@ -308,10 +317,21 @@ class Engine:
         try:
             async with (
                 self._turn_slots,
-                self._sender_lock("turn:" + sender_key(msg.channel, msg.account, msg.sender)),
+                self._sender_lock(
+                    "turn:" + sender_key(msg.channel, msg.account, msg.sender),
+                    timeout=TURN_LOCK_TIMEOUT, wait=TURN_LOCK_WAIT,
+                ),
             ):
-                replies, out_ids, batch, queued = await self._turn(msg, conversation_id, message_id, parse, pending)
+                replies, out_ids, batch, queued = await self._turn(
+                    msg, conversation_id, message_id, parse, pending, started
+                )
             await batch.publish(rt.services.pubsub)
+        except LockTimeout:
+            # Another turn of this sender kept its lock too long: the message stays stored and
+            # unhandled, and the recovery sweep runs its turn later.
+            log.warning("message %s: its sender stayed busy for %.0f s; the recovery sweep answers it",
+                        message_id, TURN_LOCK_WAIT)
+            raise
         except Exception:
             log.exception("processing failed", extra={"conversation_id": conversation_id})
             raise
@@ -320,15 +340,15 @@ class Engine:
         return [] if queued else replies
 
     @asynccontextmanager
-    async def _sender_lock(self, key: str) -> AsyncIterator[None]:
+    async def _sender_lock(self, key: str, *, timeout: float = 30.0, wait: float = 30.0) -> AsyncIterator[None]:
         """The shared per-sender lock; while Redis is unavailable, this process's own lock (senders stay
         serialised within a process; across processes only for as long as Redis answers)."""
         async with AsyncExitStack() as stack:
             try:
-                await stack.enter_async_context(self.rt.services.locks.lock(key))
+                await stack.enter_async_context(self.rt.services.locks.lock(key, timeout=timeout, wait=wait))
             except ServiceUnavailable:
                 self.rt.metrics.degraded.labels("lock").inc()
-                await stack.enter_async_context(self._local_locks.lock(key))
+                await stack.enter_async_context(self._local_locks.lock(key, timeout=timeout, wait=wait))
             yield
 
     async def deliver_later(self, out_ids: list[int]) -> None:
@@ -352,7 +372,13 @@ class Engine:
             await self.rt.jobs.enqueue_deliveries(out_ids)
 
     async def _turn(
-        self, msg: InboundMessage, conversation_id: int, message_id: int, parse: Any | None, pending: _Pending
+        self,
+        msg: InboundMessage,
+        conversation_id: int,
+        message_id: int,
+        parse: Any | None,
+        pending: _Pending,
+        started: float,
     ) -> tuple[list[OutboundMessage], list[int], EventBatch, bool]:
         """One bot turn. Most turns (a knowledge-base answer, a greeting, a form step) change nothing
         but the dialogue state and add a reply; they cost two statements and no transaction round trips:
@@ -401,7 +427,7 @@ class Engine:
             replies = await self.policy.respond(turn)
             # Replies the webhook answer cannot carry (the channel gave up waiting, or more than it
             # takes) are written ``queued`` with the turn, so they are owed durably from the start.
-            queued = pending.deferred or len(replies) > INLINE_LIMIT.get(msg.channel, len(replies))
+            queued = pending.deferred or self._too_late_inline(msg.channel, len(replies), started)
             now = utcnow()
             rows = [
                 {
@@ -432,6 +458,13 @@ class Engine:
                 mode=conv.mode, text=reply.text,
             )
         return replies, out_ids, batch, queued
+
+    def _too_late_inline(self, channel: str, count: int, started: float) -> bool:
+        limit = INLINE_LIMIT.get(channel)
+        if limit is None:
+            return False  # the channel waits for every reply (the JSON API)
+        budget = self.rt.settings.reply_budget
+        return count > limit or time.perf_counter() - started > budget - min(INLINE_MARGIN, budget / 3)
 
     async def _commit_turn(self, s: AsyncSession, message_id: int, rows: list[dict[str, Any]]) -> list[int]:
         """The general case: what the policy changed, then the replies, in one transaction."""
@@ -590,6 +623,11 @@ class Engine:
             try:
                 await self._process(msg, row.conversation_id, row.id, await self._parse(msg), time.perf_counter(),
                                     pending)
+            except LockTimeout:  # the sender was busy (e.g. a dead process's lock): not a failed try
+                async with self.db.autocommit() as c:
+                    await c.execute(
+                        sa.update(Message).where(Message.id == row.id).values(attempts=Message.attempts - 1)
+                    )
             except Exception:
                 pass  # logged by _process; the next sweep tries again (up to RECOVERY_ATTEMPTS)
         return len(rows)

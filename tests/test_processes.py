@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.store.models import Message
 from tests.conftest import WECHAT
-from tests.fakes.wechat_client import WeChatOwner
+from tests.fakes.wechat_client import WeChatOwner, WeChatResponse
 
 ROOT = Path(__file__).resolve().parent.parent
 YEZHU = Path(sys.executable).parent / "yezhu"
@@ -238,4 +238,168 @@ async def test_messages_of_a_killed_server_are_answered_after_the_restart(tmp_pa
                 second.wait(timeout=40)
                 log.close()
         finally:
+            await engine.dispose()
+
+
+WECHAT_RETRY_INTERVAL = float(os.environ.get("YEZHU_TEST_WECHAT_RETRY_INTERVAL", "2.5"))
+"""Seconds between WeChat's tries of one message (WeChat: 5 s; shorter here to keep the test fast)."""
+WECHAT_TIMEOUT = 5.0
+"""WeChat waits this long for an answer before it counts the try as failed."""
+
+
+async def message_states(engine: Any, openids: set[str]) -> list[dict[str, Any]]:
+    """What the database says about these owners' messages (for a failing assertion's message)."""
+    from bot.store.models import Conversation, Identity
+
+    async with engine.connect() as conn:
+        rows = (await conn.execute(
+            sa.select(Identity.external_id, Message.id, Message.direction, Message.handled_at, Message.attempts,
+                      Message.delivery, Message.delivery_error, Message.handoff_at, Message.at)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(Identity, Identity.id == Conversation.identity_id)
+            .where(Identity.external_id.in_(openids))
+            .order_by(Message.id)
+        )).all()
+    return [dict(row._mapping) for row in rows]
+
+
+class WeChatPush:
+    """One message as WeChat pushes it: the same signed request on every try (WeChat repeats the
+    timestamp, nonce and signature), at most three retries after the first try, until one is answered
+    with 200."""
+
+    def __init__(self, owner: WeChatOwner, msg_id: int, text: str) -> None:
+        self.owner, self.msg_id = owner, msg_id
+        self.query, self.body = owner.signed_request(owner.text_xml(text, msg_id=msg_id))
+        self.tries = 0
+        self.outcomes: list[str] = []
+        self.answer: str | None = None
+        """The passive reply's text, "" for ``success``, None while unanswered."""
+
+    async def push(self, http: aiohttp.ClientSession) -> None:
+        self.tries += 1
+        began = time.monotonic()
+        try:
+            async with http.post(
+                self.owner.path, params=self.query, data=self.body, headers={"Content-Type": "text/xml"},
+                timeout=aiohttp.ClientTimeout(total=WECHAT_TIMEOUT),
+            ) as resp:
+                status, text = resp.status, await resp.text()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self.outcomes.append(f"{type(exc).__name__} after {time.monotonic() - began:.1f}s")
+            return  # connection refused or reset, or no answer in time: WeChat tries again
+        self.outcomes.append(f"{status} after {time.monotonic() - began:.1f}s")
+        if status != 200:
+            return  # 503: WeChat tries again
+        fields = self.owner.reply_fields(WeChatResponse(status, text, "text/xml"))
+        self.answer = fields["Content"] if fields else ""
+
+
+async def test_no_message_is_lost_when_a_server_on_postgresql_and_redis_is_killed(
+    pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """kill -9 in the middle of a burst of 64 signed messages, then WeChat's retries: every message is
+    stored exactly once and every owner gets exactly one answer, inline or through the
+    customer-service API -- no retry of an unstored message is taken for a duplicate."""
+    from tests.fakes.wechat_server import FakeWeChatAPI
+
+    count = 64
+    async with FakeWeChatAPI({WECHAT["wechat_app_id"]: WECHAT["wechat_app_secret"]}) as api:
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("YEZHU_")},
+            "YEZHU_DATABASE_URL": pg_url,
+            "YEZHU_REDIS_URL": redis_url,
+            "YEZHU_WECHAT_TOKEN": WECHAT["wechat_token"],
+            "YEZHU_WECHAT_APP_ID": WECHAT["wechat_app_id"],
+            "YEZHU_WECHAT_APP_SECRET": WECHAT["wechat_app_secret"],
+            "YEZHU_WECHAT_API_BASE": api.base_url,
+            "YEZHU_LOG_LEVEL": "WARNING",
+            "YEZHU_TURN_RECOVERY_AFTER": "1",
+            "YEZHU_TURN_RECOVERY_INTERVAL": "1",
+            "YEZHU_DELIVERY_SWEEP_AFTER": "3",
+            "YEZHU_JOB_REDELIVERY_SECONDS": "2",
+            "YEZHU_JOB_RETRY_BASE": "0.05",
+        }
+        base = f"http://127.0.0.1:{port}"
+        logs = [(tmp_path / name).open("wb") for name in ("worker.log", "first.log", "second.log")]
+        worker = subprocess.Popen([str(YEZHU), "worker"], cwd=tmp_path, env=env, stdout=logs[0],
+                                  stderr=subprocess.STDOUT)
+        first = start_server(["--host", "127.0.0.1", "--port", str(port)], tmp_path, env, logs[1])
+        second: subprocess.Popen[bytes] | None = None
+        engine = create_async_engine(pg_url)
+        try:
+            await wait_healthy(base, first)
+            async with aiohttp.ClientSession(base_url=base) as http:
+                pushes = [
+                    WeChatPush(
+                        WeChatOwner(http, token=WECHAT["wechat_token"], app_id=WECHAT["wechat_app_id"],
+                                    openid=f"oLOSS{n:04d}"),
+                        9154768590064710000 + n, "请问物业费怎么交",
+                    )
+                    for n in range(count)
+                ]
+
+                finished = 0
+
+                async def first_try(p: WeChatPush) -> None:
+                    nonlocal finished
+                    await p.push(http)
+                    finished += 1
+                    if finished == 12:
+                        first.send_signal(signal.SIGKILL)  # most messages are still being accepted
+
+                await asyncio.gather(*(first_try(p) for p in pushes))
+                first.wait(timeout=10)
+                unanswered = [p for p in pushes if p.answer is None]
+                assert unanswered, "the kill came too late: every message was answered before it"
+
+                second = start_server(["--host", "127.0.0.1", "--port", str(port)], tmp_path, env, logs[2])
+                await wait_healthy(base, second)
+                for _ in range(3):  # WeChat's three retries
+                    unanswered = [p for p in pushes if p.answer is None]
+                    if not unanswered:
+                        break
+                    await asyncio.sleep(WECHAT_RETRY_INTERVAL)
+                    await asyncio.gather(*(p.push(http) for p in unanswered))
+            assert all(p.answer is not None for p in pushes), [(p.msg_id, p.outcomes) for p in pushes]
+
+            async with engine.connect() as conn:
+                inbound = Counter(
+                    (await conn.execute(sa.select(Message.channel_msg_id).where(Message.direction == "in"))).scalars()
+                )
+            assert inbound == Counter({str(p.msg_id): 1 for p in pushes})  # every message, stored once
+
+            inline = {p.owner.openid for p in pushes if p.answer}
+            assert all(p.answer.strip() for p in pushes if p.answer)
+            later = count - len(inline)  # acknowledged with "success": answered through the API
+            try:
+                await api.wait_for_messages(later, timeout=40)
+            except TimeoutError:
+                missing = {p.owner.openid for p in pushes} - inline - {m.touser for m in api.messages}
+                raise AssertionError(f"never answered: {await message_states(engine, missing)}") from None
+            await asyncio.sleep(1.5)  # a second send of any of them would show up by now
+            through_api = Counter(m.touser for m in api.messages)
+            assert set(through_api.values()) <= {1}, through_api
+            assert not inline & through_api.keys()  # nobody answered twice
+            assert inline | through_api.keys() == {p.owner.openid for p in pushes}
+            assert all(m.content.strip() for m in api.messages)
+            async with engine.connect() as conn:
+                pending = (await conn.execute(
+                    sa.select(sa.func.count()).select_from(Message).where(
+                        Message.direction == "in", Message.handled_at.is_(None))
+                )).scalar_one()
+            assert pending == 0
+            for name in ("worker.log", "second.log"):
+                assert "Traceback" not in (tmp_path / name).read_text(), (tmp_path / name).read_text()[-3000:]
+        finally:
+            for proc in (first, second, worker):
+                if proc is not None and proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+            for f in logs:
+                f.close()
             await engine.dispose()
