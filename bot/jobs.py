@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from taskiq import AckableMessage, AsyncBroker, InMemoryBroker
+from taskiq.exceptions import SendTaskError
 from taskiq_redis import RedisStreamBroker
 
 from bot import events
@@ -88,6 +89,13 @@ class ReclaimingStreamBroker(RedisStreamBroker):
                     if msg:  # a message trimmed from the stream comes back as None
                         log.warning("re-running a job left unacknowledged by a dead worker: %s", msg_id)
                         yield AckableMessage(data=msg[b"data"], ack=self._ack_generator(id=msg_id, queue_name=self.queue_name))
+
+
+def _cause(exc: BaseException) -> str:
+    """``Type: message`` of the error at the bottom of ``exc``'s chain (taskiq wraps the broker's)."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return f"{type(exc).__name__}: {exc}"[:200]
 
 
 def make_broker(settings: Any) -> AsyncBroker:
@@ -154,12 +162,12 @@ class Jobs:
         try:
             async with asyncio.timeout(max(1.0, self.rt.settings.redis_timeout * 2)):
                 await self._deliver.kiq(payload)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (SendTaskError, RedisError, OSError, TimeoutError) as exc:  # taskiq wraps the broker's error
             self.rt.metrics.enqueue_failures.labels("deliver_message").inc()
             log.warning(
                 "deliver: could not queue message(s) %s (%s); they stay queued and the delivery sweep "
                 "hands them over again within %.0f s",
-                ",".join(map(str, message_ids)), type(exc).__name__, self.rt.settings.delivery_sweep_after,
+                ",".join(map(str, message_ids)), _cause(exc), self.rt.settings.delivery_sweep_after,
             )
             return False
         return True
