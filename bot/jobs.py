@@ -180,6 +180,9 @@ class Jobs:
         marked failed with the reason. Returns how many were handed over."""
         now = utcnow()
         cutoff = now - dt.timedelta(seconds=older_than)
+        # A ``sending`` message is taken over only once its job has shown no life for longer than a
+        # job's lease (a live job renews ``handoff_at`` before every attempt).
+        lease = now - dt.timedelta(seconds=max(older_than, self.rt.settings.job_redelivery_seconds))
         m = Message.__table__
         undelivered = m.c.delivery.in_(("queued", "sending"))
         async with self.rt.db.autocommit() as c:
@@ -194,7 +197,14 @@ class Jobs:
             rows = (
                 await c.execute(
                     sa.select(m.c.id, m.c.handoff_at, m.c.conversation_id)
-                    .where(undelivered, sa.or_(m.c.handoff_at < cutoff, m.c.handoff_at.is_(None)))
+                    .where(
+                        undelivered,
+                        sa.or_(
+                            sa.and_(m.c.handoff_at.is_(None), m.c.at < cutoff),  # queued by older code
+                            sa.and_(m.c.delivery == "queued", m.c.handoff_at < cutoff),
+                            sa.and_(m.c.delivery == "sending", m.c.handoff_at < lease),
+                        ),
+                    )
                     .order_by(m.c.id)
                     .limit(limit)
                 )
@@ -202,7 +212,8 @@ class Jobs:
             taken: list[tuple[int, int]] = []
             for row in rows:
                 same = m.c.handoff_at.is_(None) if row.handoff_at is None else m.c.handoff_at == row.handoff_at
-                claim = sa.update(m).where(m.c.id == row.id, undelivered, same).values(handoff_at=now)
+                # back to ``queued``: the new job's claim must be able to take it
+                claim = sa.update(m).where(m.c.id == row.id, undelivered, same).values(delivery="queued", handoff_at=now)
                 if (await c.execute(claim)).rowcount == 1:
                     taken.append((row.conversation_id, row.id))
         for message_id in expired:
