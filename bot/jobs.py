@@ -32,6 +32,7 @@ from taskiq_redis import RedisStreamBroker
 
 from bot import events
 from bot.events import EventBatch
+from bot.store.hot_path import table
 from bot.store.models import Conversation, Identity, Message, utcnow
 from channels.base import OutboundMessage, SendResult
 
@@ -73,7 +74,7 @@ class ReclaimingStreamBroker(RedisStreamBroker):
     async def _listen_once(self) -> AsyncGenerator[AckableMessage, None]:
         async with Redis(connection_pool=self.connection_pool) as conn:
             while True:
-                fetched = await conn.xreadgroup(
+                fetched: Any = await conn.xreadgroup(  # redis-py types stream replies loosely
                     self.consumer_group_name, self.consumer_name, {self.queue_name: ">"},
                     block=self.block, noack=False, count=self.count,
                 )
@@ -183,7 +184,7 @@ class Jobs:
         # A ``sending`` message is taken over only once its job has shown no life for longer than a
         # job's lease (a live job renews ``handoff_at`` before every attempt).
         lease = now - dt.timedelta(seconds=max(older_than, self.rt.settings.job_redelivery_seconds))
-        m = Message.__table__
+        m = table(Message)
         undelivered = m.c.delivery.in_(("queued", "sending"))
         async with self.rt.db.autocommit() as c:
             expired = (
@@ -289,7 +290,7 @@ class Jobs:
         """Take ``message_id`` for this job: None when taken, else why not (the job's result)."""
         now = utcnow()
         lease = now - dt.timedelta(seconds=self.rt.settings.job_redelivery_seconds)
-        m = Message.__table__
+        m = table(Message)
         async with self.rt.db.autocommit() as c:
             taken = await c.execute(
                 sa.update(m)

@@ -18,7 +18,7 @@ from bot.events import EventBatch
 from bot.runtime import Runtime
 from bot.store.models import Conversation, Identity, Owner, StaffUser
 from channels.base import OutboundMessage
-from tests.test_wechat_app import EchoPolicy, FakeWeChatAPI, api, messages, owner, start  # noqa: F401
+from tests.test_wechat_app import EchoPolicy, FakeWeChatAPI, api, messages, owner, start
 
 __all__ = ["api"]
 

@@ -50,6 +50,10 @@ def start_server(args: list[str], cwd: Path, env: dict[str, str], log: Any) -> s
     return subprocess.Popen([str(YEZHU), "run", *args], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+def start_worker(cwd: Path, env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([str(YEZHU), "worker"], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 def running(pid: int) -> bool:
     try:
         return "zombie" not in Path(f"/proc/{pid}/status").read_text()
@@ -323,8 +327,7 @@ async def test_no_message_is_lost_when_a_server_on_postgresql_and_redis_is_kille
         }
         base = f"http://127.0.0.1:{port}"
         logs = [(tmp_path / name).open("wb") for name in ("worker.log", "first.log", "second.log")]
-        worker = subprocess.Popen([str(YEZHU), "worker"], cwd=tmp_path, env=env, stdout=logs[0],
-                                  stderr=subprocess.STDOUT)
+        worker = start_worker(tmp_path, env, logs[0])
         first = start_server(["--host", "127.0.0.1", "--port", str(port)], tmp_path, env, logs[1])
         second: subprocess.Popen[bytes] | None = None
         engine = create_async_engine(pg_url)

@@ -29,7 +29,7 @@ from bot.runtime import Runtime
 from bot.store.models import Message
 from tests.conftest import make_settings
 from tests.fakes.wechat_server import FakeWeChatAPI
-from tests.test_wechat_app import EchoPolicy, api, messages, owner, start  # noqa: F401
+from tests.test_wechat_app import EchoPolicy, api, messages, owner, start
 
 __all__ = ["api"]
 

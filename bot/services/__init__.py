@@ -4,7 +4,7 @@ De-duplication, per-conversation locks, pub/sub, rate limiting and a small key-v
 access token lives there). The same contract tests run over both (tests/test_services.py).
 """
 
-from bot.services.base import ServiceUnavailable, Services
+from bot.services.base import Services, ServiceUnavailable
 from bot.services.memory import memory_services
 from bot.services.redis import redis_services
 

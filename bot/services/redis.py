@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.services.base import LockTimeout, RateDecision, ServiceUnavailable, Services
+from bot.services.base import LockTimeout, RateDecision, Services, ServiceUnavailable
 
 PREFIX = "yezhu:"
 COOLDOWN = 1.0
