@@ -243,3 +243,35 @@ async def test_replies_whose_hand_off_failed_during_a_redis_restart_are_delivere
         )).scalar_one()
     assert owed == 0
     assert os.environ.get("YEZHU_REDIS_URL") is None  # the shared Redis was never touched
+
+
+async def test_every_service_call_gives_up_within_the_timeout_and_recovers(private_redis: PrivateRedis) -> None:
+    from bot.services import ServiceUnavailable, redis_services
+
+    failures: list[str] = []
+    services = redis_services(private_redis.url, timeout=0.3, on_failure=failures.append)
+    try:
+        assert await services.dedup.first_seen("k", 60)
+        calls = {
+            "dedup": lambda: services.dedup.first_seen("k2", 60),
+            "lock": lambda: services.locks.lock("turn:x", timeout=5, wait=5).__aenter__(),
+            "publish": lambda: services.pubsub.publish("events", {"event": "x"}),
+            "rate": lambda: services.rate.hit("r", limit=5, window=60),
+            "cache": lambda: services.cache.get("token"),
+            "ping": services.ping,
+        }
+        private_redis.pause()
+        try:
+            for name, call in calls.items():
+                began = time.monotonic()
+                with pytest.raises(ServiceUnavailable):
+                    await call()
+                assert time.monotonic() - began < 0.6, f"{name} took {time.monotonic() - began:.2f} s"
+        finally:
+            private_redis.resume()
+        assert set(failures) == set(calls)  # every failure counted, by operation
+        await asyncio.sleep(1.1)  # after the cool-down one call tries Redis again, and it answers
+        await services.ping()
+        assert await services.dedup.first_seen("k3", 60)
+    finally:
+        await services.close()
