@@ -52,7 +52,7 @@ INLINE_LIMIT = {"wechat": 1}
 """Replies a channel's webhook answer can carry (WeChat: one passive reply, within ``reply_budget``).
 A turn with more stores them ``queued`` at once, so no process death between the answer and a hand-off
 can strand them."""
-INLINE_MARGIN = 1.0
+INLINE_MARGIN = 0.5
 """Seconds before the channel stops waiting (``reply_budget``) after which a turn no longer offers its
 replies inline but stores them ``queued``: the channel answers ``success`` right after giving up, and
 replies stored ``reply`` while it gives up would be owed by nobody if the process died at that moment."""
@@ -464,7 +464,7 @@ class Engine:
         if limit is None:
             return False  # the channel waits for every reply (the JSON API)
         budget = self.rt.settings.reply_budget
-        return count > limit or time.perf_counter() - started > budget - min(INLINE_MARGIN, budget / 3)
+        return count > limit or time.perf_counter() - started > budget - min(INLINE_MARGIN, budget / 4)
 
     async def _commit_turn(self, s: AsyncSession, message_id: int, rows: list[dict[str, Any]]) -> list[int]:
         """The general case: what the policy changed, then the replies, in one transaction."""
