@@ -33,7 +33,7 @@ from bot.policy import Policy, Turn
 from bot.services.base import LockTimeout, ServiceUnavailable
 from bot.services.memory import MemoryLocks
 from bot.store.db import Database
-from bot.store.hot_path import APPEND, REPLY, TURN, UNCHANGED, Unchanged
+from bot.store.hot_path import APPEND, REPLY, TURN, UNCHANGED, Unchanged, table
 from bot.store.models import Conversation, Identity, Message, Owner, utcnow
 from channels.base import Accepted, Duplicate, InboundMessage, OutboundMessage
 
@@ -117,11 +117,13 @@ class Engine:
         its request died before answering, else it is a duplicate. If it is not stored, the constraint
         was another one (a new sender's identity created by another process at the same moment): store
         it again, once."""
-        stored = Message.__table__
+        stored, conv = table(Message), table(Conversation)
         async with self.db.autocommit() as c:
             row = (
                 await c.execute(
-                    sa.select(stored.c.id, stored.c.conversation_id, stored.c.handled_at).where(
+                    sa.select(stored.c.id, stored.c.conversation_id, stored.c.handled_at, conv.c.last_message_at)
+                    .join(conv, conv.c.id == stored.c.conversation_id)
+                    .where(
                         stored.c.channel == msg.channel,
                         stored.c.account == msg.account,
                         stored.c.channel_msg_id == msg.msg_id,
@@ -139,6 +141,11 @@ class Engine:
         self.rt.metrics.dedup_hits.labels(msg.channel).inc()
         if row.handled_at is not None:
             return await self._answer_again(msg, row.id, row.conversation_id, row.handled_at)
+        budget = dt.timedelta(seconds=self.rt.settings.reply_budget)
+        if row.last_message_at is not None and utcnow() - row.last_message_at < budget:
+            # Stored a moment ago (the same delivery in two requests at once): the request that stored
+            # it is running its turn. WeChat's own retries come 5 s apart; the sweep covers the rest.
+            return Duplicate()
         log.warning("message %s was stored but not answered; its channel's retry runs the turn", row.id)
         self.rt.metrics.turns_recovered.labels(msg.channel).inc()
         pending = _Pending(self, msg.channel)

@@ -312,10 +312,13 @@ async def test_a_message_for_a_conversation_staff_took_over_gets_no_bot_answer_o
 async def test_wechats_retry_after_a_restart_runs_the_lost_turn_and_answers_inline(
     aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
 ) -> None:
-    client, rt = await start(aiohttp_client, db_url, api)
+    client, rt = await start(aiohttp_client, db_url, api, reply_budget=0.5)
     o = owner(client, openid="oCRASH003")
     xml = o.text_xml("热水器不出热水", msg_id=7054768590064715003)
     assert o.reply_fields(await post_and_die(rt, o, xml)) is None  # stored; no answer
+    at_once = await o.post(xml)  # the same delivery at once: the first request is still on it
+    assert at_once.status == 200 and o.reply_fields(at_once) is None
+    await asyncio.sleep(0.6)
     retry = await o.post(xml)  # WeChat retries after 5 s (to this process or a restarted one)
     assert o.reply_fields(retry)["Content"] == "收到[0]：热水器不出热水"
     again = await o.post(xml)  # and a further retry is a plain duplicate

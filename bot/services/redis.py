@@ -19,6 +19,8 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -210,8 +212,11 @@ class RedisCache:
 def redis_services(url: str, *, timeout: float = 0.5, on_failure: Callable[[str], None] | None = None) -> Services:
     """The Redis services; every call is bounded by ``timeout`` seconds (``YEZHU_REDIS_TIMEOUT``) and
     ``on_failure(operation)`` is called for each call Redis failed (or that failed fast meanwhile)."""
+    # One immediate retry on a fresh connection: after a Redis restart every pooled connection is
+    # stale and fails once; without it each would open the circuit for a second in turn.
     client = aioredis.Redis.from_url(
-        url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=30
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=30,
+        retry=Retry(NoBackoff(), 1),
     )
     breaker = Breaker(timeout, on_failure)
     return Services(
