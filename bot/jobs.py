@@ -237,8 +237,8 @@ class Jobs:
         """Send one stored outbound message through its channel's API, with retries; record the outcome.
 
         The message is claimed first (``queued`` -> ``sending``, or a ``sending`` whose job has not
-        shown life for ``job_redelivery_seconds``: its worker died), so of two jobs for one message
-        (the sweep's and the original) only one sends."""
+        shown life for ``job_redelivery_seconds``: its worker died), and the claim is renewed while the
+        job runs, so of two jobs for one message (the sweep's and the original) only one sends."""
         rt = self.rt
         claimed = await self._claim(message_id)
         if claimed is not None:
@@ -259,18 +259,21 @@ class Jobs:
             return "stored"
         result = SendResult(ok=False, error="not attempted")
         attempts = message.attempts
-        for attempt in range(rt.settings.job_max_retries):
-            attempts += 1
-            if attempt:  # still alive: keep the claim, so no other job takes the message over
-                await self._renew(message_id)
-            try:
-                result = await sender.send(identity.account, identity.external_id, OutboundMessage(message.text))
-            except Exception as exc:  # a bug or an unexpected transport error: retry like a 5xx
-                log.exception("deliver: send raised")
-                result = SendResult(ok=False, error=str(exc)[:200], retryable=True)
-            if result.ok or not result.retryable:
-                break
-            await asyncio.sleep(rt.settings.job_retry_base * (2**attempt))
+        heartbeat = asyncio.ensure_future(self._keep_claim(message_id))
+        try:
+            for attempt in range(rt.settings.job_max_retries):
+                attempts += 1
+                try:
+                    result = await sender.send(identity.account, identity.external_id, OutboundMessage(message.text))
+                except Exception as exc:  # a bug or an unexpected transport error: retry like a 5xx
+                    log.exception("deliver: send raised")
+                    result = SendResult(ok=False, error=str(exc)[:200], retryable=True)
+                if result.ok or not result.retryable:
+                    break
+                await asyncio.sleep(rt.settings.job_retry_base * (2**attempt))
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
         status = "sent" if result.ok else "failed"
         error = None if result.ok else f"{result.error_code or ''} {result.error or ''}".strip()[:200]
         await self._record(message_id, status, error, attempts, provider_id=result.provider_id)
@@ -313,9 +316,21 @@ class Jobs:
             log.info("deliver: message %s is being sent by another job", message_id)
         return state or "skipped"  # sent, failed, stored: done already (a redelivered or swept job)
 
-    async def _renew(self, message_id: int) -> None:
-        async with self.rt.db.autocommit() as c:
-            await c.execute(sa.update(Message).where(Message.id == message_id).values(handoff_at=utcnow()))
+    async def _keep_claim(self, message_id: int) -> None:
+        """While this job works on a message, renew its claim every third of the lease, so a slow send
+        (a hanging API, long back-off) is never taken over by another job while this one is alive."""
+        interval = max(0.1, self.rt.settings.job_redelivery_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self.rt.db.autocommit() as c:
+                    await c.execute(
+                        sa.update(Message)
+                        .where(Message.id == message_id, Message.delivery == "sending")
+                        .values(handoff_at=utcnow())
+                    )
+            except Exception:
+                log.warning("deliver: could not renew the claim on message %s", message_id, exc_info=True)
 
     async def _record(
         self, message_id: int, status: str, error: str | None, attempts: int, provider_id: str | None = None
