@@ -326,7 +326,6 @@ async def test_no_message_is_lost_when_a_server_on_postgresql_and_redis_is_kille
             "YEZHU_TURN_RECOVERY_AFTER": "1",
             "YEZHU_TURN_RECOVERY_INTERVAL": "1",
             "YEZHU_DELIVERY_SWEEP_AFTER": "3",
-            "YEZHU_JOB_REDELIVERY_SECONDS": "2",
             "YEZHU_JOB_RETRY_BASE": "0.05",
         }
         base = f"http://127.0.0.1:{port}"
