@@ -77,6 +77,7 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turn_slots = asyncio.Semaphore(max(1, runtime.settings.turn_concurrency))
         self._sweeper: asyncio.Future[None] | None = None
+        self._stopping = asyncio.Event()
         self._local_locks = MemoryLocks()
         """Per-sender locks of this process, used while Redis is unavailable."""
         self._open: dict[str, tuple[int, int]] = {}
@@ -560,13 +561,19 @@ class Engine:
             )
 
     async def stop_recovery(self) -> None:
+        """Stop the sweeps: a sweep under way may finish its statements (cancelling one mid-statement
+        would strand its database connection); one still running after two seconds is cancelled."""
         if self._sweeper is not None:
-            self._sweeper.cancel()
+            self._stopping.set()
+            done, _ = await asyncio.wait({self._sweeper}, timeout=2.0)
+            if not done:
+                self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
+            self._stopping.clear()
 
     async def _sweep_forever(self, after: float, interval: float) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.recover(older_than=after)
             except Exception:
@@ -575,7 +582,10 @@ class Engine:
                 await self.rt.jobs.sweep_deliveries(older_than=self.rt.settings.delivery_sweep_after)
             except Exception:
                 log.exception("the delivery sweep failed; trying again in %.0f s", interval)
-            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), interval)
+            except TimeoutError:
+                pass
 
     async def recover(self, *, older_than: float, limit: int = 100) -> int:
         """Run the turns of inbound messages committed at least ``older_than`` seconds ago whose turn
