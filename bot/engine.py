@@ -1,22 +1,25 @@
 """The conversation engine: DESIGN.md's hot path for one inbound message.
 
-1. ``accept``: de-duplicate on ``(channel, account, msg_id)`` (the shared de-dup set first, the unique
-   constraint on ``message`` as the backstop) and commit the inbound message **before** the channel
-   answers its webhook, so nothing a channel acknowledged is ever lost.
+1. ``accept``: commit the inbound message **before** the channel answers its webhook. The database's
+   unique constraint on ``(channel, account, msg_id)`` is the only de-duplication authority: a verdict
+   "duplicate" is given only after the insert found the message stored (``_resume``), so no process
+   death can turn a channel's retry of an unstored message into a duplicate. Accepting needs no Redis.
 2. ``_process`` (a task, serialised per sender by a lock): if a person owns the conversation the bot
-   stays silent; otherwise NLU parses the text, the policy decides, the replies are stored in the same
-   transaction, and domain events are published after the commit.
-3. Replies go back through the channel inline when they are ready in time; otherwise the channel calls
-   ``defer()`` and the engine queues a delivery job per reply.
+   stays silent; otherwise the policy decides, the replies are stored in the same write that marks the
+   message handled, and domain events are published after the commit.
+3. Replies go back through the channel inline when they are ready in time; otherwise they are stored
+   ``queued`` and handed to the job queue, and a sweep hands over again whatever the queue did not take.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,8 +30,10 @@ from bot import events
 from bot.conversation import CLOSED, STAFF, log_event
 from bot.events import EventBatch
 from bot.policy import Policy, Turn
+from bot.services.base import LockTimeout, ServiceUnavailable
+from bot.services.memory import MemoryLocks
 from bot.store.db import Database
-from bot.store.hot_path import APPEND, REPLY, TURN, UNCHANGED, Unchanged
+from bot.store.hot_path import APPEND, REPLY, TURN, UNCHANGED, Unchanged, table
 from bot.store.models import Conversation, Identity, Message, Owner, utcnow
 from channels.base import Accepted, Duplicate, InboundMessage, OutboundMessage
 
@@ -43,10 +48,21 @@ OPEN_CACHE_SIZE = 100_000
 RECOVERY_ATTEMPTS = 3
 RECOVERY_HORIZON = dt.timedelta(hours=24)
 """Older unfinished turns are not run any more (WeChat's reply window is 48 hours; staff see them)."""
-
-
-def dedup_key(msg: InboundMessage) -> str:
-    return f"msg:{msg.channel}:{msg.account}:{msg.msg_id}"
+INLINE_LIMIT = {"wechat": 1}
+"""Replies a channel's webhook answer can carry (WeChat: one passive reply, within ``reply_budget``).
+A turn with more stores them ``queued`` at once, so no process death between the answer and a hand-off
+can strand them."""
+INLINE_MARGIN = 0.5
+"""Seconds before the channel stops waiting (``reply_budget``) after which a turn no longer offers its
+replies inline but stores them ``queued``: the channel answers ``success`` right after giving up, and
+replies stored ``reply`` while it gives up would be owed by nobody if the process died at that moment."""
+TURN_LOCK_TIMEOUT = 15.0
+"""Seconds a turn may hold its sender's lock: a process killed mid-turn blocks that sender this long."""
+TURN_LOCK_WAIT = 2 * TURN_LOCK_TIMEOUT
+"""Seconds a turn waits for its sender's lock: longer than a dead holder can keep it."""
+REANSWER_WITHIN = dt.timedelta(minutes=5)
+"""A retried webhook is answered again with its message's stored replies only this soon after the turn
+(WeChat retries within about 15 seconds; an old capture replayed later gets nothing)."""
 
 
 def sender_key(channel: str, account: str, sender: str) -> str:
@@ -61,6 +77,9 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turn_slots = asyncio.Semaphore(max(1, runtime.settings.turn_concurrency))
         self._sweeper: asyncio.Future[None] | None = None
+        self._stopping = asyncio.Event()
+        self._local_locks = MemoryLocks()
+        """Per-sender locks of this process, used while Redis is unavailable."""
         self._open: dict[str, tuple[int, int]] = {}
         """sender key -> (identity id, its open conversation id), as last seen by this process. A hint
         only: the fast path checks in the database that the conversation is still open."""
@@ -71,54 +90,94 @@ class Engine:
     # --- step 1: accept ------------------------------------------------------------------------
 
     async def accept(self, msg: InboundMessage) -> Accepted | Duplicate:
-        services, metrics = self.rt.services, self.rt.metrics
+        """Store ``msg`` durably, then start its turn; ``Duplicate`` only for a message already stored.
+
+        Raises (and the channel answers 503, so its sender retries) when the message could not be
+        stored. No Redis call here: de-duplication is the insert itself."""
         started = time.perf_counter()
-        key = dedup_key(msg)
-        if not await services.dedup.first_seen(key, self.rt.settings.dedup_ttl):
-            metrics.dedup_hits.labels(msg.channel).inc()
-            return Duplicate()
-        parse = None
+        parse = await self._parse(msg)
         try:
-            parse = await self._parse(msg)
             stored = await self._store_inbound(msg, parse)
         except IntegrityError:
-            # The database saw this msg_id already though the de-dup set did not: the key expired, Redis
-            # was flushed, or -- in the embedded mode -- the process restarted. If the stored message's
-            # turn never finished (its process died), this retry runs it and can still answer inline.
-            metrics.dedup_hits.labels(msg.channel).inc()
+            # Stored already (a channel's retry, or the same delivery in two requests at once): the
+            # database decides what is left to do.
             return await self._resume(msg, parse, started)
-        except BaseException:
-            await services.dedup.forget(key)  # not stored: let the channel's retry get through
-            raise
-        metrics.messages_in.labels(msg.channel).inc()
+        return self._start_turn(msg, stored, parse, started)
+
+    def _start_turn(
+        self, msg: InboundMessage, stored: tuple[int, int], parse: Any | None, started: float
+    ) -> Accepted:
+        self.rt.metrics.messages_in.labels(msg.channel).inc()
         conversation_id, message_id = stored
         pending = _Pending(self, msg.channel)
         task = self._spawn(self._process(msg, conversation_id, message_id, parse, started, pending))
         return Accepted(replies=asyncio.shield(task), defer=pending.defer)
 
-    async def _resume(self, msg: InboundMessage, parse: Any | None, started: float) -> Accepted | Duplicate:
-        """A channel's retry of a message stored earlier: run its turn if it never finished."""
-        stored = Message.__table__
+    async def _resume(
+        self, msg: InboundMessage, parse: Any | None, started: float, *, again: bool = False
+    ) -> Accepted | Duplicate:
+        """The insert of ``msg`` hit a unique constraint. If the message is stored, this is a retry:
+        run its turn if it never finished (its process died), answer again with its stored replies if
+        its request died before answering, else it is a duplicate. If it is not stored, the constraint
+        was another one (a new sender's identity created by another process at the same moment): store
+        it again, once."""
+        stored, conv = table(Message), table(Conversation)
         async with self.db.autocommit() as c:
             row = (
                 await c.execute(
-                    sa.select(stored.c.id, stored.c.conversation_id).where(
+                    sa.select(stored.c.id, stored.c.conversation_id, stored.c.handled_at, conv.c.last_message_at)
+                    .join(conv, conv.c.id == stored.c.conversation_id)
+                    .where(
                         stored.c.channel == msg.channel,
                         stored.c.account == msg.account,
                         stored.c.channel_msg_id == msg.msg_id,
                         stored.c.direction == "in",
-                        stored.c.handled_at.is_(None),
                     )
                 )
             ).first()
         if row is None:
-            return Duplicate()  # answered already (or being answered): nothing to do twice
+            if again:
+                raise RuntimeError(f"message {msg.msg_id!r} conflicts with stored data but is not stored")
+            try:
+                return self._start_turn(msg, await self._store_inbound(msg, parse), parse, started)
+            except IntegrityError:
+                return await self._resume(msg, parse, started, again=True)
+        self.rt.metrics.dedup_hits.labels(msg.channel).inc()
+        if row.handled_at is not None:
+            return await self._answer_again(msg, row.id, row.conversation_id, row.handled_at)
+        budget = dt.timedelta(seconds=self.rt.settings.reply_budget)
+        if row.last_message_at is not None and utcnow() - row.last_message_at < budget:
+            # Stored a moment ago (the same delivery in two requests at once): the request that stored
+            # it is running its turn. WeChat's own retries come 5 s apart; the sweep covers the rest.
+            return Duplicate()
         log.warning("message %s was stored but not answered; its channel's retry runs the turn", row.id)
         self.rt.metrics.turns_recovered.labels(msg.channel).inc()
         pending = _Pending(self, msg.channel)
         # The turn does nothing if the message turns out handled by the time it holds the sender's lock.
         task = self._spawn(self._process(msg, row.conversation_id, row.id, parse, started, pending))
         return Accepted(replies=asyncio.shield(task), defer=pending.defer)
+
+    async def _answer_again(
+        self, msg: InboundMessage, message_id: int, conversation_id: int, handled_at: dt.datetime
+    ) -> Accepted | Duplicate:
+        """A retry of a handled message. Its replies still ``reply`` were meant for the webhook answer;
+        a retry means the channel never got that answer (its process died in between), so this request
+        answers with them. Within ``reply_budget`` of the turn the first request may still be answering:
+        then it is a plain duplicate."""
+        age = utcnow() - handled_at
+        if age < dt.timedelta(seconds=self.rt.settings.reply_budget) or age > REANSWER_WITHIN:
+            return Duplicate()
+        async with self.db.autocommit() as c:
+            rows = (await c.execute(TURN.unanswered, {"p_cid": conversation_id, "p_mid": message_id})).all()
+        if not rows:
+            return Duplicate()  # answered inline, or queued for the customer-service API
+        log.warning("message %s was answered but its webhook was not: answering its retry", message_id)
+        replies = [OutboundMessage(r.text, kind=r.kind, data=dict(r.media or {})) for r in rows]
+        pending = _Pending(self, msg.channel)
+        pending.processed([r.id for r in rows], queued=False)
+        done: asyncio.Future[list[OutboundMessage]] = asyncio.get_running_loop().create_future()
+        done.set_result(replies)
+        return Accepted(replies=done, defer=pending.defer)
 
     async def _parse(self, msg: InboundMessage) -> Any | None:
         """The NLU result, stored with the message itself (one write instead of an insert and an update).
@@ -154,8 +213,11 @@ class Engine:
                 if message_id is not None:
                     return known[1], message_id
                 self._open.pop(sender, None)  # closed meanwhile: find or open the current one
-        async with self.rt.services.locks.lock("accept:" + sender):
-            identity_id, conversation_id, message_id = await self._store_inbound_orm(msg, nlu)
+        if self.db.is_sqlite:
+            async with self._sender_lock("accept:" + sender):
+                identity_id, conversation_id, message_id = await self._store_inbound_orm(msg, nlu)
+        else:  # PostgreSQL: an advisory lock in the transaction itself, whatever Redis does
+            identity_id, conversation_id, message_id = await self._store_inbound_orm(msg, nlu, lock=sender)
         if len(self._open) >= OPEN_CACHE_SIZE:
             self._open.clear()
         self._open[sender] = (identity_id, conversation_id)
@@ -195,9 +257,12 @@ class Engine:
             return (await c.execute(APPEND.combined, params)).scalar_one_or_none()
 
     async def _store_inbound_orm(
-        self, msg: InboundMessage, nlu: dict[str, Any] | None
+        self, msg: InboundMessage, nlu: dict[str, Any] | None, *, lock: str | None = None
     ) -> tuple[int, int, int]:
         async with self.db.session() as s, s.begin():
+            if lock is not None:
+                # Two first messages of one sender in two processes must not open two conversations.
+                await s.execute(sa.select(sa.func.pg_advisory_xact_lock(advisory_key("accept:" + lock))))
             identity = await self._identity(s, msg.channel, msg.account, msg.sender)
             identity.last_inbound_at = utcnow()
             if msg.kind == "event" and msg.event in SUBSCRIPTION_EVENTS:
@@ -263,26 +328,69 @@ class Engine:
         try:
             async with (
                 self._turn_slots,
-                rt.services.locks.lock("turn:" + sender_key(msg.channel, msg.account, msg.sender)),
+                self._sender_lock(
+                    "turn:" + sender_key(msg.channel, msg.account, msg.sender),
+                    timeout=TURN_LOCK_TIMEOUT, wait=TURN_LOCK_WAIT,
+                ),
             ):
-                replies, out_ids, batch = await self._turn(msg, conversation_id, message_id, parse)
+                replies, out_ids, batch, queued = await self._turn(
+                    msg, conversation_id, message_id, parse, pending, started
+                )
             await batch.publish(rt.services.pubsub)
+        except LockTimeout:
+            # Another turn of this sender kept its lock too long: the message stays stored and
+            # unhandled, and the recovery sweep runs its turn later.
+            log.warning("message %s: its sender stayed busy for %.0f s; the recovery sweep answers it",
+                        message_id, TURN_LOCK_WAIT)
+            raise
         except Exception:
             log.exception("processing failed", extra={"conversation_id": conversation_id})
             raise
         rt.metrics.latency.labels(msg.channel).observe(time.perf_counter() - started)
-        pending.processed(out_ids)
-        return replies
+        pending.processed(out_ids, queued=queued)
+        return [] if queued else replies
+
+    @asynccontextmanager
+    async def _sender_lock(self, key: str, *, timeout: float = 30.0, wait: float = 30.0) -> AsyncIterator[None]:
+        """The shared per-sender lock; while Redis is unavailable, this process's own lock (senders stay
+        serialised within a process; across processes only for as long as Redis answers)."""
+        async with AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(self.rt.services.locks.lock(key, timeout=timeout, wait=wait))
+            except ServiceUnavailable:
+                self.rt.metrics.degraded.labels("lock").inc()
+                await stack.enter_async_context(self._local_locks.lock(key, timeout=timeout, wait=wait))
+            yield
 
     async def deliver_later(self, out_ids: list[int]) -> None:
-        """The channel could not reply inline: mark the replies queued and hand them to the job queue."""
-        async with self.db.session() as s, s.begin():
-            await s.execute(sa.update(Message).where(Message.id.in_(out_ids)).values(delivery="queued"))
-        await self.rt.jobs.enqueue_deliveries(out_ids)
+        """The channel did not reply inline: the replies it did not take become ``queued`` (atomically:
+        a retried webhook may have taken them meanwhile) and go to the job queue."""
+        async with self.db.autocommit() as c:
+            taken = (
+                await c.execute(
+                    sa.update(Message)
+                    .where(Message.id.in_(out_ids), Message.delivery == "reply")
+                    .values(delivery="queued", handoff_at=utcnow())
+                    .returning(Message.id)
+                )
+            ).scalars().all()
+        await self.hand_off(sorted(taken))
+
+    async def hand_off(self, out_ids: list[int]) -> None:
+        """Give committed ``queued`` messages to the job queue. Never raises: a failed hand-off is
+        logged and counted by the job queue, and the delivery sweep hands them over again."""
+        if out_ids:
+            await self.rt.jobs.enqueue_deliveries(out_ids)
 
     async def _turn(
-        self, msg: InboundMessage, conversation_id: int, message_id: int, parse: Any | None
-    ) -> tuple[list[OutboundMessage], list[int], EventBatch]:
+        self,
+        msg: InboundMessage,
+        conversation_id: int,
+        message_id: int,
+        parse: Any | None,
+        pending: _Pending,
+        started: float,
+    ) -> tuple[list[OutboundMessage], list[int], EventBatch, bool]:
         """One bot turn. Most turns (a knowledge-base answer, a greeting, a form step) change nothing
         but the dialogue state and add a reply; they cost two statements and no transaction round trips:
 
@@ -299,7 +407,7 @@ class Engine:
         async with self.db.autocommit() as c:
             row = (await c.execute(TURN.load, {"p_cid": conversation_id, "p_mid": message_id})).one()
         if row.m_handled_at is not None:
-            return [], [], batch  # its turn already ran (the recovery sweep met a live turn)
+            return [], [], batch, False  # its turn already ran (the recovery sweep met a live turn)
         conv, identity, owner = TURN.entities(row)
         batch.emit(
             events.MESSAGE_CREATED,
@@ -312,7 +420,7 @@ class Engine:
         if conv.mode in (STAFF, CLOSED):
             # A person owns the conversation (or closed it since the message came): the bot stays silent.
             await self._write_turn(conv, message_id, UNCHANGED, [])
-            return [], [], batch
+            return [], [], batch, False
         async with self.db.session() as s:
             TURN.attach(s, conv, identity, owner)
             turn = Turn(
@@ -328,6 +436,10 @@ class Engine:
                 runtime=rt,
             )
             replies = await self.policy.respond(turn)
+            # Replies the webhook answer cannot carry (the channel gave up waiting, or more than it
+            # takes) are written ``queued`` with the turn, so they are owed durably from the start.
+            queued = pending.deferred or self._too_late_inline(msg.channel, len(replies), started)
+            now = utcnow()
             rows = [
                 {
                     "conversation_id": conv.id,
@@ -338,9 +450,11 @@ class Engine:
                     "text": reply.text,
                     "media": dict(reply.data),
                     "author": "bot",
-                    "delivery": "reply",
+                    "delivery": "queued" if queued else "reply",
                     "attempts": 0,
-                    "at": utcnow(),
+                    "at": now,
+                    "reply_to": message_id,
+                    "handoff_at": now if queued else None,
                 }
                 for reply in replies
             ]
@@ -354,7 +468,14 @@ class Engine:
                 events.MESSAGE_CREATED, conversation_id=conv.id, message_id=out_id, direction="out",
                 mode=conv.mode, text=reply.text,
             )
-        return replies, out_ids, batch
+        return replies, out_ids, batch, queued
+
+    def _too_late_inline(self, channel: str, count: int, started: float) -> bool:
+        limit = INLINE_LIMIT.get(channel)
+        if limit is None:
+            return False  # the channel waits for every reply (the JSON API)
+        budget = self.rt.settings.reply_budget
+        return count > limit or time.perf_counter() - started > budget - min(INLINE_MARGIN, budget / 4)
 
     async def _commit_turn(self, s: AsyncSession, message_id: int, rows: list[dict[str, Any]]) -> list[int]:
         """The general case: what the policy changed, then the replies, in one transaction."""
@@ -404,6 +525,7 @@ class Engine:
             author=author,
             delivery=delivery,
             at=utcnow(),
+            handoff_at=utcnow() if delivery == "queued" else None,
         )
 
     # --- proactive sends (staff replies, ticket notices) ---------------------------------------
@@ -426,8 +548,10 @@ class Engine:
         return out
 
     async def after_commit(self, batch: EventBatch, message_ids: list[int]) -> None:
+        """Publish the unit of work's events and hand its ``queued`` messages to the job queue. Never
+        raises for Redis: both are retried or recovered (the sweep; the console reloads)."""
         await batch.publish(self.rt.services.pubsub)
-        await self.rt.jobs.enqueue_deliveries(message_ids)
+        await self.hand_off(message_ids)
 
     # --- recovery: turns whose process stopped before they finished ------------------------------
 
@@ -440,18 +564,31 @@ class Engine:
             )
 
     async def stop_recovery(self) -> None:
+        """Stop the sweeps: a sweep under way may finish its statements (cancelling one mid-statement
+        would strand its database connection); one still running after two seconds is cancelled."""
         if self._sweeper is not None:
-            self._sweeper.cancel()
+            self._stopping.set()
+            done, _ = await asyncio.wait({self._sweeper}, timeout=2.0)
+            if not done:
+                self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
+            self._stopping.clear()
 
     async def _sweep_forever(self, after: float, interval: float) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.recover(older_than=after)
             except Exception:
                 log.exception("the turn-recovery sweep failed; trying again in %.0f s", interval)
-            await asyncio.sleep(interval)
+            try:
+                await self.rt.jobs.sweep_deliveries(older_than=self.rt.settings.delivery_sweep_after)
+            except Exception:
+                log.exception("the delivery sweep failed; trying again in %.0f s", interval)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), interval)
+            except TimeoutError:
+                pass
 
     async def recover(self, *, older_than: float, limit: int = 100) -> int:
         """Run the turns of inbound messages committed at least ``older_than`` seconds ago whose turn
@@ -506,6 +643,11 @@ class Engine:
             try:
                 await self._process(msg, row.conversation_id, row.id, await self._parse(msg), time.perf_counter(),
                                     pending)
+            except LockTimeout:  # the sender was busy (e.g. a dead process's lock): not a failed try
+                async with self.db.autocommit() as c:
+                    await c.execute(
+                        sa.update(Message).where(Message.id == row.id).values(attempts=Message.attempts - 1)
+                    )
             except Exception:
                 pass  # logged by _process; the next sweep tries again (up to RECOVERY_ATTEMPTS)
         return len(rows)
@@ -517,28 +659,38 @@ class Engine:
             await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
 
 
+def advisory_key(name: str) -> int:
+    """A PostgreSQL advisory-lock key (a signed 64-bit integer) for ``name``, the same in every process."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
 class _Pending:
     """Joins the two halves of a deferred reply: whichever of "processed" and "defer" comes second
-    queues the delivery, so a reply is sent inline or through the API, exactly once."""
+    queues the delivery, so a reply is sent inline or through the API, exactly once. Replies the turn
+    already wrote ``queued`` go to the job queue at once."""
 
-    __slots__ = ("channel", "deferred", "engine", "out_ids")
+    __slots__ = ("channel", "deferred", "engine", "out_ids", "queued")
 
     def __init__(self, engine: Engine, channel: str) -> None:
         self.engine, self.channel = engine, channel
         self.out_ids: list[int] | None = None
         self.deferred = False
+        self.queued = False
 
-    def processed(self, out_ids: list[int]) -> None:
-        self.out_ids = out_ids
+    def processed(self, out_ids: list[int], *, queued: bool) -> None:
+        self.out_ids, self.queued = out_ids, queued
         self.engine.rt.metrics.messages_out.labels(self.channel, "bot").inc(len(out_ids))
-        if self.deferred:
+        if queued:
+            if out_ids:
+                self.engine._spawn(self.engine.hand_off(out_ids))
+        elif self.deferred:
             self._deliver()
 
     def defer(self) -> None:
         if self.deferred:
             return
         self.deferred = True
-        if self.out_ids is not None:
+        if self.out_ids is not None and not self.queued:
             self._deliver()
 
     def _deliver(self) -> None:

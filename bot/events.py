@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.services.base import PubSub
+from bot.services.base import PubSub, ServiceUnavailable
 
 log = logging.getLogger("yezhu.events")
 
@@ -57,5 +57,8 @@ class EventBatch:
         events, self.events = self.events, []
         try:  # in one round trip
             await pubsub.publish_many(CHANNEL, [{"event": ev.name, **ev.data} for ev in events])
+        except ServiceUnavailable as exc:
+            # Redis is down: live screens miss this update (they read the database when they reload).
+            log.warning("events not published (%s): %s", exc, ", ".join(ev.name for ev in events))
         except Exception:  # the state is committed; a lost notification must not fail the request
             log.exception("could not publish %s", ", ".join(ev.name for ev in events))

@@ -3,30 +3,45 @@
 Why taskiq + taskiq-redis (docs/ARCHITECTURE.md): asyncio-native (our whole stack is), maintained,
 with a Redis Streams broker whose messages are acknowledged only after the task ran. A worker that dies
 mid-job leaves its message pending in the consumer group; another worker claims it (XAUTOCLAIM) once it
-has been idle for ``job_redelivery_seconds`` and runs it again. Jobs are therefore written to be
-idempotent (a delivery already ``sent`` is not sent twice).
+has been idle for ``job_redelivery_seconds`` and runs it again.
+
+The database, not the queue, is the record of what is owed: an outbound message is ``queued`` (with
+``handoff_at``) before it is handed to the queue. A hand-off that fails (Redis down or restarting) is
+logged at once and counted (``yezhu_job_enqueue_failures_total``); the delivery sweep (``sweep_deliveries``,
+run by every process's recovery loop) hands over again every message still ``queued`` or ``sending``
+after ``YEZHU_DELIVERY_SWEEP_AFTER``, which also covers a queue that lost its jobs (a Redis restart
+without persistence). So a job may run twice; a conditional claim (``queued`` -> ``sending``) lets only
+one of them send, and a job that finds the message claimed by a live job leaves it alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import sqlalchemy as sa
 from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
 from taskiq import AckableMessage, AsyncBroker, InMemoryBroker
+from taskiq.exceptions import SendTaskError
 from taskiq_redis import RedisStreamBroker
 
 from bot import events
 from bot.events import EventBatch
+from bot.store.hot_path import table
 from bot.store.models import Conversation, Identity, Message, utcnow
 from channels.base import OutboundMessage, SendResult
 
 log = logging.getLogger("yezhu.jobs")
 
 DELIVER = "yezhu.deliver_message"
+DELIVERY_HORIZON = dt.timedelta(hours=24)
+"""A message the sweep could not get delivered for this long is marked failed (WeChat's customer-service
+window is 48 hours from the owner's last message; staff see the failure in the console)."""
 
 
 class ReclaimingStreamBroker(RedisStreamBroker):
@@ -34,9 +49,32 @@ class ReclaimingStreamBroker(RedisStreamBroker):
     stream is idle (upstream only runs XAUTOCLAIM after a read returned new messages)."""
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        failing_since: float | None = None
+        while True:
+            try:
+                async for message in self._listen_once():
+                    yield message
+            except (RedisError, OSError) as exc:
+                # Redis is down or restarting: keep the worker alive and try again. A restarted Redis
+                # without persistence lost the stream and its consumer group: declare them again.
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    log.warning("job queue unavailable (%s: %s); retrying", type(exc).__name__, exc)
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    log.warning("job queue's consumer group is gone (Redis restarted?): declaring it again")
+                    try:
+                        await self._declare_consumer_group()
+                    except (RedisError, OSError):
+                        pass
+                await asyncio.sleep(0.5)
+            else:
+                return
+
+    async def _listen_once(self) -> AsyncGenerator[AckableMessage, None]:
         async with Redis(connection_pool=self.connection_pool) as conn:
             while True:
-                fetched = await conn.xreadgroup(
+                fetched: Any = await conn.xreadgroup(  # redis-py types stream replies loosely
                     self.consumer_group_name, self.consumer_name, {self.queue_name: ">"},
                     block=self.block, noack=False, count=self.count,
                 )
@@ -54,6 +92,13 @@ class ReclaimingStreamBroker(RedisStreamBroker):
                         yield AckableMessage(data=msg[b"data"], ack=self._ack_generator(id=msg_id, queue_name=self.queue_name))
 
 
+def _cause(exc: BaseException) -> str:
+    """``Type: message`` of the error at the bottom of ``exc``'s chain (taskiq wraps the broker's)."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
 def make_broker(settings: Any) -> AsyncBroker:
     if settings.redis_url:
         return ReclaimingStreamBroker(
@@ -61,6 +106,10 @@ def make_broker(settings: Any) -> AsyncBroker:
             queue_name=settings.job_queue,
             idle_timeout=int(settings.job_redelivery_seconds * 1000),
             xread_block=1000,
+            # A group created after the stream (Redis restarted and a web process queued a job before a
+            # worker declared the group again) must read what is already there, not only newer entries.
+            consumer_id="0",
+            socket_connect_timeout=max(1.0, settings.redis_timeout),
         )
     return InMemoryBroker()
 
@@ -84,7 +133,11 @@ class Jobs:
         return isinstance(self.broker, InMemoryBroker)
 
     async def startup(self) -> None:
-        await self.broker.startup()
+        try:
+            await self.broker.startup()
+        except (RedisError, OSError) as exc:
+            # A web process starts without Redis: jobs are handed over by the sweep once it is back.
+            log.warning("job queue unavailable at start-up (%s: %s); continuing degraded", type(exc).__name__, exc)
 
     async def shutdown(self, timeout: float = 10.0) -> None:
         if isinstance(self.broker, InMemoryBroker):
@@ -96,22 +149,100 @@ class Jobs:
                 log.warning("in-process jobs still running at shutdown were cancelled")
         await self.broker.shutdown()
 
-    async def enqueue_delivery(self, message_id: int) -> None:
-        await self._deliver.kiq(message_id)
+    async def enqueue_delivery(self, message_id: int) -> bool:
+        return await self.enqueue_deliveries([message_id])
 
-    async def enqueue_deliveries(self, message_ids: list[int]) -> None:
-        """Several messages to one owner, delivered in this order by one job (a redelivered job skips
-        the ones already sent)."""
-        if len(message_ids) == 1:
-            await self.enqueue_delivery(message_ids[0])
-        elif message_ids:
-            await self._deliver.kiq(list(message_ids))
+    async def enqueue_deliveries(self, message_ids: list[int]) -> bool:
+        """Hand committed ``queued`` messages to one job that delivers them in this order (a redelivered
+        job skips the ones already sent). Returns False, having logged and counted it, when the queue
+        did not take the job within ``YEZHU_REDIS_TIMEOUT``; the messages stay ``queued`` and the
+        delivery sweep hands them over again. Never raises for a queue failure."""
+        if not message_ids:
+            return True
+        payload: int | list[int] = message_ids[0] if len(message_ids) == 1 else list(message_ids)
+        try:
+            async with asyncio.timeout(max(1.0, self.rt.settings.redis_timeout * 2)):
+                await self._deliver.kiq(payload)
+        except (SendTaskError, RedisError, OSError, TimeoutError) as exc:  # taskiq wraps the broker's error
+            self.rt.metrics.enqueue_failures.labels("deliver_message").inc()
+            log.warning(
+                "deliver: could not queue message(s) %s (%s); they stay queued and the delivery sweep "
+                "hands them over again within %.0f s",
+                ",".join(map(str, message_ids)), _cause(exc), self.rt.settings.delivery_sweep_after,
+            )
+            return False
+        return True
+
+    async def sweep_deliveries(self, *, older_than: float, limit: int = 200) -> int:
+        """Hand over again the outbound messages still ``queued`` or ``sending`` ``older_than`` seconds
+        after their last hand-off: the hand-off failed, the queue lost the job, or its worker died and
+        the job was not redelivered. Several processes may sweep at once: each message is taken by one
+        (a conditional update of ``handoff_at``). Messages owed longer than ``DELIVERY_HORIZON`` are
+        marked failed with the reason. Returns how many were handed over."""
+        now = utcnow()
+        cutoff = now - dt.timedelta(seconds=older_than)
+        # A ``sending`` message is taken over only once its job has shown no life for longer than a
+        # job's lease (a live job renews ``handoff_at`` before every attempt).
+        lease = now - dt.timedelta(seconds=max(older_than, self.rt.settings.job_redelivery_seconds))
+        m = table(Message)
+        undelivered = m.c.delivery.in_(("queued", "sending"))
+        async with self.rt.db.autocommit() as c:
+            expired = (
+                await c.execute(
+                    sa.update(m)
+                    .where(undelivered, m.c.at < now - DELIVERY_HORIZON)
+                    .values(delivery="failed", delivery_error="not delivered within 24 hours (job queue unavailable)")
+                    .returning(m.c.id)
+                )
+            ).scalars().all()
+            rows = (
+                await c.execute(
+                    sa.select(m.c.id, m.c.handoff_at, m.c.conversation_id)
+                    .where(
+                        undelivered,
+                        sa.or_(
+                            sa.and_(m.c.handoff_at.is_(None), m.c.at < cutoff),  # queued by older code
+                            sa.and_(m.c.delivery == "queued", m.c.handoff_at < cutoff),
+                            sa.and_(m.c.delivery == "sending", m.c.handoff_at < lease),
+                        ),
+                    )
+                    .order_by(m.c.id)
+                    .limit(limit)
+                )
+            ).all()
+            taken: list[tuple[int, int]] = []
+            for row in rows:
+                same = m.c.handoff_at.is_(None) if row.handoff_at is None else m.c.handoff_at == row.handoff_at
+                # back to ``queued``: the new job's claim must be able to take it
+                claim = sa.update(m).where(m.c.id == row.id, undelivered, same).values(delivery="queued", handoff_at=now)
+                if (await c.execute(claim)).rowcount == 1:
+                    taken.append((row.conversation_id, row.id))
+        for message_id in expired:
+            log.error("deliver: message %s was not delivered within 24 hours; marked failed", message_id)
+            self.rt.metrics.deliveries_swept.labels("expired").inc()
+        if not taken:
+            return 0
+        log.warning("deliver: %d message(s) were not delivered in time; handing them over again", len(taken))
+        by_conversation: dict[int, list[int]] = {}
+        for conversation_id, message_id in sorted(taken):
+            by_conversation.setdefault(conversation_id, []).append(message_id)
+        for ids in by_conversation.values():  # one job per conversation keeps its messages in order
+            outcome = "requeued" if await self.enqueue_deliveries(ids) else "enqueue_failed"
+            self.rt.metrics.deliveries_swept.labels(outcome).inc(len(ids))
+        return len(taken)
 
     # --- jobs ----------------------------------------------------------------------------------
 
     async def deliver_message(self, message_id: int) -> str:
-        """Send one stored outbound message through its channel's API, with retries; record the outcome."""
+        """Send one stored outbound message through its channel's API, with retries; record the outcome.
+
+        The message is claimed first (``queued`` -> ``sending``, or a ``sending`` whose job has not
+        shown life for ``job_redelivery_seconds``: its worker died), and the claim is renewed while the
+        job runs, so of two jobs for one message (the sweep's and the original) only one sends."""
         rt = self.rt
+        claimed = await self._claim(message_id)
+        if claimed is not None:
+            return claimed
         async with rt.db.session() as s:
             row = (
                 await s.execute(
@@ -120,29 +251,29 @@ class Jobs:
                     .join(Identity, Identity.id == Conversation.identity_id)
                     .where(Message.id == message_id)
                 )
-            ).one_or_none()
-        if row is None:
-            log.warning("deliver: message %s does not exist", message_id)
-            return "missing"
+            ).one()
         message, identity = row
-        if message.delivery == "sent":
-            return "sent"  # already delivered by an earlier run (a redelivered job)
         sender = rt.senders.get(message.channel)
         if sender is None:  # api / terminal: the owner's client reads replies from the conversation
             await self._record(message_id, "stored", None, 0)
             return "stored"
         result = SendResult(ok=False, error="not attempted")
         attempts = message.attempts
-        for attempt in range(rt.settings.job_max_retries):
-            attempts += 1
-            try:
-                result = await sender.send(identity.account, identity.external_id, OutboundMessage(message.text))
-            except Exception as exc:  # a bug or an unexpected transport error: retry like a 5xx
-                log.exception("deliver: send raised")
-                result = SendResult(ok=False, error=str(exc)[:200], retryable=True)
-            if result.ok or not result.retryable:
-                break
-            await asyncio.sleep(rt.settings.job_retry_base * (2**attempt))
+        heartbeat = asyncio.ensure_future(self._keep_claim(message_id))
+        try:
+            for attempt in range(rt.settings.job_max_retries):
+                attempts += 1
+                try:
+                    result = await sender.send(identity.account, identity.external_id, OutboundMessage(message.text))
+                except Exception as exc:  # a bug or an unexpected transport error: retry like a 5xx
+                    log.exception("deliver: send raised")
+                    result = SendResult(ok=False, error=str(exc)[:200], retryable=True)
+                if result.ok or not result.retryable:
+                    break
+                await asyncio.sleep(rt.settings.job_retry_base * (2**attempt))
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
         status = "sent" if result.ok else "failed"
         error = None if result.ok else f"{result.error_code or ''} {result.error or ''}".strip()[:200]
         await self._record(message_id, status, error, attempts, provider_id=result.provider_id)
@@ -157,6 +288,49 @@ class Jobs:
             )
             await batch.publish(rt.services.pubsub)
         return status
+
+    async def _claim(self, message_id: int) -> str | None:
+        """Take ``message_id`` for this job: None when taken, else why not (the job's result)."""
+        now = utcnow()
+        lease = now - dt.timedelta(seconds=self.rt.settings.job_redelivery_seconds)
+        m = table(Message)
+        async with self.rt.db.autocommit() as c:
+            taken = await c.execute(
+                sa.update(m)
+                .where(
+                    m.c.id == message_id,
+                    sa.or_(
+                        m.c.delivery == "queued",
+                        sa.and_(m.c.delivery == "sending", sa.or_(m.c.handoff_at < lease, m.c.handoff_at.is_(None))),
+                    ),
+                )
+                .values(delivery="sending", handoff_at=now)
+            )
+            if taken.rowcount == 1:
+                return None
+            state = (await c.execute(sa.select(m.c.delivery).where(m.c.id == message_id))).scalar_one_or_none()
+        if state is None:
+            log.warning("deliver: message %s does not exist", message_id)
+            return "missing"
+        if state == "sending":
+            log.info("deliver: message %s is being sent by another job", message_id)
+        return state or "skipped"  # sent, failed, stored: done already (a redelivered or swept job)
+
+    async def _keep_claim(self, message_id: int) -> None:
+        """While this job works on a message, renew its claim every third of the lease, so a slow send
+        (a hanging API, long back-off) is never taken over by another job while this one is alive."""
+        interval = max(0.1, self.rt.settings.job_redelivery_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self.rt.db.autocommit() as c:
+                    await c.execute(
+                        sa.update(Message)
+                        .where(Message.id == message_id, Message.delivery == "sending")
+                        .values(handoff_at=utcnow())
+                    )
+            except Exception:
+                log.warning("deliver: could not renew the claim on message %s", message_id, exc_info=True)
 
     async def _record(
         self, message_id: int, status: str, error: str | None, attempts: int, provider_id: str | None = None

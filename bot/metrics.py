@@ -40,6 +40,22 @@ class Metrics:
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.redis_failures = Counter(
+            "yezhu_redis_failures", "Redis calls that failed, timed out or failed fast while Redis was down",
+            ["operation"], registry=r,
+        )
+        self.degraded = Counter(
+            "yezhu_degraded", "Steps that took their fallback because a shared service was unavailable",
+            ["step"], registry=r,
+        )
+        self.enqueue_failures = Counter(
+            "yezhu_job_enqueue_failures", "Jobs that could not be handed to the job queue (the sweep retries)",
+            ["job"], registry=r,
+        )
+        self.deliveries_swept = Counter(
+            "yezhu_deliveries_swept", "Replies handed to the job queue again by the delivery sweep", ["outcome"],
+            registry=r,
+        )
         self.job_runs = Counter("yezhu_jobs", "Jobs run", ["job", "outcome"], registry=r)
         self.job_failures = Counter("yezhu_job_failures", "Jobs that failed", ["job"], registry=r)
         self.nlu_intents = Counter("yezhu_nlu_intents", "Parsed intents", ["intent"], registry=r)

@@ -58,7 +58,13 @@ class Runtime:
         self.metrics = Metrics()
         self.db = Database(settings.database_url)
         self.services: Services = (
-            redis_services(settings.redis_url) if settings.redis_url else memory_services()
+            redis_services(
+                settings.redis_url,
+                timeout=settings.redis_timeout,
+                on_failure=lambda op: self.metrics.redis_failures.labels(op).inc(),
+            )
+            if settings.redis_url
+            else memory_services()
         )
         self.nlu = load_nlu(settings) if nlu is ... else nlu
         self.wechat_accounts = wechat_accounts(settings)

@@ -76,7 +76,12 @@ class Settings(BaseSettings):
     signature_window: int = 300
     """Seconds a signed request's timestamp may differ from our clock."""
     max_body_bytes: int = 64 * 1024
-    dedup_ttl: int = 24 * 3600
+    redis_timeout: float = 0.5
+    """Seconds any one Redis call may take before the caller takes its fallback (docs/ARCHITECTURE.md,
+    "When something fails"); after a failure calls fail fast for a second, then one tries again."""
+    delivery_sweep_after: float = 120.0
+    """Seconds after which a reply still ``queued`` or ``sending`` (its hand-off to the job queue failed,
+    the queue lost it, or its worker died) is handed to the job queue again by the delivery sweep."""
     webhook_max_inflight: int = 256
     """Webhook requests one process works on at once; beyond that it answers 503 at once (WeChat retries
     after 5 s) instead of queueing requests it could not answer within WeChat's 5 s anyway."""

@@ -18,7 +18,7 @@ from bot.events import EventBatch
 from bot.runtime import Runtime
 from bot.store.models import Conversation, Identity, Owner, StaffUser
 from channels.base import OutboundMessage
-from tests.test_wechat_app import EchoPolicy, FakeWeChatAPI, api, messages, owner, start  # noqa: F401
+from tests.test_wechat_app import EchoPolicy, FakeWeChatAPI, api, messages, owner, start
 
 __all__ = ["api"]
 
@@ -116,7 +116,7 @@ async def test_an_owner_bound_meanwhile_is_set_on_the_conversation(
     assert conv.owner_id == owner_id
 
 
-async def test_a_redelivery_after_the_dedup_key_expired_is_stored_once(
+async def test_a_redelivery_is_stored_once_and_not_answered_twice(
     aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
 ) -> None:
     client, rt = await start(aiohttp_client, db_url, api)
@@ -125,11 +125,66 @@ async def test_a_redelivery_after_the_dedup_key_expired_is_stored_once(
     xml = o.text_xml("停水了吗", msg_id=7054768590064713001)
     first = await o.post(xml)
     assert o.reply_fields(first)["Content"] == "收到[0]：停水了吗"
-    await rt.services.dedup.forget("msg:wechat:default:7054768590064713001")  # e.g. Redis was flushed
-    again = await o.post(xml)
+    again = await o.post(xml)  # the database recognises it: there is no other de-dup set to consult
     assert again.status == 200 and not o.reply_fields(again)  # acknowledged, nothing done twice
     stored = [m.text for m in await messages(rt)]
     assert stored == ["你好", "收到[0]：你好", "停水了吗", "收到[0]：停水了吗"]
+    text = await (await client.get("/metrics")).text()
+    assert 'yezhu_dedup_hits_total{channel="wechat"} 1.0' in text
+
+
+async def test_a_retry_after_the_answer_was_lost_gets_the_stored_reply(
+    aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
+) -> None:
+    """The process answered the turn but died before the webhook answer left: WeChat's retry (5 s
+    later) gets the stored reply inline; the turn does not run twice."""
+    client, rt = await start(aiohttp_client, db_url, api, reply_budget=0.6)
+    o = owner(client, openid="oLOST0001")
+    xml = o.text_xml("门禁卡坏了", msg_id=7054768590064713101)
+    assert o.reply_fields(await o.post(xml))["Content"] == "收到[0]：门禁卡坏了"  # (the answer that got lost)
+    early = await o.post(xml)  # within the budget the first request may still be answering
+    assert early.status == 200 and o.reply_fields(early) is None
+    await asyncio.sleep(0.7)
+    retry = await o.post(xml)
+    assert o.reply_fields(retry)["Content"] == "收到[0]：门禁卡坏了"
+    stored = [(m.direction, m.text) for m in await messages(rt)]
+    assert stored == [("in", "门禁卡坏了"), ("out", "收到[0]：门禁卡坏了")]  # one turn, one reply
+    assert not api.messages
+
+
+async def test_a_retry_of_a_message_answered_through_the_api_gets_nothing_more(
+    aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
+) -> None:
+    client, rt = await start(aiohttp_client, db_url, api, policy=EchoPolicy(delay=0.3), reply_budget=0.1)
+    o = owner(client, openid="oLATE0002")
+    xml = o.text_xml("水管爆了", msg_id=7054768590064713102)
+    assert o.reply_fields(await o.post(xml)) is None  # too slow for the webhook: success, then the API
+    (sent,) = await api.wait_for_messages(1, timeout=10)
+    assert sent.touser == "oLATE0002" and sent.content == "收到[0]：水管爆了"
+    await asyncio.sleep(0.2)
+    retry = await o.post(xml)
+    assert retry.status == 200 and o.reply_fields(retry) is None
+    await rt.engine.drain()
+    await asyncio.sleep(0.2)
+    assert len(api.messages) == 1
+    out = [m for m in await messages(rt) if m.direction == "out"]
+    assert [(m.delivery, m.text) for m in out] == [("sent", "收到[0]：水管爆了")]
+
+
+async def test_a_turn_with_more_replies_than_wechat_takes_inline_is_queued_with_the_turn(
+    aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
+) -> None:
+    client, rt = await start(aiohttp_client, db_url, api, policy=EchoPolicy(replies=2))
+    o = owner(client, openid="oMULTI001")
+    assert await o.send_text("物业费多少") is None  # one passive reply cannot carry two: both go by API
+    sent = await api.wait_for_messages(2, timeout=10)
+    assert [m.content for m in sent] == ["收到[0]：物业费多少", "收到[1]：物业费多少"]
+    await rt.engine.drain()
+    await asyncio.sleep(0.2)
+    stored = await messages(rt)
+    (inbound,) = [m for m in stored if m.direction == "in"]
+    out = [m for m in stored if m.direction == "out"]
+    assert [m.delivery for m in out] == ["sent", "sent"] and {m.reply_to for m in out} == {inbound.id}
 
 
 class GatedPolicy:
@@ -257,12 +312,14 @@ async def test_a_message_for_a_conversation_staff_took_over_gets_no_bot_answer_o
 async def test_wechats_retry_after_a_restart_runs_the_lost_turn_and_answers_inline(
     aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
 ) -> None:
-    client, rt = await start(aiohttp_client, db_url, api)
+    client, rt = await start(aiohttp_client, db_url, api, reply_budget=0.5)
     o = owner(client, openid="oCRASH003")
     xml = o.text_xml("热水器不出热水", msg_id=7054768590064715003)
     assert o.reply_fields(await post_and_die(rt, o, xml)) is None  # stored; no answer
-    await rt.services.dedup.forget("msg:wechat:default:7054768590064715003")  # a restarted embedded server
-    retry = await o.post(xml)  # WeChat retries after 5 s
+    at_once = await o.post(xml)  # the same delivery at once: the first request is still on it
+    assert at_once.status == 200 and o.reply_fields(at_once) is None
+    await asyncio.sleep(0.6)
+    retry = await o.post(xml)  # WeChat retries after 5 s (to this process or a restarted one)
     assert o.reply_fields(retry)["Content"] == "收到[0]：热水器不出热水"
     again = await o.post(xml)  # and a further retry is a plain duplicate
     assert again.status == 200 and o.reply_fields(again) is None

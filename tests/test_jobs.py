@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import sys
@@ -42,9 +43,9 @@ class HangingWeChat:
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
 
-async def _outbound_message(rt: Runtime, text: str) -> int:
+async def _outbound_message(rt: Runtime, text: str, openid: str = "oDEMO0001x") -> int:
     async with rt.db.session() as s, s.begin():
-        ident = Identity(channel="wechat", account="default", external_id="oDEMO0001x", last_inbound_at=utcnow())
+        ident = Identity(channel="wechat", account="default", external_id=openid, last_inbound_at=utcnow())
         s.add(ident)
         await s.flush()
         conv = Conversation(identity_id=ident.id, mode="staff", state={})
@@ -136,3 +137,74 @@ async def test_embedded_mode_runs_jobs_in_process(sqlite_url: str) -> None:
     finally:
         await rt.stop()
         await server.close()
+
+
+async def _owed(rt: Runtime, text: str, *, delivery: str, handoff_ago: float | None, age: float = 0) -> int:
+    """An outbound message as a process left it: ``queued`` (its hand-off lost) or ``sending`` (its
+    worker died), handed over ``handoff_ago`` seconds ago."""
+    mid = await _outbound_message(rt, text, openid=f"oOWED{abs(hash(text)) % 10**8:08d}")
+    now = utcnow()
+    async with rt.db.session() as s, s.begin():
+        await s.execute(sa.update(Message).where(Message.id == mid).values(
+            delivery=delivery,
+            handoff_at=None if handoff_ago is None else now - dt.timedelta(seconds=handoff_ago),
+            at=now - dt.timedelta(seconds=age),
+        ))
+    return mid
+
+
+async def _delivery(rt: Runtime, mid: int) -> tuple[str | None, str | None]:
+    async with rt.db.session() as s:
+        row = (await s.execute(sa.select(Message.delivery, Message.delivery_error).where(Message.id == mid))).one()
+    return row.delivery, row.delivery_error
+
+
+async def test_two_jobs_for_one_message_send_it_once(db_url: str) -> None:
+    from tests.fakes.wechat_server import FakeWeChatAPI
+
+    async with FakeWeChatAPI({"wx0123456789abcdef": "secret-for-tests"}, send_delay=0.3) as api:
+        rt = Runtime(make_settings(database_url=db_url, wechat_api_base=api.base_url, turn_recovery_after=0),
+                     nlu=None)
+        await rt.start()
+        try:
+            mid = await _owed(rt, "您的报修已派单。", delivery="queued", handoff_ago=0)
+            # the sweep's job and the original one (a slow queue), at the same time
+            results = await asyncio.gather(rt.jobs.deliver_message(mid), rt.jobs.deliver_message(mid))
+            assert sorted(results) == ["sending", "sent"]
+            assert [m.content for m in api.messages] == ["您的报修已派单。"]
+            assert await rt.jobs.deliver_message(mid) == "sent"  # and a late redelivery does nothing
+            assert len(api.messages) == 1 and await _delivery(rt, mid) == ("sent", None)
+        finally:
+            await rt.stop()
+
+
+async def test_the_delivery_sweep_hands_over_what_no_job_delivered(db_url: str) -> None:
+    from tests.fakes.wechat_server import FakeWeChatAPI
+
+    async with FakeWeChatAPI({"wx0123456789abcdef": "secret-for-tests"}) as api:
+        rt = Runtime(make_settings(database_url=db_url, wechat_api_base=api.base_url, turn_recovery_after=0),
+                     nlu=None)
+        await rt.start()
+        try:
+            lost = await _owed(rt, "维修师傅下午两点上门。", delivery="queued", handoff_ago=600)
+            dead_worker = await _owed(rt, "您的快递已到前台。", delivery="sending", handoff_ago=600)
+            in_queue = await _owed(rt, "明天停水。", delivery="queued", handoff_ago=5)  # its job is on its way
+            too_old = await _owed(rt, "上周的通知。", delivery="queued", handoff_ago=600, age=25 * 3600)
+
+            assert await rt.jobs.sweep_deliveries(older_than=60) == 2
+            sent = await api.wait_for_messages(2, timeout=10)
+            assert sorted(m.content for m in sent) == ["您的快递已到前台。", "维修师傅下午两点上门。"]
+            await rt.jobs.shutdown()  # let the in-process jobs finish
+            await rt.jobs.startup()
+            assert await _delivery(rt, lost) == ("sent", None)
+            assert await _delivery(rt, dead_worker) == ("sent", None)
+            assert await _delivery(rt, in_queue) == ("queued", None)  # not yet overdue: left to its job
+            delivery, reason = await _delivery(rt, too_old)
+            assert delivery == "failed" and reason is not None and "24 hours" in reason
+            assert await rt.jobs.sweep_deliveries(older_than=60) == 0  # nothing is handed over twice
+            assert len(api.messages) == 2
+            text = rt.metrics.render().decode()
+            assert 'yezhu_deliveries_swept_total{outcome="requeued"} 2.0' in text
+            assert 'yezhu_deliveries_swept_total{outcome="expired"} 1.0' in text
+        finally:
+            await rt.stop()

@@ -12,6 +12,12 @@ class LockTimeout(Exception):
     """A lock could not be acquired within its wait time."""
 
 
+class ServiceUnavailable(Exception):
+    """The shared services' backend (Redis) did not answer within ``YEZHU_REDIS_TIMEOUT``, refused the
+    connection, or failed recently (the circuit is open). Raised fast: callers on the request path
+    decide what is safe without it (docs/ARCHITECTURE.md, "When something fails")."""
+
+
 class Deduper(Protocol):
     async def first_seen(self, key: str, ttl: int) -> bool:
         """True exactly once per ``key`` within ``ttl`` seconds, across every process."""
@@ -24,11 +30,16 @@ class Deduper(Protocol):
 
 class Locks(Protocol):
     def lock(self, key: str, *, timeout: float = 30.0, wait: float = 30.0) -> AbstractAsyncContextManager[None]:
-        """Mutual exclusion on ``key``; held at most ``timeout`` s (a crashed holder frees it)."""
+        """Mutual exclusion on ``key``; held at most ``timeout`` s (a crashed holder frees it).
+
+        Entering raises :class:`LockTimeout` after ``wait`` s, or :class:`ServiceUnavailable` at once
+        when the backend is down (before the body runs: nothing was done under a lock not held)."""
         ...
 
 
 class PubSub(Protocol):
+    """Live notifications (the console's updates): best effort, never a system of record."""
+
     async def publish(self, channel: str, message: dict[str, Any]) -> None: ...
 
     async def publish_many(self, channel: str, messages: list[dict[str, Any]]) -> None:
@@ -81,10 +92,15 @@ class Services:
     rate: RateLimiter
     cache: Cache
     redis: Any = None
+    timeout: float = 0.5
+    """Seconds one call to the backend may take (``YEZHU_REDIS_TIMEOUT``)."""
+    breaker: Any = None
+    """The Redis backend's time limit and circuit breaker (``bot.services.redis.Breaker``)."""
 
     async def ping(self) -> None:
+        """Raises :class:`ServiceUnavailable` (within ``timeout``) when the backend does not answer."""
         if self.redis is not None:
-            await self.redis.ping()
+            await self.breaker.call("ping", self.redis.ping)
 
     async def close(self) -> None:
         if self.redis is not None:

@@ -118,7 +118,7 @@ class TurnStatements:
         )
         self.reply_columns = [
             "conversation_id", "direction", "channel", "account", "kind", "text", "media", "author", "delivery",
-            "attempts", "at",
+            "attempts", "at", "reply_to", "handoff_at",
         ]
         binds = [sa.bindparam("p_" + k, type_=message.c[k].type) for k in self.reply_columns]
         marked = self.mark_handled.cte("marked")
@@ -134,6 +134,20 @@ class TurnStatements:
             .from_select(self.reply_columns, sa.select(*binds).where(sa.exists(sa.select(saved.c.id))))
             .returning(message.c.id)
             .add_cte(marked)
+        )
+
+        # A retried webhook: the message's stored replies that no job owns (its request died before
+        # answering). Through ix_message_conversation_at: the replies follow the message in its
+        # conversation.
+        self.unanswered = (
+            sa.select(message.c.id, message.c.kind, message.c.text, message.c.media)
+            .where(
+                message.c.conversation_id == sa.bindparam("p_cid"),
+                message.c.id > sa.bindparam("p_mid"),
+                message.c.reply_to == sa.bindparam("p_mid"),
+                message.c.delivery == sa.literal_column("'reply'"),
+            )
+            .order_by(message.c.id)
         )
 
     def entities(self, row: Any) -> tuple[Conversation, Identity, Owner | None]:

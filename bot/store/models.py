@@ -198,6 +198,12 @@ class Message(Base):
             postgresql_where=sa.text("direction = 'in' AND handled_at IS NULL"),
             sqlite_where=sa.text("direction = 'in' AND handled_at IS NULL"),
         ),
+        sa.Index(
+            "ix_message_undelivered",
+            "handoff_at",
+            postgresql_where=sa.text("delivery IN ('queued', 'sending')"),
+            sqlite_where=sa.text("delivery IN ('queued', 'sending')"),
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(sa.ForeignKey("conversation.id", ondelete="CASCADE"))
@@ -213,13 +219,21 @@ class Message(Base):
     author: Mapped[str | None] = mapped_column(sa.String(50))
     """``bot``, ``staff:<username>`` or None for the owner."""
     delivery: Mapped[str | None] = mapped_column(sa.String(12))
-    """Outbound only: ``passive`` | ``queued`` | ``sent`` | ``failed`` | ``inline``."""
+    """Outbound only. ``reply``: a bot reply the webhook request that is waiting for it answers inline
+    (and a retry of that request answers again); ``queued``: to be sent by the ``deliver_message`` job;
+    ``sending``: a job is sending it; then ``sent`` | ``failed`` (with ``delivery_error``) | ``stored``
+    (channels whose client reads the conversation). Staff messages may be written ``sent`` directly."""
     delivery_error: Mapped[str | None] = mapped_column(sa.String(200))
     attempts: Mapped[int] = mapped_column(default=0)
     """Outbound: delivery attempts. Inbound: turns the recovery sweep started for it."""
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     handled_at: Mapped[dt.datetime | None]
     """Inbound only: when the bot's turn for it finished (NULL: not yet; see ``Engine.recover``)."""
+    reply_to: Mapped[int | None]
+    """Outbound bot replies: the inbound message they answer (a retry of it is answered with them)."""
+    handoff_at: Mapped[dt.datetime | None]
+    """Outbound, ``queued``/``sending``: when it was last handed to the job queue or taken by a job. The
+    delivery sweep hands it over again once this is older than ``YEZHU_DELIVERY_SWEEP_AFTER``."""
 
 
 # --- tickets ------------------------------------------------------------------------------------

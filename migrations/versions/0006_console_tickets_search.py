@@ -1,7 +1,7 @@
 """ticket.origin, ticket.quote and photos; pg_trgm indexes for the console's search
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-01 15:30:00
 
 Staff open tickets for phone calls and walk-ins (``origin``), paid repairs carry a quote the owner
@@ -19,7 +19,7 @@ from alembic import op
 import bot.store.models
 
 revision: str = "0006"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
