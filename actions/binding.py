@@ -1,7 +1,8 @@
 """Owner binding (绑定): prove that a WeChat user is the owner registered with a phone number.
 
-A 6-digit code goes to the phone through an SMS sender; only its hash is stored, it expires, and the
-attempts are limited. Until an identity is bound, nothing personal (certificate status, tickets, the
+A 6-digit code goes to the phone by SMS through the notifier (``actions.notify``: the configured
+provider's ``verification_code`` template, sent after the turn commits); only its hash is stored, it
+expires, and the attempts are limited. Until an identity is bound, nothing personal (certificate status, tickets, the
 house) is revealed to it (DOMAIN.md: certificate status is personal data).
 """
 
@@ -13,41 +14,20 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from bot.store.models import Identity, Owner, OwnerHouse, SmsOutbox, VerificationCode, utcnow
+from bot.events import EventBatch
+from bot.store.models import Identity, Owner, OwnerHouse, VerificationCode, utcnow
 
 log = logging.getLogger("yezhu.binding")
 
 CODE_TTL = dt.timedelta(minutes=10)
 MAX_ATTEMPTS = 5
 RESEND_INTERVAL = dt.timedelta(seconds=60)
-
-
-class SmsSender(Protocol):
-    name: str
-
-    async def send_text(self, s: AsyncSession, phone: str, text: str) -> SmsOutbox: ...
-
-
-class DevSmsSender:
-    """The development sender: records every SMS in ``sms_outbox`` and the log, sends nothing.
-
-    Real providers (Aliyun, Tencent) implement the same ``send_text`` in the SMS issue.
-    """
-
-    name = "dev"
-
-    async def send_text(self, s: AsyncSession, phone: str, text: str) -> SmsOutbox:
-        row = SmsOutbox(phone=phone, text=text, provider=self.name, status="recorded")
-        s.add(row)
-        await s.flush()
-        log.info("dev SMS to %s: %s", phone, text)
-        return row
 
 
 def _hash(code: str, identity_id: int) -> str:
@@ -61,7 +41,9 @@ class CodeSent:
     throttled: bool = False
 
 
-async def send_code(s: AsyncSession, sms: SmsSender, identity: Identity, phone: str) -> CodeSent:
+async def send_code(
+    s: AsyncSession, notifier: Any, batch: EventBatch, identity: Identity, phone: str
+) -> CodeSent:
     now = utcnow()
     owner = (await s.execute(sa.select(Owner).where(Owner.phone == phone))).scalar_one_or_none()
     if owner is None:
@@ -72,9 +54,12 @@ async def send_code(s: AsyncSession, sms: SmsSender, identity: Identity, phone: 
     if last is not None and now - last < RESEND_INTERVAL:
         return CodeSent(True, throttled=True)
     code = f"{secrets.randbelow(1_000_000):06d}"
-    s.add(VerificationCode(identity_id=identity.id, phone=phone, code_hash=_hash(code, identity.id),
-                           expires_at=now + CODE_TTL, created_at=now))
-    await sms.send_text(s, phone, f"【业主服务】您的验证码为{code}，10分钟内有效。如非本人操作请忽略。")
+    row = VerificationCode(identity_id=identity.id, phone=phone, code_hash=_hash(code, identity.id),
+                           expires_at=now + CODE_TTL, created_at=now)
+    s.add(row)
+    await s.flush()
+    await notifier.sms(s, batch, phone=phone, kind="verification_code", params={"code": code}, owner_id=owner.id,
+                       idempotency_key=f"verification:{row.id}", now=now)
     return CodeSent(True)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload, selectinload
 
-from actions import binding
+from actions import alerts, binding, optout
 from actions.hours import describe_hours, in_staff_hours, next_opening
 from actions.knowledge import KnowledgeService
 from actions.tickets import KIND_LABEL, cn_date, local_now, open_ticket, warranty_verdict
@@ -110,7 +110,7 @@ class DialoguePolicy:
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
         self.knowledge: KnowledgeService = runtime.knowledge
-        self.sms = runtime.sms
+        self.notifier = runtime.notifier
         self._account_projects: dict[str, tuple[str | None, float]] = {}
 
     # --- entry point ---------------------------------------------------------------------------
@@ -189,6 +189,13 @@ class DialoguePolicy:
         # Emergencies first, whatever else is going on (DOMAIN.md: at once, day or night).
         if parse is not None and parse.entity("urgency") is not None and intent in ("repair", "complaint", "other", "inquiry"):
             return [await self._emergency(turn, state, text)]
+
+        # 退订 / 订阅 said as the whole message (any channel; bare letters such as T or R only count on
+        # SMS, where the templates tell owners to reply them): honoured before anything else.
+        said = optout.classify(text)
+        caps = self.rt.channels.capabilities(turn.identity.channel)
+        if said is not None and (len(optout.normalise(text)) > 2 or (caps is not None and caps.templates_only)):
+            return [await self._optout(turn)]
 
         if form and CANCEL.search(text) and len(text) <= 12:
             state.pop("form", None)
@@ -300,7 +307,7 @@ class DialoguePolicy:
         phone = self._phone(turn)
         if phone is None:
             return ["请回复11位手机号码（购房时登记的号码），例如 13800000000；不想验证了可以回复“取消”。"]
-        result = await binding.send_code(turn.session, self.sms, turn.identity, phone)
+        result = await binding.send_code(turn.session, self.notifier, turn.events, turn.identity, phone)
         state["form"] = {"name": "bind_code", "slots": {"phone": phone}, "asking": "code"}
         if result.throttled:
             return ["验证码刚刚已发送，请查看短信并回复6位验证码（1分钟后可重新获取）。"]
@@ -311,7 +318,7 @@ class DialoguePolicy:
     async def _bind_code(self, turn: Turn, state: dict[str, Any], text: str) -> list[str]:
         if "重新" in text or "没收到" in text or "再发" in text:
             phone = state["form"]["slots"]["phone"]
-            result = await binding.send_code(turn.session, self.sms, turn.identity, phone)
+            result = await binding.send_code(turn.session, self.notifier, turn.events, turn.identity, phone)
             return ["验证码刚刚已发送，请稍候1分钟再试。" if result.throttled else "验证码已重新发送，请查收短信。"]
         new_phone = self._phone(turn)
         if new_phone:
@@ -687,18 +694,14 @@ class DialoguePolicy:
                          priority="urgent", conversation_id=turn.conversation.id)
         turn.events.emit(events.EMERGENCY_RAISED, ticket_id=ticket.id, number=ticket.number, urgency=kind,
                          conversation_id=turn.conversation.id, text=text)
-        on_duty = (await turn.session.execute(
-            sa.select(StaffUser).where(StaffUser.on_duty.is_(True), StaffUser.active.is_(True))
-        )).scalars().all()
         summary = f"紧急：{URGENCY_LABEL.get(kind, kind)}"
-        turn.events.emit(events.STAFF_ALERT, level="emergency", ticket_id=ticket.id, number=ticket.number,
-                         recipients=[u.username for u in on_duty], conversation_id=turn.conversation.id,
-                         summary=summary)
         where_text = house_text(house) if house else (location or "位置待确认")
-        for staff in on_duty:  # day or night: the on-duty people get a text, not only a console badge
-            if staff.phone:
-                await self.sms.send_text(turn.session, staff.phone,
-                                         f"【值班提醒】{summary}，{where_text}，工单{ticket.number}，请立即处理。")
+        # Day or night: the people on duty get an SMS (and the WeCom group a message), not only a badge.
+        staff_alert = await alerts.alert(turn.session, turn.events, self.rt, level="emergency", ticket=ticket,
+                                         summary=summary, location=where_text, now=turn.now)
+        turn.events.emit(events.STAFF_ALERT, level="emergency", ticket_id=ticket.id, number=ticket.number,
+                         recipients=staff_alert.recipients, conversation_id=turn.conversation.id,
+                         summary=summary)
         state.pop("form", None)
         if turn.conversation.mode == verbs.BOT:
             verbs.hand_over(turn.session, turn.events, turn.conversation, reason="emergency", priority=100,
@@ -751,9 +754,13 @@ class DialoguePolicy:
             next_step = config.get("normal") or "客服会在24小时内核实情况并回复您处理结果，处理完成后我们还会回访听取您的意见。"
             priority = 0
         if group is not None or serious:
+            summary = f"{'群体' if group else '重要'}投诉：{label or '其他'}"
+            alerted = group[0] if group is not None else ticket
+            await alerts.alert(turn.session, turn.events, self.rt, level="group" if group else "serious",
+                               ticket=alerted, summary=summary,
+                               location=alerted.location or (project.name if project else "见工单"), now=turn.now)
             turn.events.emit(events.STAFF_ALERT, level="group" if group else "serious", ticket_id=ticket.id,
-                             number=ticket.number, conversation_id=turn.conversation.id,
-                             summary=f"{'群体' if group else '重要'}投诉：{label or '其他'}")
+                             number=ticket.number, conversation_id=turn.conversation.id, summary=summary)
             if turn.conversation.mode == verbs.BOT:
                 verbs.hand_over(turn.session, turn.events, turn.conversation,
                                 reason="group_complaint" if group else "serious_complaint", priority=priority,
@@ -940,11 +947,23 @@ class DialoguePolicy:
         return (lead + text) if lead else text
 
     async def _optout(self, turn: Turn) -> str:
+        """退订 said in a chat (WeChat, or an SMS that was more than the bare keyword): recorded through
+        ``actions.optout`` with its source; the chat reply is the acknowledgement (no extra SMS)."""
         owner = await self._owner(turn)
-        if owner is not None:
-            owner.sms_opt_out = True
-            return "已为您退订短信通知，今后不再向您发送通知类短信（验证码等必要短信除外）。如需恢复请告诉我。"
-        return "好的，已记录您的退订意愿。" + NEXT
+        phone = owner.phone if owner is not None else (
+            turn.identity.external_id if self.rt.channels.capabilities(turn.identity.channel) is not None
+            and self.rt.channels.capabilities(turn.identity.channel).templates_only else "")
+        if owner is None and not phone:
+            return "好的，已记录您的退订意愿。您绑定业主身份后，我们会停止向您登记的手机号发送通知短信。" + NEXT
+        action = "opt_in" if optout.classify(turn.inbound.text) == "opt_in" else "opt_out"
+        changed = await optout.record(turn.session, turn.events, self.notifier, phone=phone, action=action,
+                                      source=turn.identity.channel, text=turn.inbound.text, owner=owner,
+                                      now=turn.now, acknowledge=False)
+        if action == "opt_in":
+            return ("已为您恢复接收通知短信，回复R可随时退订。" if changed else "您目前已在接收通知短信。") + NEXT
+        if not changed:
+            return "您此前已退订通知短信，我们不会再向您发送通知类短信（验证码等必要短信除外）。" + NEXT
+        return "已为您退订短信通知，今后不再向您发送通知类短信（验证码等必要短信除外）。如需恢复请回复“订阅”。"
 
 
 def ticket_hours(ticket: Ticket, now: dt.datetime) -> str:

@@ -24,7 +24,7 @@ from bot.store.models import (
     Identity,
     Message,
     Project,
-    SmsOutbox,
+    SmsMessage,
     StaffUser,
     Ticket,
     TicketEvent,
@@ -132,7 +132,7 @@ async def test_outside_the_wechat_window_the_owner_gets_an_sms(yezhu: YezhuFacto
     assert await _run(client, ticket.id, "dispatch", assignee=await _staff(client, "gongcheng"),
                       visit_time="明天下午") == []
     async with rt.db.session() as s:
-        sms = (await s.execute(sa.select(SmsOutbox))).scalars().all()
+        sms = (await s.execute(sa.select(SmsMessage))).scalars().all()
         ev = (await s.execute(sa.select(TicketEvent).where(TicketEvent.kind == "owner_notified"))).scalar_one()
     assert len(sms) == 1 and sms[0].phone == "13800000001" and "明天下午" in sms[0].text
     assert ev.data["channel"] == "sms"
