@@ -37,6 +37,7 @@ from bot.store.models import (
     CertificateRecord,
     Conversation,
     House,
+    Message,
     Owner,
     OwnerHouse,
     Project,
@@ -128,7 +129,27 @@ class DialoguePolicy:
             turn.conversation.state = state  # replaced whole: the JSON column is not mutation-tracked
         # One message: WeChat's passive reply carries exactly one; more would go the slow API path.
         text = "\n\n".join(r for r in replies if r)
+        if text and not self._can_reply(turn):
+            return self._hold_for_staff(turn, text)
         return [OutboundMessage(text)] if text else []
+
+    def _can_reply(self, turn: Turn) -> bool:
+        """A templates-only channel (SMS) can carry the bot's words only through an approved reply template."""
+        caps = self.rt.channels.capabilities(turn.identity.channel)
+        return caps is None or not caps.templates_only or self.notifier.has_template("reply")
+
+    def _hold_for_staff(self, turn: Turn, text: str) -> list[OutboundMessage]:
+        """No approved reply template: the conversation goes to staff (who phone or use a template) and the
+        bot's draft is kept as an internal note for them; nothing is sent."""
+        if turn.conversation.mode == verbs.BOT:
+            verbs.hand_over(turn.session, turn.events, turn.conversation, reason="sms_no_reply_template",
+                            now=turn.now)
+        turn.session.add(Message(
+            conversation_id=turn.conversation.id, direction="note", channel=turn.identity.channel,
+            account=turn.identity.account, kind="text", author="bot", at=turn.now,
+            text="短信渠道没有已审核通过的回复模板，机器人未回复，已转人工。机器人拟回复：\n" + text,
+        ))
+        return []
 
     async def _respond(self, turn: Turn, state: dict[str, Any]) -> list[str]:
         msg = turn.inbound

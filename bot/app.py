@@ -73,9 +73,22 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         on_rejected=lambda account, reason: rt.metrics.rejected.labels("wechat", reason).inc(),
     )
     app.add_routes(wechat.routes())
+    if settings.sms_callback_key is not None and settings.sms_callback_key.get_secret_value():
+        from bot.jobs.sms import CallbackStore
+        from channels.sms.webhook import SmsWebhook
+
+        sms_webhook = SmsWebhook(
+            settings.sms_callback_key.get_secret_value(), CallbackStore(rt),
+            allowlist=settings.sms_callback_allowlist,
+            on_rejected=lambda provider, reason: rt.metrics.rejected.labels("sms", reason).inc(),
+        )
+        app.add_routes(sms_webhook.routes())
     json_channel = ApiChannel(rt.engine)
     app.router.add_post("/api/v1/messages", json_channel.handle)
     app.add_routes(api.routes)
+    from bot import sms_api
+
+    app.add_routes(sms_api.routes)
     try:
         from bot.console import setup_console
     except ImportError:  # the console package is optional while it is being built

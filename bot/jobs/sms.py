@@ -148,6 +148,27 @@ def insert_ignoring_duplicates(dialect: str) -> Any:
     return insert(SmsCallback).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(SmsCallback.id)
 
 
+class CallbackStore:
+    """The SMS webhook's sink: one ``INSERT … ON CONFLICT DO NOTHING`` per push, then a job works on it."""
+
+    def __init__(self, rt: Any) -> None:
+        self.rt = rt
+
+    async def store(self, provider: str, kind: str, items: Any) -> list[int]:
+        now = utcnow()
+        rows = [{"provider": provider, "kind": kind, "dedup_key": f"{provider}:{key}"[:120], "body": item,
+                 "received_at": now} for key, item in items]
+        dialect = "postgresql" if not self.rt.db.is_sqlite else "sqlite"
+        async with self.rt.db.engine.begin() as c:
+            return list((await c.execute(insert_ignoring_duplicates(dialect), rows)).scalars())
+
+    async def work(self, ids: list[int]) -> None:
+        try:
+            await self.rt.jobs.enqueue_sms_callbacks(ids)
+        except Exception:  # stored: the sweep works on it within a minute
+            log.exception("could not enqueue SMS pushes %s; the sweep will", ids[:5])
+
+
 async def process_callbacks(rt: Any, ids: list[int] | None = None, limit: int = 500) -> int:
     """Work on stored pushes (``ids``, or every pending one): receipts update their SMS, uplinks become
     inbound messages of the owner's SMS conversation. Each is marked processed once done."""
