@@ -75,13 +75,15 @@ class FakeSmsProviders:
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if self.delay:
-            await asyncio.sleep(self.delay)
         if "x-acs-action" in request.headers:
-            return await self._aliyun(request)
-        if "X-TC-Action" in request.headers:
-            return await self._tencent(request)
-        return web.json_response({"error": "unknown API"}, status=400)
+            response = await self._aliyun(request)
+        elif "X-TC-Action" in request.headers:
+            response = await self._tencent(request)
+        else:
+            response = web.json_response({"error": "unknown API"}, status=400)
+        if self.delay:  # the provider acted on the request; only its answer is late (a client timeout)
+            await asyncio.sleep(self.delay)
+        return response
 
     # --- Aliyun ----------------------------------------------------------------------------------
 
