@@ -56,7 +56,8 @@ def parse_window(spec: str | None) -> tuple[dt.time, dt.time] | None:
     if not m:
         return None
     h1, m1, h2, m2 = (int(g) for g in m.groups())
-    return dt.time(min(h1, 23), min(m1, 59)), dt.time(min(h2, 23), min(m2, 59))
+    end = dt.time.max if (h2, m2) == (24, 0) else dt.time(min(h2, 23), min(m2, 59))
+    return dt.time(min(h1, 23), min(m1, 59)), end
 
 
 def window_opens(now: dt.datetime, spec: str | None) -> dt.datetime | None:

@@ -34,6 +34,8 @@ QUEUED_STALE = dt.timedelta(seconds=30)
 UNKNOWN_QUERY_AFTER = dt.timedelta(minutes=5)
 UNKNOWN_HORIZON = dt.timedelta(days=3)
 RATE_WAIT_MAX = 10.0
+CAPPED = frozenset({"notice", "marketing"})
+"""Categories counted against the per-number daily cap (replies and urgent messages are not)."""
 
 
 async def send_sms(rt: Any, sms_id: int) -> str:
@@ -54,15 +56,6 @@ async def send_sms(rt: Any, sms_id: int) -> str:
                 # Opted out after it was recorded: honoured at once (通信短信息服务管理规定).
                 row.status, row.error_code, row.error = "skipped", "opted_out", "业主已退订短信通知"
                 return "skipped"
-    if not row.urgent:
-        cap = await rt.services.rate.hit(f"sms:cap:{row.phone}", limit=settings.sms_daily_cap, window=86400)
-        if not cap.allowed:
-            await _defer(rt, sms_id, now + dt.timedelta(seconds=max(60.0, cap.retry_after)), "daily_cap",
-                         "已达当日发送上限，顺延发送")
-            return "deferred"
-    if not await _take_rate_slot(rt):
-        await _defer(rt, sms_id, now + dt.timedelta(seconds=5), "rate_limit", "发送速率受限，稍后发送")
-        return "deferred"
     async with rt.db.autocommit() as c:
         claimed = (await c.execute(
             sa.update(SmsMessage)
@@ -70,8 +63,17 @@ async def send_sms(rt: Any, sms_id: int) -> str:
             .values(status="sending", attempts=SmsMessage.attempts + 1, updated_at=now)
         )).rowcount
     if claimed != 1:
-        return "taken"
+        return "taken"  # another worker won it
     template = rt.notifier.template(row.kind)
+    if template is not None and template.category in CAPPED:
+        cap = await rt.services.rate.hit(f"sms:cap:{row.phone}", limit=settings.sms_daily_cap, window=86400)
+        if not cap.allowed:  # deferred, not dropped (DOMAIN.md)
+            await _defer(rt, sms_id, now + dt.timedelta(seconds=max(60.0, cap.retry_after)), "daily_cap",
+                         "已达当日发送上限，顺延发送")
+            return "deferred"
+    if not await _take_rate_slot(rt):
+        await _defer(rt, sms_id, now + dt.timedelta(seconds=5), "rate_limit", "发送速率受限，稍后发送")
+        return "deferred"
     request = SmsRequest(
         phone=row.phone, sign_name=_sign(row.text), template_code=row.template_code or row.kind,
         params=dict(row.params or {}), param_order=tuple(template.params) if template else tuple(row.params or {}),
@@ -105,10 +107,12 @@ async def _take_rate_slot(rt: Any) -> bool:
 
 
 async def _defer(rt: Any, sms_id: int, until: dt.datetime, code: str, reason: str) -> None:
+    """Give a claimed row back, to be sent at ``until`` (nothing went to the provider)."""
     async with rt.db.autocommit() as c:
         await c.execute(
-            sa.update(SmsMessage).where(SmsMessage.id == sms_id, SmsMessage.status.in_(("queued", "deferred")))
-            .values(status="deferred", not_before=until, error_code=code, error=reason, updated_at=utcnow())
+            sa.update(SmsMessage).where(SmsMessage.id == sms_id, SmsMessage.status == "sending")
+            .values(status="deferred", not_before=until, error_code=code, error=reason,
+                    attempts=SmsMessage.attempts - 1, updated_at=utcnow())
         )
 
 

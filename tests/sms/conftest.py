@@ -35,7 +35,7 @@ async def fake(aiohttp_server: Any) -> tuple[FakeSmsProviders, str]:
 
 def provider_settings(name: str, endpoint: str, fake: FakeSmsProviders) -> dict[str, Any]:
     common: dict[str, Any] = {"sms_provider": name, "sms_endpoint": endpoint, "sms_callback_key": KEY,
-                              "sms_timeout": 1.0, "sms_window": "00:00-23:59", "scheduler": False}
+                              "sms_timeout": 1.0, "sms_window": "00:00-24:00", "scheduler": False}
     if name == "aliyun":
         common.update(aliyun_access_key_id=fake.access_key_id, aliyun_access_key_secret=fake.access_key_secret)
     elif name == "tencent":
