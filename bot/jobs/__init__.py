@@ -89,8 +89,8 @@ class Jobs:
         async def send_sms(sms_id: int) -> str:
             return await sms_jobs.send_sms(self.rt, sms_id)
 
-        async def sms_callbacks(ids: list[int]) -> int:
-            return await sms_jobs.process_callbacks(self.rt, ids)
+        async def sms_callbacks(ids: list[int]) -> int:  # ids: the push's rows; the drain takes every pending one
+            return await sms_jobs.process_callbacks(self.rt)
 
         async def sms_sweep() -> dict[str, int]:
             return await sms_jobs.sweep(self.rt)
@@ -105,6 +105,8 @@ class Jobs:
         self.broker.register_task(sms_sweep, task_name=SMS_SWEEP, **schedule_labels(SMS_SWEEP))
         self.broker.register_task(alert_escalation, task_name=ALERT_ESCALATION, **schedule_labels(ALERT_ESCALATION))
         self.scheduler = Scheduler(self.broker, runtime.services.dedup)
+        self.callbacks_lock = asyncio.Lock()
+        """One drain of stored SMS pushes per process at a time (``bot/jobs/sms.py``)."""
 
     @property
     def in_process(self) -> bool:

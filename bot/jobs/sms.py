@@ -173,13 +173,29 @@ class CallbackStore:
             log.exception("could not enqueue SMS pushes %s; the sweep will", ids[:5])
 
 
-async def process_callbacks(rt: Any, ids: list[int] | None = None, limit: int = 500) -> int:
-    """Work on stored pushes (``ids``, or every pending one): receipts update their SMS, uplinks become
-    inbound messages of the owner's SMS conversation. Each is marked processed once done."""
+async def process_callbacks(rt: Any, limit: int = 500) -> int:
+    """Work on every stored push not yet worked on, in batches: receipts update their SMS, uplinks become
+    inbound messages of the owner's SMS conversation; each is marked processed once done.
+
+    One drain per process at a time: a push that arrives while one runs is picked up by it (it loops until
+    nothing is pending), so a burst of 100 pushes costs a few transactions, not 100 competing ones (which
+    on SQLite's single writer would delay the answers to the pushes themselves). Working on a push twice
+    (two processes) changes nothing: receipts only move a status forward, uplinks are de-duplicated."""
+    lock: asyncio.Lock = rt.jobs.callbacks_lock
+    if lock.locked():
+        return 0
+    total = 0
+    async with lock:
+        while True:
+            n = await _process_batch(rt, limit)
+            total += n
+            if n == 0:
+                return total
+
+
+async def _process_batch(rt: Any, limit: int) -> int:
     async with rt.db.session() as s:
         q = sa.select(SmsCallback).where(SmsCallback.processed_at.is_(None)).order_by(SmsCallback.id).limit(limit)
-        if ids is not None:
-            q = q.where(SmsCallback.id.in_(ids))
         rows = (await s.execute(q)).scalars().all()
     receipts: list[tuple[int, Receipt]] = []
     done: dict[int, str] = {}
@@ -210,6 +226,9 @@ async def process_callbacks(rt: Any, ids: list[int] | None = None, limit: int = 
 async def _apply_receipts(rt: Any, receipts: list[tuple[int, Receipt]]) -> dict[int, str]:
     """Receipts of one batch in one transaction: one look-up, then an update per changed SMS."""
     out: dict[int, str] = {}
+    now = utcnow()
+    updates: list[dict[str, Any]] = []
+    failed_messages: list[dict[str, Any]] = []
     by_pid = {r.provider_id for _, r in receipts}
     by_out = {r.out_id for _, r in receipts if r.out_id}
     async with rt.db.session() as s, s.begin():
@@ -237,14 +256,25 @@ async def _apply_receipts(rt: Any, receipts: list[tuple[int, Receipt]]) -> dict[
                 out[cb_id] = "unchanged"  # already settled (a duplicate push, or a receipt after the query)
                 continue
             status = "delivered" if r.delivered else "failed"
-            await s.execute(sa.update(SmsMessage).where(SmsMessage.id == target.id).values(
-                status=status, provider_id=r.provider_id, delivered_at=r.at or utcnow() if r.delivered else None,
-                error_code=None if r.delivered else r.error_code, error=None if r.delivered else r.error,
-                updated_at=utcnow()))
+            updates.append({"sid": target.id, "st": status, "pid": r.provider_id,
+                            "dat": (r.at or now) if r.delivered else None,
+                            "ec": None if r.delivered else r.error_code, "er": None if r.delivered else r.error})
             if target.message_id is not None and not r.delivered:
-                await s.execute(sa.update(Message).where(Message.id == target.message_id).values(
-                    delivery="failed", delivery_error=f"{r.error_code or ''} {r.error or ''}".strip()[:200]))
+                failed_messages.append({"mid": target.message_id,
+                                        "err": f"{r.error_code or ''} {r.error or ''}".strip()[:200]})
             out[cb_id] = status
+        if updates:  # one executemany for the whole batch
+            table = SmsMessage.__table__
+            await s.execute(
+                table.update().where(table.c.id == sa.bindparam("sid")).values(
+                    status=sa.bindparam("st"), provider_id=sa.bindparam("pid"), delivered_at=sa.bindparam("dat"),
+                    error_code=sa.bindparam("ec"), error=sa.bindparam("er"), updated_at=now),
+                updates,
+            )
+        if failed_messages:
+            mt = Message.__table__
+            await s.execute(mt.update().where(mt.c.id == sa.bindparam("mid")).values(
+                delivery="failed", delivery_error=sa.bindparam("err")), failed_messages)
     return out
 
 
