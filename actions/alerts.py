@@ -56,11 +56,12 @@ def ticket_link(runtime: Any, ticket: Ticket) -> str:
 
 async def alert(
     s: AsyncSession, batch: EventBatch, runtime: Any, *, level: str, ticket: Ticket, summary: str, location: str,
-    now: dt.datetime | None = None,
+    now: dt.datetime | None = None, key_suffix: str = "",
 ) -> StaffAlert:
-    """Alert the people on duty about ``ticket`` (once per ticket and level: the idempotency key)."""
+    """Alert the people on duty about ``ticket`` (once per ticket and level, plus ``key_suffix`` for a
+    later update of the same matter: the idempotency key)."""
     now = now or utcnow()
-    key = f"{level}:{ticket.id}"
+    key = f"{level}:{ticket.id}{key_suffix}"
     existing = (await s.execute(sa.select(StaffAlert).where(StaffAlert.idempotency_key == key))).scalar_one_or_none()
     if existing is not None:
         return existing

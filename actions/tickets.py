@@ -37,7 +37,47 @@ CATEGORY_WARRANTY = {
     "hvac": "hvac",
 }
 PUBLIC_CATEGORIES = {"elevator", "intercom", "public_facility", "fire"}
+PIPE_CUES = ("水管", "管道", "管子", "龙头", "阀门", "接头", "水表", "软管", "爆管")
+"""A leak from a pipe or fitting is plumbing (2 years), not waterproofing."""
 WATERPROOF_CUES = ("渗水", "漏水", "渗漏", "返潮", "发霉", "外墙", "屋顶", "楼顶", "天花板", "防水", "水渍", "滴水")
+
+
+# Problems caused by use are not defects of the house (DOMAIN.md "Defect or usage"): blockages by
+# foreign objects, damage by the occupant or their renovation, consumables, appliances the owner
+# installed. A project overrides or extends these in ``Project.settings["warranty_usage"]``
+# (``{"categories": [...], "cues": {"blockage": [...], ...}}``).
+DEFAULT_USAGE: dict[str, Any] = {
+    "categories": ["drainage"],
+    "cues": {
+        "blockage": ["堵", "不通", "下水慢", "下不去", "反水", "冒水", "返水", "疏通"],
+        "damage": ["摔", "砸", "撞", "碰坏", "弄坏", "踢坏", "孩子", "小孩", "宠物", "狗", "猫", "装修时", "装修工人",
+                   "装修队", "自己装", "改造"],
+        "consumable": ["灯泡", "灯管", "电池", "垫片", "密封圈", "滤芯", "花洒", "软管", "保险丝"],
+        "appliance": ["空调", "热水器", "油烟机", "洗衣机", "冰箱", "净水器", "燃气灶", "浴霸", "马桶盖", "智能锁"],
+    },
+}
+USAGE_REASON = {
+    "blockage": ("下水堵塞多由使用原因（如异物堵塞）引起，一般不在保修范围内，物业可提供有偿疏通，上门后先报价、经您同意再施工；"
+                 "如工程师现场判断是管道本身的质量问题，则按保修处理。"),
+    "damage": "人为损坏或装修造成的损坏不在保修范围内，物业可提供有偿维修，上门后先报价、经您同意再施工；具体由工程师现场判断。",
+    "consumable": "灯泡、电池、密封圈等易耗品属于日常损耗，不在保修范围内，物业可提供有偿更换，上门后先报价、经您同意再施工。",
+    "appliance": ("空调、热水器等业主自行购买安装的电器不在房屋保修范围内，建议联系电器售后；"
+                  "如属于交房时开发商安装的设备，由工程师现场查看后确定是否保修。"),
+}
+
+
+def usage_problem(category: str | None, description: str, usage: dict[str, Any] | None) -> str | None:
+    """Which kind of usage problem this is (blockage, damage, consumable, appliance), if any."""
+    rules = dict(DEFAULT_USAGE)
+    if usage:
+        rules = {"categories": usage.get("categories", rules["categories"]),
+                 "cues": {**rules["cues"], **(usage.get("cues") or {})}}
+    for kind, words in rules["cues"].items():
+        if any(w in description for w in words):
+            return str(kind)
+    if category in rules["categories"]:
+        return "blockage" if category == "drainage" else "damage"
+    return None
 
 
 def cn_date(day: dt.date) -> str:
@@ -98,13 +138,23 @@ def _add_years(day: dt.date, years: int) -> dt.date:
 
 
 def warranty_verdict(
-    category: str | None, description: str, handover: dt.date | None, table: dict[str, Any], today: dt.date
+    category: str | None, description: str, handover: dt.date | None, table: dict[str, Any], today: dt.date,
+    *, usage: dict[str, Any] | None = None,
 ) -> WarrantyVerdict:
-    """The warranty verdict, told plainly (DOMAIN.md): never promise a free repair the rules do not give."""
+    """The warranty verdict, told plainly (DOMAIN.md): never promise a free repair the rules do not give.
+
+    A usage problem (blockage, damage, consumable, owner's appliance) is not a defect: paid, or judged on
+    site; an uncertain category is judged on site; only a defect inside its period is free, and even
+    then "after the engineer confirms it is a quality problem"."""
     if category in PUBLIC_CATEGORIES:
         return WarrantyVerdict(None, None, None, None, None, "公共区域设施由物业公司负责维修，不涉及保修期。")
+    kind = usage_problem(category, description, usage)
+    if kind is not None:
+        return WarrantyVerdict(False if kind == "consumable" else None, f"usage:{kind}", None, None, None,
+                               USAGE_REASON[kind])
     item = CATEGORY_WARRANTY.get(category or "")
-    if category in ("plumbing", "wall_floor", None, "other") and any(c in description for c in WATERPROOF_CUES):
+    if category in ("plumbing", "wall_floor", None, "other") and any(c in description for c in WATERPROOF_CUES) \
+            and not any(c in description for c in PIPE_CUES):
         item = "waterproofing"
     if item is None or item not in table:
         return WarrantyVerdict(None, None, None, None, None,
@@ -122,7 +172,7 @@ def warranty_verdict(
     if today < until:
         return WarrantyVerdict(True, item, label, period, until,
                                f"{label}保修期为{period}，自交房之日起算，至{cn_date(until)}止；"
-                               "您的房屋仍在保修期内，由开发商免费维修。")
+                               "您的房屋仍在保修期内，经工程师上门确认属于质量问题的，由开发商免费维修。")
     return WarrantyVerdict(False, item, label, period, until,
                            f"{label}保修期为{period}，已于{cn_date(until)}届满；"
                            "物业可提供有偿维修，上门后先报价，经您同意再施工。")

@@ -42,7 +42,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import events
 from bot.events import EventBatch
 from bot.policy import OutboundMessage
-from channels.base import BUILTIN_CAPABILITIES
 from bot.store.models import (
     Conversation,
     Identity,
@@ -54,6 +53,7 @@ from bot.store.models import (
     TicketEvent,
     utcnow,
 )
+from channels.base import BUILTIN_CAPABILITIES
 
 NEW, DISPATCHED, IN_PROGRESS, DONE, AWAITING, CLOSED, REOPENED = (
     "new", "dispatched", "in_progress", "done", "awaiting_acceptance", "closed", "reopened",
@@ -70,6 +70,7 @@ EVENT_LABELS = {
     "awaiting_acceptance": "请业主验收", "closed": "关闭", "reopened": "返修", "reassigned": "更换负责人",
     "note": "内部备注", "visit_time": "改约上门时间", "owner_notified": "已通知业主",
     "owner_not_notified": "未能通知业主", "due_changed": "调整时限",
+    "owner_followup": "业主补充", "linked": "关联工单", "emergency_update": "紧急情况补充",
 }
 
 # verb -> (statuses it may start from, status it leads to)
@@ -229,8 +230,10 @@ class TicketWorkflow:
         return await self.notify(s, batch, ticket, text, notice="closed", actor=actor, now=now)
 
     async def reopen(self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, actor: str, reason: str,
-                     now: dt.datetime | None = None) -> list[int]:
-        """Rework (返修): the same responsible person, a fresh due time, counted in the reports."""
+                     now: dt.datetime | None = None, notify: bool = True) -> list[int]:
+        """Rework (返修): the same responsible person, a fresh due time, counted in the reports.
+
+        ``notify=False`` when the owner asked for it in the chat that is answering them right now."""
         now = now or utcnow()
         if not reason.strip():
             raise WorkflowError("返修请填写原因（例如业主反馈仍未修好）")
@@ -239,6 +242,8 @@ class TicketWorkflow:
         ticket.due_at = compute_due(ticket.kind, ticket.priority, now, await project_settings(s, ticket))
         self._move(s, batch, ticket, "reopen", actor, now, reason=reason.strip()[:500],
                    rework_count=ticket.rework_count, due_at=ticket.due_at.isoformat())
+        if not notify:
+            return []
         who = await self._assignee_name(s, ticket)
         text = f"{self._head(ticket)}已安排返修"
         text += f"，仍由{who}负责，我们会尽快与您联系。" if who else "，我们会尽快与您联系。"

@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -131,6 +130,7 @@ async def main() -> None:
     ap.add_argument("--sqlite", action="store_true", help="the embedded mode: SQLite, in-process jobs")
     ap.add_argument("--worker", action="store_true", help="also run one yezhu worker (PostgreSQL mode)")
     ap.add_argument("--server-core", default="0")
+    ap.add_argument("--worker-core", default="1")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="yezhu-smsbench-")
@@ -146,7 +146,7 @@ async def main() -> None:
     yezhu = str(ROOT / ".venv" / "bin" / "yezhu")
     procs = [start([yezhu, "run", "--port", str(PORT)], env, args.server_core)]
     if args.worker and not args.sqlite:
-        procs.append(start([yezhu, "worker"], env, args.server_core))
+        procs.append(start([yezhu, "worker"], env, args.worker_core))
     try:
         from webhook_load import wait_healthy
 

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from bot import api
+from bot.console import setup_console
 from bot.metrics import CONTENT_TYPE_LATEST
 from bot.runtime import RUNTIME, Runtime
 from bot.settings import Settings
@@ -89,12 +90,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from bot import sms_api
 
     app.add_routes(sms_api.routes)
-    try:
-        from bot.console import setup_console
-    except ImportError:  # the console package is optional while it is being built
-        pass
-    else:
-        setup_console(app, rt)
+    setup_console(app, rt)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
 

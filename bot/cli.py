@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -223,10 +224,23 @@ def chat(
     openid: Annotated[str | None, typer.Option(help="Speak as this WeChat openid (e.g. oDEMO0001)")] = None,
     phone: Annotated[str | None, typer.Option(help="Speak as this phone number over SMS")] = None,
     account: Annotated[str, typer.Option(help="Channel account")] = "default",
+    replay: Annotated[
+        Path | None, typer.Option(help="Replay a story file or folder (docs/STORIES.md) and check every expectation")
+    ] = None,
+    story: Annotated[str | None, typer.Option(help="With --replay: only the story with this name")] = None,
 ) -> None:
-    """Talk to the bot in the terminal as an owner."""
+    """Talk to the bot in the terminal as an owner, or replay conversation stories."""
     s = settings()
     logging.getLogger().setLevel(logging.WARNING)
+    if replay is not None:
+        from bot.stories import StoryError
+        from bot.story_run import replay as replay_stories
+
+        try:
+            raise typer.Exit(asyncio.run(replay_stories(s, replay, name=story)))
+        except StoryError as exc:
+            typer.echo(f"Cannot replay {replay}: {exc}", err=True)
+            raise typer.Exit(2) from None
     asyncio.run(_chat(s, openid, phone, account))
 
 

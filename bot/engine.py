@@ -64,6 +64,9 @@ class Engine:
         self._open: dict[str, tuple[int, int]] = {}
         """sender key -> (identity id, its open conversation id), as last seen by this process. A hint
         only: the fast path checks in the database that the conversation is still open."""
+        self.clock: Callable[[], dt.datetime] = utcnow
+        """A turn's "now" (``Turn.now``, and the NLU's reference for 明天上午). Only the conversation
+        stories (tests, ``yezhu chat --replay``) set another: a fixed time such as 22:31 on a weekday."""
 
     # --- step 1: accept ------------------------------------------------------------------------
 
@@ -126,7 +129,7 @@ class Engine:
         if nlu is None or msg.kind not in PARSED_KINDS or not msg.text.strip():
             return None
         try:
-            parse = await nlu.aparse(msg.text)
+            parse = await nlu.aparse(msg.text, self.clock())
         except Exception:
             log.exception("NLU failed; the message is stored without a parse")
             return None
@@ -321,7 +324,7 @@ class Engine:
                 parse=parse,
                 session=s,
                 events=batch,
-                now=utcnow(),
+                now=self.clock(),
                 runtime=rt,
             )
             replies = await self.policy.respond(turn)

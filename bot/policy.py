@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import EventBatch
 from bot.store.models import Conversation, Identity, Owner
 from channels.base import InboundMessage, OutboundMessage
+
+if TYPE_CHECKING:  # typing only: bot.runtime imports the policy, and nlu is loaded by the runtime
+    from bot.runtime import Runtime
+    from nlu.types import ParseResult
 
 __all__ = ["HELP", "NON_TEXT", "WELCOME", "OutboundMessage", "Policy", "Turn", "WelcomePolicy"]
 # OutboundMessage is re-exported: actions build replies with it without importing a channel module.
@@ -53,12 +57,12 @@ class Turn:
     conversation: Conversation
     identity: Identity
     owner: Owner | None
-    parse: Any | None
-    """The NLU result (``nlu.ParseResult``) for text messages; None for events and media."""
+    parse: ParseResult | None
+    """The NLU result for text messages; None for events and media (or when NLU failed)."""
     session: AsyncSession
     events: EventBatch
     now: dt.datetime
-    runtime: Any
+    runtime: Runtime
     extra: dict[str, Any] = field(default_factory=dict)
 
 

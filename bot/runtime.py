@@ -10,6 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
+from actions.knowledge import KnowledgeService
+from actions.notify import Notifier
+from actions.policy import DialoguePolicy
 from bot.engine import Engine
 from bot.jobs import Jobs
 from bot.metrics import Metrics
@@ -21,6 +24,7 @@ from channels.base import PULL, SMS, WECHAT, ChannelRegistry, OutputChannel
 from channels.sms.base import SmsProvider
 from channels.wechat import WeChatAccountConfig
 from channels.wechat_api import WeChatSender
+from nlu.pipeline import Interpreter, load_interpreter
 
 log = logging.getLogger("yezhu.runtime")
 
@@ -57,23 +61,12 @@ def make_sms_provider(settings: Settings) -> SmsProvider:
     return DevSmsProvider()
 
 
-def load_nlu(settings: Settings) -> Any:
-    """The interpreter (``nlu.load_interpreter``), or None while no model ships."""
-    try:
-        from nlu import load_interpreter
-    except ImportError:
-        log.warning("nlu package not available: messages are stored without a parse")
-        return None
+def load_nlu(settings: Settings) -> Interpreter:
+    """The interpreter (``nlu.load_interpreter``); an import error is a bug and stops the process."""
     return load_interpreter(backend=settings.nlu_backend, rasa_url=settings.rasa_url)
 
 
 def default_policy(runtime: Runtime) -> Policy:
-    try:
-        from actions.policy import DialoguePolicy
-    except ImportError:
-        from bot.policy import WelcomePolicy
-
-        return WelcomePolicy()
     return DialoguePolicy(runtime)
 
 
@@ -96,9 +89,6 @@ class Runtime:
         self.senders: dict[str, OutputChannel] = self.channels.senders
         self.sms_provider: SmsProvider = make_sms_provider(settings)
         self.jobs = Jobs(self)
-        from actions.knowledge import KnowledgeService
-        from actions.notify import Notifier
-
         self.knowledge = KnowledgeService(self.db)
         self.notifier = Notifier(self)
         self.engine = Engine(self, policy or default_policy(self))

@@ -23,6 +23,7 @@ from taskiq import AckableMessage, AsyncBroker, InMemoryBroker
 from taskiq_redis import RedisStreamBroker
 
 from bot import events
+from bot.conversation import BOT, hand_over
 from bot.events import EventBatch
 from bot.jobs import sms as sms_jobs
 from bot.jobs.schedule import ALERT_ESCALATION, SMS_SWEEP, Scheduler, schedule_labels
@@ -213,6 +214,13 @@ class Jobs:
             delivery = {"skipped": "failed", "queued": "queued", "deferred": "queued"}.get(sms.status, "sent")
             await s.execute(sa.update(Message).where(Message.id == message.id).values(
                 delivery=delivery, delivery_error=sms.error, media={**(message.media or {}), "sms_id": sms.id}))
+            if sms.error_code == "no_template":
+                # No approved reply template (Tencent approves only codes for real estate): the bot cannot
+                # answer by SMS, so staff take the conversation (they phone, or reply once a template is
+                # approved); the bot's unsent answer stays in the conversation for them to read.
+                conv = await s.get(Conversation, message.conversation_id)
+                if conv is not None and conv.mode == BOT:
+                    hand_over(s, batch, conv, reason="sms_no_reply_template", now=utcnow())
         await batch.publish(rt.services.pubsub)
         return delivery
 

@@ -37,7 +37,17 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.sms.v20210111 import models as tc
 from tencentcloud.sms.v20210111.sms_client import SmsClient
 
-from channels.sms.base import Answer, Receipt, SmsRequest, SmsResult, Uplink, china_time, cn_mobile, digest, e164
+from channels.sms.base import (
+    Answer,
+    Receipt,
+    SmsRequest,
+    SmsResult,
+    Uplink,
+    china_time,
+    cn_mobile,
+    digest,
+    e164,
+)
 
 log = logging.getLogger("yezhu.sms.tencent")
 

@@ -166,9 +166,10 @@ async def test_without_an_approved_reply_template_staff_take_over(
     async with rt.db.session() as s:
         ident = (await s.execute(sa.select(Identity).where(Identity.channel == "sms"))).scalar_one()
         conv = (await s.execute(sa.select(Conversation).where(Conversation.identity_id == ident.id))).scalar_one()
-        note = (await s.execute(sa.select(Message).where(Message.conversation_id == conv.id,
-                                                         Message.direction == "note"))).scalar_one()
-    assert conv.mode == "waiting" and "转人工" in note.text
+        held = (await s.execute(sa.select(Message).where(Message.conversation_id == conv.id,
+                                                         Message.direction == "out"))).scalar_one()
+    assert conv.mode == "waiting"  # in the staff queue
+    assert held.delivery == "failed" and "模板" in (held.delivery_error or "")  # staff see what was not sent
 
 
 async def test_a_timed_out_send_is_unknown_then_resolved_not_resent(

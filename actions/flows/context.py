@@ -1,0 +1,208 @@
+"""The turn context every flow receives: the turn, the dialogue state, and the desk's shared look-ups.
+
+``Ctx`` is built once per turn by :class:`actions.policy.DialoguePolicy`. It caches what several flows
+ask for in one turn (the owner, their houses, the project and its settings) so a flow never repeats a
+query, and it carries the policy's typed dependencies (:class:`Desk`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
+
+from actions.knowledge import KnowledgeService
+from actions.notify import Notifier
+from bot.events import EventBatch
+from bot.policy import Turn
+from bot.store.models import Building, Conversation, House, Identity, Owner, OwnerHouse, Project
+
+if TYPE_CHECKING:
+    from actions.flows.base import Router
+    from bot.runtime import Runtime
+    from nlu.types import Entity, ParseResult
+
+State = dict[str, Any]
+"""``Conversation.state``: JSON, replaced as a whole at the end of a turn (see actions/policy.py)."""
+
+ACCOUNT_PROJECT_TTL = 60.0
+"""Seconds an account's project (for owners without a bound house) is kept between look-ups."""
+PHONE = re.compile(r"(?<!\d)(1[3-9]\d{9})(?!\d)")
+NEXT = "还有其他需要，直接留言告诉我即可。"
+
+
+def mask_phone(phone: str | None) -> str:
+    return f"{phone[:3]}****{phone[-4:]}" if phone and len(phone) == 11 else (phone or "")
+
+
+def house_text(house: House) -> str:
+    return f"{house.building.name}栋{house.unit}单元{house.room}"
+
+
+def house_matches(house: House, parts: dict[str, Any]) -> bool:
+    return (
+        str(parts.get("building", "")) == house.building.name
+        and (not parts.get("unit") or str(parts["unit"]) == house.unit)
+        and str(parts.get("room", "")) == house.room
+    )
+
+
+class Desk:
+    """The policy's dependencies, typed: the runtime's settings, knowledge base and notifier (SMS and
+    every proactive message, ``actions/notify.py``)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.knowledge: KnowledgeService = runtime.knowledge
+        self.notifier: Notifier = runtime.notifier
+        self._account_projects: dict[str, tuple[str | None, float]] = {}
+
+    def account_project(self, account: str) -> tuple[str | None, float] | None:
+        return self._account_projects.get(account)
+
+    def remember_account_project(self, account: str, code: str | None) -> None:
+        self._account_projects[account] = (code, time.monotonic() + ACCOUNT_PROJECT_TTL)
+
+
+@dataclass
+class Ctx:
+    """One turn as the flows see it."""
+
+    turn: Turn
+    state: State
+    desk: Desk
+    router: Router
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    # -- the turn -------------------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        return self.turn.inbound.text.strip()
+
+    @property
+    def parse(self) -> ParseResult | None:
+        return self.turn.parse
+
+    @property
+    def intent(self) -> str:
+        return self.turn.parse.intent if self.turn.parse is not None else "other"
+
+    def entity(self, name: str) -> Entity | None:
+        return self.turn.parse.entity(name) if self.turn.parse is not None else None
+
+    def entity_value(self, name: str) -> str | None:
+        ent = self.entity(name)
+        return ent.value if ent is not None else None
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.turn.session
+
+    @property
+    def events(self) -> EventBatch:
+        return self.turn.events
+
+    @property
+    def now(self) -> dt.datetime:
+        return self.turn.now
+
+    @property
+    def identity(self) -> Identity:
+        return self.turn.identity
+
+    @property
+    def conversation(self) -> Conversation:
+        return self.turn.conversation
+
+    @property
+    def bound(self) -> bool:
+        return self.turn.identity.owner_id is not None
+
+    @property
+    def form(self) -> dict[str, Any] | None:
+        form = self.state.get("form")
+        return form if isinstance(form, dict) else None
+
+    def phone(self) -> str | None:
+        """A mobile number in the message (the NLU entity, else the digits as written)."""
+        ent = self.entity("phone")
+        if ent is not None and PHONE.fullmatch(ent.value):
+            return ent.value
+        m = PHONE.search(self.turn.inbound.text.replace(" ", "").replace("-", ""))
+        return m.group(1) if m else None
+
+    # -- the owner, houses, project -------------------------------------------------------------
+
+    async def owner(self) -> Owner | None:
+        turn = self.turn
+        if turn.identity.owner_id is None:
+            return None
+        if turn.owner is None or turn.owner.id != turn.identity.owner_id:
+            turn.owner = await turn.session.get(Owner, turn.identity.owner_id)
+        return turn.owner
+
+    def forget_houses(self) -> None:
+        self._cache.pop("houses", None)
+        self._cache.pop("project", None)
+
+    async def houses(self) -> list[House]:
+        if "houses" in self._cache:
+            return list(self._cache["houses"])
+        owner_id = self.turn.identity.owner_id
+        houses: list[House] = []
+        if owner_id is not None:
+            houses = list((await self.session.execute(
+                sa.select(House)
+                .join(OwnerHouse, OwnerHouse.house_id == House.id)
+                .where(OwnerHouse.owner_id == owner_id)
+                .options(joinedload(House.building).joinedload(Building.project))
+                .order_by(House.id)
+            )).scalars())
+        self._cache["houses"] = houses
+        return list(houses)
+
+    async def house(self, house_id: int | None) -> House | None:
+        return next((h for h in await self.houses() if h.id == house_id), None) if house_id else None
+
+    async def project(self) -> Project | None:
+        if "project" in self._cache:
+            project: Project | None = self._cache["project"]
+            return project
+        houses = await self.houses()
+        chosen = self.state.get("house_id")
+        house = next((h for h in houses if h.id == chosen), houses[0] if houses else None)
+        if house is not None:
+            project = house.building.project
+        else:
+            account = self.desk.runtime.settings.wechat_accounts.get(self.identity.account)
+            code = account.project if account is not None else None
+            q = sa.select(Project).order_by(Project.id).limit(1)
+            if code:
+                q = sa.select(Project).where(Project.code == code)
+            project = (await self.session.execute(q)).scalar_one_or_none()
+        self._cache["project"] = project
+        return project
+
+    async def project_code(self) -> str | None:
+        # An owner who has not bound a house gets the account's project. That is asked on most of their
+        # messages (knowledge-base answers), so it is kept for a minute, not queried each time.
+        account = self.identity.account if "project" not in self._cache and not self.bound else None
+        cached = self.desk.account_project(account) if account is not None else None
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        project = await self.project()
+        code = project.code if project else None
+        if account is not None:
+            self.desk.remember_account_project(account, code)
+        return code
+
+    async def setting(self, key: str, default: Any = None) -> Any:
+        project = await self.project()
+        return ((project.settings if project else None) or {}).get(key, default)
