@@ -94,7 +94,10 @@ async def _send(
         heading = "再次提醒（无人确认）" if round_ > 1 else LEVEL_LABELS.get(row.level, "值班提醒")
         content = (f"### <font color=\"warning\">{heading}</font>\n> {summary}\n> 位置：{location}\n> 业主：{who}\n"
                    f"> 工单：[{ticket.number}]({ticket_link(runtime, ticket)})\n> 值班：{'、'.join(p.display_name for p in people) or '无'}")
-        batch.after_commit(lambda: post_wecom(webhook, content))
+        async def robot() -> None:
+            await post_wecom(webhook, content)
+
+        batch.after_commit(robot)
 
 
 async def post_wecom(webhook: str, markdown: str) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -232,7 +232,7 @@ async def _apply_receipts(rt: Any, receipts: list[tuple[int, Receipt]]) -> dict[
     by_pid = {r.provider_id for _, r in receipts}
     by_out = {r.out_id for _, r in receipts if r.out_id}
     async with rt.db.session() as s, s.begin():
-        cond = SmsMessage.provider_id.in_(by_pid)
+        cond: sa.ColumnElement[bool] = SmsMessage.provider_id.in_(by_pid)
         if by_out:
             cond = sa.or_(cond, SmsMessage.out_id.in_(by_out))
         found = (await s.execute(
@@ -264,7 +264,7 @@ async def _apply_receipts(rt: Any, receipts: list[tuple[int, Receipt]]) -> dict[
                                         "err": f"{r.error_code or ''} {r.error or ''}".strip()[:200]})
             out[cb_id] = status
         if updates:  # one executemany for the whole batch
-            table = SmsMessage.__table__
+            table = cast(sa.Table, SmsMessage.__table__)
             await s.execute(
                 table.update().where(table.c.id == sa.bindparam("sid")).values(
                     status=sa.bindparam("st"), provider_id=sa.bindparam("pid"), delivered_at=sa.bindparam("dat"),
@@ -272,7 +272,7 @@ async def _apply_receipts(rt: Any, receipts: list[tuple[int, Receipt]]) -> dict[
                 updates,
             )
         if failed_messages:
-            mt = Message.__table__
+            mt = cast(sa.Table, Message.__table__)
             await s.execute(mt.update().where(mt.c.id == sa.bindparam("mid")).values(
                 delivery="failed", delivery_error=sa.bindparam("err")), failed_messages)
     return out

@@ -40,6 +40,7 @@ from darabonba.runtime import RuntimeOptions
 from channels.sms.base import (
     Answer,
     Receipt,
+    SendStatus,
     SmsRequest,
     SmsResult,
     Uplink,
@@ -147,7 +148,7 @@ class AliyunSmsProvider:
 def _verdict(code: str | None, message: str | None, biz_id: str | None) -> SmsResult:
     if code == "OK":
         return SmsResult("sent", provider_id=biz_id)
-    status = "retry" if code in RETRY_CODES else "failed"
+    status: SendStatus = "retry" if code in RETRY_CODES else "failed"
     return SmsResult(status, error_code=code or "unknown", error=(message or "")[:200])
 
 

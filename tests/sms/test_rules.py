@@ -14,6 +14,7 @@ from bot.events import EventBatch
 from bot.jobs import sms as sms_jobs
 from bot.store.models import Owner, SmsConsent, SmsMessage, utcnow
 from tests.conftest import WECHAT, YezhuFactory, auth
+from tests.console.conftest import login
 from tests.fakes.sms_providers import FakeSmsProviders
 from tests.fakes.wechat_client import WeChatOwner
 from tests.fakes.wechat_server import FakeWeChatAPI
@@ -82,6 +83,9 @@ async def test_opt_out_by_sms_is_honoured_at_once_and_acknowledged_once(
     assert owner["sms_opt_out"] is True and owner["name"] == "张三"
     assert [(h["action"], h["source"], h["text"]) for h in owner["sms_consent_history"]] == [
         ("opt_out", "sms", "T"), ("opt_out", "sms", "td。")]
+    await login(client, "kefu")  # the owner page shows the same to staff
+    page = await (await client.get(f"/console/owners/{owner['id']}")).text()
+    assert "已退订通知短信" in page and "“td。”" in page and "已送达" not in page
     # Notices stop; a verification code still goes.
     skipped = await _row(rt, await _notice(rt, "13800000001"))
     assert skipped.status == "skipped" and skipped.error_code == "opted_out"
