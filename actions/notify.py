@@ -22,15 +22,16 @@ import logging
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import EventBatch
+from bot.policy import OutboundMessage
 from bot.settings import Settings, SmsTemplate
-from bot.store.models import Identity, Owner, Project, SmsMessage, utcnow
+from bot.store.models import Conversation, Identity, Message, Owner, Project, SmsMessage, utcnow
 from channels.sms.base import CHINA, TEXT_MAX, render, segments
 
 log = logging.getLogger("yezhu.notify")
@@ -200,14 +201,71 @@ class Notifier:
 
     # --- the channel choice -----------------------------------------------------------------------
 
+    def can_chat(self, identity: Identity | None, now: dt.datetime) -> bool:
+        """Can a free-text message reach ``identity`` now (WeChat: within 48 h of their last message)?"""
+        if identity is None:
+            return False
+        caps = self.rt.channels.capabilities(identity.channel)
+        return caps is not None and caps.free_text and caps.window_open(identity.last_inbound_at, now)
+
     async def reachable_in_chat(self, s: AsyncSession, owner_id: int, now: dt.datetime) -> Identity | None:
-        """The owner's identity on a channel whose window is open now (WeChat: 48 h after they wrote)."""
+        """The owner's identity on a channel whose window is open now, the most recently used first."""
         identities = (await s.execute(
             sa.select(Identity).where(Identity.owner_id == owner_id)
             .order_by(Identity.last_inbound_at.desc().nulls_last())
         )).scalars().all()
-        for identity in identities:
-            caps = self.rt.channels.capabilities(identity.channel)
-            if caps is not None and caps.free_text and caps.window_open(identity.last_inbound_at, now):
-                return identity
-        return None
+        return next((i for i in identities if self.can_chat(i, now)), None)
+
+    async def owner(
+        self, s: AsyncSession, batch: EventBatch, *, text: str, kind: str, params: Mapping[str, Any],
+        phone: str | None, owner_id: int | None = None, identity: Identity | None = None,
+        conversation: Conversation | None = None, project_id: int | None = None,
+        idempotency_key: str | None = None, data: Mapping[str, Any] | None = None, now: dt.datetime | None = None,
+    ) -> Notice:
+        """Tell an owner something, by the best channel that can carry it now:
+
+        1. their chat (``identity``, else any of theirs) where free text reaches them (WeChat in its window):
+           ``text`` as a conversation message, delivered after the commit (``Notice.message_ids``);
+        2. else SMS through the approved template of ``kind`` filled with ``params`` (recorded in the
+           conversation too, when there is one);
+        3. else nothing, with the reason (no approved template, opted out, no phone …).
+
+        (A WeChat template message would sit between 1 and 2; the WeChat channel has no template API yet.)"""
+        now = now or utcnow()
+        if not self.can_chat(identity, now) and owner_id is not None:
+            identity = await self.reachable_in_chat(s, owner_id, now)
+            conversation = None if identity is None or conversation is None \
+                or conversation.identity_id != identity.id else conversation
+        if identity is not None and self.can_chat(identity, now):
+            if conversation is None or conversation.mode == "closed":
+                conversation = await self.rt.engine.current_conversation(s, identity)
+            out = await self.rt.engine.send(s, conversation, OutboundMessage(text, data=dict(data or {})),
+                                            author="bot", batch=batch)
+            return Notice(identity.channel, message_ids=[out.id], text=text)
+        if not phone:
+            return Notice(None, reason=SKIP_REASONS["no_phone"])
+        sms = await self.sms(s, batch, phone=phone, kind=kind, params=params, owner_id=owner_id,
+                             project_id=project_id, conversation_id=conversation.id if conversation else None,
+                             idempotency_key=idempotency_key, now=now)
+        if sms.status == "skipped":
+            return Notice(None, sms=sms, reason=sms.error or "短信未发送")
+        if conversation is not None:  # staff reading the conversation see what the owner got
+            carried = Message(conversation_id=conversation.id, direction="out", channel="sms", account=sms.provider,
+                              kind="text", text=sms.text, author="bot", delivery="queued",
+                              media={"sms_id": sms.id, **dict(data or {})}, at=now)
+            s.add(carried)
+            await s.flush()
+            sms.message_id = carried.id
+        return Notice("sms", sms=sms, text=sms.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """How an owner was told: ``channel`` None means not at all (``reason`` says why)."""
+
+    channel: str | None
+    message_ids: list[int] = field(default_factory=list)
+    """Conversation messages to deliver after the commit (``engine.after_commit``)."""
+    sms: SmsMessage | None = None
+    text: str = ""
+    reason: str = ""

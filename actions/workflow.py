@@ -41,11 +41,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import events
 from bot.events import EventBatch
-from bot.policy import OutboundMessage
 from bot.store.models import (
     Conversation,
     Identity,
-    Message,
     Owner,
     Project,
     StaffUser,
@@ -299,57 +297,33 @@ class TicketWorkflow:
         self, s: AsyncSession, batch: EventBatch, ticket: Ticket, text: str, *, notice: str, actor: str,
         now: dt.datetime | None = None,
     ) -> list[int]:
-        """Tell the owner in their own chat (WeChat within its window), else by SMS; record which."""
+        """Tell the owner through the notifier (their chat within its window, else SMS); record which."""
         now = now or utcnow()
         conv, identity = await self._owner_chat(s, ticket)
-        if identity is not None and wechat_window_open(identity, now):
-            if conv is None or conv.mode == "closed":
-                conv = await self.rt.engine.current_conversation(s, identity)
-            out = await self.rt.engine.send(
-                s, conv, OutboundMessage(text, data={"ticket": ticket.number, "notice": notice}),
-                author="bot", batch=batch,
-            )
-            self._record(s, batch, ticket, "owner_notified", actor, now, notice=notice,
-                         channel=identity.channel, message_id=out.id, text=text, emit=False)
-            return [out.id]
         phone = ticket.contact_phone
         owner = await s.get(Owner, ticket.owner_id) if ticket.owner_id is not None else None
         if not phone and owner is not None:
             phone = owner.phone
-        if phone:
-            kind = NOTICE_KINDS.get(notice, notice)
-            params = {"kind": KIND_LABELS.get(ticket.kind, "工单"), "number": ticket.number,
-                      "assignee": await self._assignee_name(s, ticket) or "工程师",
-                      "visit_time": ticket.visit_time or "待工程师与您电话确认"}
-            sms = await self.rt.notifier.sms(
-                s, batch, phone=phone, kind=kind, params=params, owner_id=ticket.owner_id,
-                project_id=ticket.project_id, conversation_id=conv.id if conv is not None else None,
-                idempotency_key=f"ticket:{ticket.id}:{notice}:{now.isoformat()}", now=now,
-            )
-            if sms.status != "skipped":
-                if conv is not None:
-                    carried = Message(conversation_id=conv.id, direction="out", channel="sms", account=sms.provider,
-                                      kind="text", text=sms.text, author="bot",
-                                      delivery="sent" if sms.status in ("sent", "delivered") else "queued",
-                                      media={"sms_id": sms.id, "ticket": ticket.number, "notice": notice}, at=now)
-                    s.add(carried)
-                    await s.flush()
-                    sms.message_id = carried.id
-                self._record(s, batch, ticket, "owner_notified", actor, now, notice=notice, channel="sms",
-                             sms_id=sms.id, text=sms.text, emit=False)
-                return []
-            reason = sms.error or "短信未发送"
+        params = {"kind": KIND_LABELS.get(ticket.kind, "工单"), "number": ticket.number,
+                  "assignee": await self._assignee_name(s, ticket) or "工程师",
+                  "visit_time": ticket.visit_time or "待工程师与您电话确认"}
+        told = await self.rt.notifier.owner(
+            s, batch, text=text, kind=NOTICE_KINDS.get(notice, notice), params=params, phone=phone,
+            owner_id=ticket.owner_id, identity=identity, conversation=conv, project_id=ticket.project_id,
+            idempotency_key=f"ticket:{ticket.id}:{notice}:{now.isoformat()}",
+            data={"ticket": ticket.number, "notice": notice}, now=now,
+        )
+        if told.channel is None:
+            reason = told.reason
             if identity is not None and identity.channel == "wechat":
                 reason = "微信客服窗口已关闭（业主48小时内未留言），且" + reason
             self._record(s, batch, ticket, "owner_not_notified", actor, now, notice=notice, reason=reason,
                          text=text, emit=False)
             return []
-        reason = "业主已退订短信" if phone else "没有可用的联系方式"
-        if identity is not None and identity.channel == "wechat":
-            reason = "微信客服窗口已关闭（业主48小时内未留言），且" + reason
-        self._record(s, batch, ticket, "owner_not_notified", actor, now, notice=notice, reason=reason,
-                     text=text, emit=False)
-        return []
+        extra: dict[str, Any] = {"sms_id": told.sms.id} if told.sms is not None else {"message_id": told.message_ids[0]}
+        self._record(s, batch, ticket, "owner_notified", actor, now, notice=notice, channel=told.channel,
+                     text=told.text, emit=False, **extra)
+        return told.message_ids
 
     async def _owner_chat(self, s: AsyncSession, ticket: Ticket) -> tuple[Conversation | None, Identity | None]:
         """The conversation the ticket came from, else the owner's most recently active identity."""
