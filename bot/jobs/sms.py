@@ -34,6 +34,7 @@ QUEUED_STALE = dt.timedelta(seconds=30)
 UNKNOWN_QUERY_AFTER = dt.timedelta(minutes=5)
 UNKNOWN_HORIZON = dt.timedelta(days=3)
 RATE_WAIT_MAX = 10.0
+PUSH_GIVE_UP = dt.timedelta(days=1)
 CAPPED = frozenset({"notice", "marketing"})
 """Categories counted against the per-number daily cap (replies and urgent messages are not)."""
 
@@ -180,7 +181,11 @@ async def process_callbacks(rt: Any, limit: int = 500) -> int:
     One drain per process at a time: a push that arrives while one runs is picked up by it (it loops until
     nothing is pending), so a burst of 100 pushes costs a few transactions, not 100 competing ones (which
     on SQLite's single writer would delay the answers to the pushes themselves). Working on a push twice
-    (two processes) changes nothing: receipts only move a status forward, uplinks are de-duplicated."""
+    (two processes) changes nothing: receipts only move a status forward, uplinks are de-duplicated.
+
+    A push whose work fails (the database is away, a bug) stays pending and is tried again by the next
+    drain or the sweep: it was acknowledged to the provider, so it must not be lost. One that still fails
+    after ``PUSH_GIVE_UP`` is marked ``error`` (and logged each time before that)."""
     lock: asyncio.Lock = rt.jobs.callbacks_lock
     if lock.locked():
         return 0
@@ -189,7 +194,7 @@ async def process_callbacks(rt: Any, limit: int = 500) -> int:
         while True:
             n = await _process_batch(rt, limit)
             total += n
-            if n == 0:
+            if n == 0:  # nothing pending, or only pushes that failed just now: the sweep retries those
                 return total
 
 
@@ -209,10 +214,14 @@ async def _process_batch(rt: Any, limit: int) -> int:
                 continue
             done[row.id] = await _uplink(rt, row.provider, fmt.uplink(row.body))
         except Exception:
-            log.exception("SMS push %s could not be worked on", row.id)
-            done[row.id] = "error"
+            log.exception("SMS push %s could not be worked on; it stays pending", row.id)
+            if row.received_at < utcnow() - PUSH_GIVE_UP:
+                done[row.id] = "error"
     if receipts:
-        done.update(await _apply_receipts(rt, receipts))
+        try:
+            done.update(await _apply_receipts(rt, receipts))
+        except Exception:
+            log.exception("SMS receipts %s… could not be applied; they stay pending", receipts[0][0])
     if done:
         now = utcnow()
         async with rt.db.session() as s, s.begin():
@@ -220,7 +229,7 @@ async def _process_batch(rt: Any, limit: int) -> int:
                 await s.execute(sa.update(SmsCallback).where(
                     SmsCallback.id.in_([i for i, r in done.items() if r == result])
                 ).values(processed_at=now, result=result))
-    return len(done)
+    return sum(1 for r in done.values() if r != "error")
 
 
 async def _apply_receipts(rt: Any, receipts: list[tuple[int, Receipt]]) -> dict[int, str]:

@@ -216,3 +216,33 @@ async def test_sms_api_checks_its_input(yezhu: YezhuFactory) -> None:
     resp = await client.get("/api/v1/sms", params={"phone": "+86 138 0000 0001"}, headers=auth())
     assert resp.status == 200 and (await resp.json())["phone"] == "13800000001"
     assert re.fullmatch(r"\d{11}", (await resp.json())["phone"])
+
+
+async def test_a_push_whose_work_fails_is_kept_and_worked_on_later(
+    yezhu: YezhuFactory, fake: tuple[FakeSmsProviders, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledged to the provider means kept: a failure after the answer leaves the push pending."""
+    from bot.jobs import sms as sms_jobs
+
+    provider, endpoint = fake
+    client = await yezhu(**provider_settings("aliyun", endpoint, provider))
+    rt = runtime(client)
+    accept = rt.engine.accept
+
+    async def down(msg: Any) -> Any:
+        raise ConnectionError("database away")
+
+    monkeypatch.setattr(rt.engine, "accept", down)
+    resp = await push(client, "aliyun", "inbound", uplink("aliyun", "13800000001", "物业费怎么交"))
+    assert resp.status == 200  # stored before the answer; the work fails afterwards
+    await settle(rt)
+    async with rt.db.session() as s:
+        pending = (await s.execute(sa.select(SmsCallback))).scalar_one()
+    assert pending.processed_at is None
+    monkeypatch.setattr(rt.engine, "accept", accept)
+    await sms_jobs.sweep(rt)
+    await settle(rt)
+    assert [s.template for s in provider.sent if s.phone == "13800000001"] == ["SMS_460001018"]
+    async with rt.db.session() as s:
+        done = (await s.execute(sa.select(SmsCallback))).scalar_one()
+    assert done.processed_at is not None and done.result == "accepted"
