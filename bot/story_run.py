@@ -40,6 +40,8 @@ from bot.store.models import (
 if TYPE_CHECKING:
     from bot.engine import Engine
     from bot.settings import Settings
+from bot import conversation as verbs
+from bot.events import EventBatch
 from bot.stories import (
     CHINA,
     DEMO_PROJECT,
@@ -153,11 +155,14 @@ class StoryRun:
             if project is None:
                 raise StoryError("the stories need the demo data (`yezhu demo`)")
             speakers = {self.story.owner} | {st.speaker for st in self.story.steps if st.speaker}
-            # A fresh start: any conversation a demo owner left open (an earlier replay) is closed.
-            await s.execute(sa.update(Conversation).where(
+            # A fresh start: a conversation a demo owner left open (an earlier replay) is closed, through
+            # the state machine's verb so the conversation's log says why.
+            left_open = (await s.execute(sa.select(Conversation).where(
                 Conversation.identity_id.in_(sa.select(Identity.id).where(
                     Identity.external_id.in_([self.openid(p) for p in speakers]))),
-                Conversation.mode != "closed").values(mode="closed", state={}))
+                Conversation.mode != verbs.CLOSED))).scalars()
+            for conv in left_open:
+                verbs.close(s, EventBatch(), conv, actor="story", reason=f"story replay: {self.story.name}")
             if setup.get("settings"):
                 self._restore.append((Project, str(project.id), dict(project.settings or {})))
                 project.settings = {**(project.settings or {}), **setup["settings"]}

@@ -36,7 +36,8 @@ from actions.flows.context import Ctx, State
 FORM_TIMEOUT = dt.timedelta(minutes=30)
 MIND_CHANGE = re.compile(r"还是|改成|改到|改为|换成|换到|不过|但是|要不|那就")
 """"算了 还是周六吧": a change of mind, not a cancel."""
-CERTIFICATE = re.compile(r"房产证|房本|产权证|不动产证|不动产权|大产证|小产证|(?:房|的)本子(?:.{0,4})(?:拿|领|下来|办)|办证|领证")
+CERTIFICATE = re.compile(r"房产证|房本|产权证|不动产证|不动产权|大产证|小产证|(?:房|的)本子(?:.{0,4})(?:拿|领|下来|办)|办证|领证"
+                         r"|(?:房子|房)的证(?:.{0,4})(?:办|拿|领|下来|出来|好)")
 CONFIDENT = 0.5
 
 CANCEL = re.compile(

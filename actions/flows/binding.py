@@ -40,9 +40,27 @@ def capped_reply() -> str:
             "也可以回复“人工”由客服协助核实。")
 
 
+BIND_REQUEST = re.compile(r"绑定|认证|验证身份|实名|关联(?:我的)?房|登记(?:一下)?业主|我是业主")
+
+
 class BindingFlow(Flow):
     name = "binding"
     forms = frozenset({"bind_phone", "bind_code", "choose_house"})
+    priority = 15  # "我是业主 想绑定一下房子": an explicit request to bind, outside any form
+
+    async def intercept(self, ctx: Ctx) -> list[str] | None:
+        text = ctx.text
+        if ctx.form is not None or not BIND_REQUEST.search(text) or len(text) > 20:
+            return None
+        if "我是业主" in text and "绑定" not in text and ctx.intent not in ("greet", "other", "affirm"):
+            return None  # "我是业主，卫生间漏水": the business comes first
+        if ctx.bound:
+            houses = "、".join(house_text(h) for h in await ctx.houses())
+            return [f"您已完成业主身份验证（{houses or '名下房屋待核实'}），可以直接办理报修、查询办证进度等业务。"
+                    "如需更换绑定的手机号，请回复“人工”由客服协助。"]
+        ctx.state.pop("resume", None)
+        new_form(ctx.state, "bind_phone", asking="phone")
+        return ["好的，为您绑定业主身份：请回复您购房时登记的手机号码，我们会发送6位验证码。"]
 
     async def step(self, ctx: Ctx, form: dict[str, Any]) -> list[str] | None:
         if form["name"] == "bind_phone":
@@ -143,7 +161,8 @@ class BindingFlow(Flow):
     async def resume_parked(self, ctx: Ctx, *, house_id: int | None = None) -> str:
         resume = ctx.state.pop("resume", None)
         if not resume:
-            return "请问有什么可以帮您？"
+            houses = "、".join(house_text(h) for h in await ctx.houses())
+            return (f"已关联您名下的房屋：{houses}。" if houses else "") + "请问有什么可以帮您？"
         if house_id is not None:
             resume["house_id"] = house_id
         name = resume.get("flow") or resume.get("intent") or ""

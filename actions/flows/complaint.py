@@ -33,6 +33,10 @@ GROUP_WINDOW = dt.timedelta(hours=24)
 SAME_TALK = dt.timedelta(minutes=60)
 """Complaint sentences within this time of the last one in the same chat belong to the same complaint."""
 FILLER = re.compile(r"我要|我想|我得|要|想|投诉|举报|反映|你们|物业|一下|我|啊|吧|呢|了|的|！|!|。|，|,|\s")
+VENT = re.compile(r"到底|是干什么吃的|干什么吃的|干啥吃的|吃干饭|不作为|太差|差劲|太烂|垃圾|什么玩意|怎么回事|搞什么|搞什么鬼|"
+                  r"真是|简直|无语|服了|气死|受不了|太过分|过分|不像话|不负责|不靠谱|太坑|坑人|黑心|管不管|还管不管|"
+                  r"怎么搞的|什么服务|服务太|态度|不满意|很生气|生气|失望|太失望")
+"""Venting with no subject ("物业太不作为了"): heard, but it does not say what happened."""
 DELAY = re.compile(r"没人|不管|没管|一直|多次|好几次|几次|还没|拖|等了|至今|始终|总是")
 BROKEN = re.compile(r"坏|漏|渗|堵塞|不亮|不通|裂|掉|断|故障|失灵|不能用|用不了|停了|不动|不转|积水|进水|塌|松动|脱落")
 """A complaint "with a repair inside": something is physically broken, not only badly kept."""
@@ -78,7 +82,8 @@ class ComplaintFlow(Flow):
             if ticket is not None and ticket.status != "closed":
                 return [await self._join(ctx, ticket, talk)]
         category = ctx.entity_value("complaint_category")
-        if category in (None, "other") and ctx.entity("repair_category") is None and len(FILLER.sub("", text)) < 4:
+        if category in (None, "other") and ctx.entity_value("repair_category") in (None, "other") \
+                and not NO_SHOW.search(text) and len(FILLER.sub("", VENT.sub("", text))) < 4:
             new_form(ctx.state, "complaint", {"text": text}, asking="description")
             return ["很抱歉让您不满意了。请问您要反映什么问题？说说发生了什么、在哪里，我马上为您登记并转给负责的同事。"]
         related = await followup.related_open(ctx, "complaint", category=category or "other")
@@ -105,7 +110,8 @@ class ComplaintFlow(Flow):
         said = [*slots.get("said", []), text]
         slots["said"] = said
         substantive = (ctx.entity_value("complaint_category") not in (None, "other")
-                       or ctx.entity("repair_category") is not None or len(FILLER.sub("", text)) >= 4)
+                       or ctx.entity_value("repair_category") not in (None, "other") or NO_SHOW.search(text)
+                       or len(FILLER.sub("", VENT.sub("", text))) >= 4)
         if not substantive and not slots.get("asked_again"):
             slots["asked_again"] = True
             return ["请简单说说具体是什么事，例如“楼上装修太吵”“保安态度很差”“车库一直漏水没人管”。"]

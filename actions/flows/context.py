@@ -53,6 +53,18 @@ def house_matches(house: House, parts: dict[str, Any]) -> bool:
     )
 
 
+ROOM = re.compile(r"(?<![\d栋幢单元-])(\d{3,4})(?!\d)(?:那套|那边|那间|那个|的|室|号房|房)?")
+
+
+async def house_by_room(ctx: Ctx) -> House | None:
+    """The owner's home named by its room alone ("601那套"), when exactly one home has that room."""
+    rooms = set(ROOM.findall(ctx.text))
+    if not rooms:
+        return None
+    matches = [h for h in await ctx.houses() if h.room in rooms]
+    return matches[0] if len(matches) == 1 else None
+
+
 class Desk:
     """The policy's dependencies, typed: the runtime's settings, knowledge base and notifier (SMS and
     every proactive message, ``actions/notify.py``)."""

@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 
 from actions.flows import followup
-from actions.flows.base import Flow
+from actions.flows.base import MIND_CHANGE, Flow
 from actions.flows.binding import require_binding
 from actions.flows.context import NEXT, Ctx
 from actions.flows.understand import STILL_BROKEN, asks_progress
 from actions.tickets import KIND_LABEL
 
 NUMBER = re.compile(r"(?:BX|TS|ZX|BZ)\d{8}-\d{4}", re.IGNORECASE)
+WITHDRAW = re.compile(r"取消(?:报修|投诉|工单|维修|这个单|那个单|这单)|撤(?:销|回)(?:报修|投诉|工单)?|不用来了|不用修了|不修了"
+                      r"|别来了|不用派人|不需要(?:上门|修)了")
 URGE = re.compile(r"催|还没(?:人)?(?:来|上门|联系|修)|怎么还|到底|等了|快点|赶紧|尽快")
 
 
@@ -29,6 +31,10 @@ class MyTicketsFlow(Flow):
         if form is not None and form["name"] in ("bind_phone", "bind_code", "choose_house"):
             return None
         numbers = [n.upper() for n in NUMBER.findall(ctx.text)]
+        if form is None and WITHDRAW.search(ctx.text) and len(ctx.text) <= 20 and not MIND_CHANGE.search(ctx.text):
+            withdrawn = await self._withdraw(ctx, numbers)
+            if withdrawn is not None:
+                return [withdrawn]
         if numbers:
             return [await self.show(ctx, numbers=numbers)]
         if not asks_progress(ctx) and not (STILL_BROKEN.search(ctx.text) and len(ctx.text) <= 20
@@ -47,6 +53,17 @@ class MyTicketsFlow(Flow):
 
     async def resume(self, ctx: Ctx, resume: dict[str, object]) -> str:
         return await self.show(ctx)
+
+    async def _withdraw(self, ctx: Ctx, numbers: list[str]) -> str | None:
+        """"取消报修 不用来了" with a ticket open: the request goes on the ticket; staff confirm and close."""
+        tickets = await followup.tickets_by_number(ctx, numbers) if numbers else await followup.open_tickets(ctx)
+        tickets = [t for t in tickets if t.status in ("new", "dispatched", "reopened")]
+        if not tickets:
+            return None
+        ticket = tickets[-1]
+        followup.add_followup(ctx, ticket, ctx.text, withdraw=True)
+        return (f"好的，已把您取消{KIND_LABEL.get(ticket.kind, '')}单 {ticket.number} 的要求转给负责的同事，"
+                "客服确认后会关闭工单并通知您。" + NEXT)
 
     async def _has_finished(self, ctx: Ctx) -> bool:
         category = ctx.entity_value("repair_category")

@@ -16,11 +16,12 @@ from typing import Any
 from actions.flows import followup
 from actions.flows.base import Filled, Flow, Rejected, Slot, Verdict, intent_of, new_form
 from actions.flows.binding import ask_house, require_binding
-from actions.flows.context import NEXT, Ctx, house_matches, house_text, mask_phone
+from actions.flows.context import NEXT, Ctx, house_by_room, house_matches, house_text, mask_phone
 from actions.flows.labels import REPAIR_LABEL
 from actions.flows.slots import contact_phone, visit_time
 from actions.flows.understand import (
     STILL_BROKEN,
+    THANKS_ONLY,
     is_affirm,
     is_correction,
     is_deny,
@@ -49,24 +50,43 @@ async def _description(ctx: Ctx, slots: dict[str, Any]) -> Verdict:
 async def _where(ctx: Ctx, slots: dict[str, Any]) -> Verdict:
     values: dict[str, Any] = {}
     house = ctx.entity("house")
-    if house is not None and slots.get("public") and not house.extra.get("room"):
-        house = None  # "8栋1单元" for a corridor light: a finer public location (see step), not a home
+    loc = ctx.entity("location")
+    text = ctx.turn.inbound.text
+    prefix = ""
+    if house is not None and not house.extra.get("room") and (slots.get("public") or loc is not None):
+        # "8栋1单元" for a corridor light, "9栋2单元楼道": a public place, not a home.
+        prefix = text[house.start:house.end] if loc is not None and house.end <= loc.start else ""
+        house = None
     if house is not None:
         values["house_parts"] = dict(house.extra)
-    if (loc := ctx.entity("location")) is not None:
-        text = ctx.turn.inbound.text
+    if loc is not None:
         words = text[loc.start:loc.end]
         building = loc.extra.get("building")
-        values["location"] = f"{building}栋{words}" if building and str(building) not in words else words
-        if house is None or slots.get("public") or ctx.entity("repair_category") in (None,):
+        if prefix:
+            words = prefix + text[house_end(ctx, prefix, loc.start):loc.end]
+        elif building and str(building) not in words:
+            words = f"{building}栋{words}"
+        values["location"] = words.strip()
+        if house is None or slots.get("public"):
             values["public"] = True
+            if re.search(r"\d", values["location"]):
+                values["located"] = True
     if "house_parts" in values and values.get("public"):
         values.pop("house_parts")
     return Filled(values) if values else None
 
 
+def house_end(ctx: Ctx, prefix: str, loc_start: int) -> int:
+    """Where the building–unit words end, so "9栋2单元楼道的" keeps what sits between them and the place."""
+    text = ctx.turn.inbound.text
+    start = text.find(prefix)
+    end = start + len(prefix) if start >= 0 else loc_start
+    between = text[end:loc_start]
+    return end if len(between) <= 2 else loc_start
+
+
 DESCRIPTION = Slot("description", "请描述一下哪里出了什么问题，有照片也可以直接发给我。", "主卧窗户关不严", _description)
-WHERE = Slot("where", "请问是哪里需要维修？请告诉我房号；如果是公共区域，请说明具体位置。",
+WHERE = Slot("where", "请问是哪套房屋？请告诉我房号；如果是公共区域，请说明具体位置。",
              "3栋2单元501，或 5栋电梯、地下车库B2", _where)
 CONTACT = Slot("contact", "请留一个方便联系的手机号码。", "13800000000", contact_phone)
 VISIT = Slot("visit_time", "请问什么时间方便师傅上门？", "明天上午、周六下午3点，或“随时”", visit_time)
@@ -148,6 +168,9 @@ class RepairFlow(Flow):
     @staticmethod
     async def _house_in_text(ctx: Ctx) -> int | None:
         ent = ctx.entity("house")
+        by_room = await house_by_room(ctx)
+        if by_room is not None:
+            return by_room.id
         if ent is None:
             houses = await ctx.houses()
             return houses[0].id if len(houses) == 1 and ctx.entity("location") is None else None
@@ -174,6 +197,11 @@ class RepairFlow(Flow):
             slots["category"] = cat
         if (urg := ctx.entity_value("urgency")) is not None:
             slots["urgency"] = urg
+        if "house_id" not in slots and ctx.entity("house") is None and ctx.entity("location") is None:
+            owned = await house_by_room(ctx)  # "601那套厨房也漏水了": one of the owner's homes by its room
+            if owned is not None:
+                slots["house_id"] = owned.id
+                slots.pop("public", None)
         for slot in (WHERE, CONTACT, VISIT):
             verdict = await slot.validate(ctx, slots)
             if isinstance(verdict, Filled):
@@ -182,7 +210,7 @@ class RepairFlow(Flow):
                     slots.pop("public", None)
                     slots.pop("location", None)
                 slots.update(verdict.values)
-            elif isinstance(verdict, Rejected) and (asking == slot.name or (slot is VISIT and ctx.entity("time"))):
+            elif isinstance(verdict, Rejected) and (asking == slot.name or self._about(ctx, slot)):
                 refused = verdict
         if first:
             if ctx.text and BARE.sub("", ctx.text) and (ctx.entity_value("repair_category") not in (None, "other")
@@ -196,6 +224,15 @@ class RepairFlow(Flow):
             elif isinstance(verdict, Rejected):
                 refused = verdict
         return refused
+
+    @staticmethod
+    def _about(ctx: Ctx, slot: Slot) -> bool:
+        """Whether the message is plainly about ``slot`` (so a refusal of its value must be said)."""
+        if slot is VISIT:
+            return ctx.entity("time") is not None
+        if slot is CONTACT:
+            return bool(re.search(r"电话|手机|号码|联系方式|\d{7,}", ctx.text))
+        return False
 
     async def step(self, ctx: Ctx, form: dict[str, Any]) -> list[str] | None:
         text = ctx.text
@@ -228,9 +265,9 @@ class RepairFlow(Flow):
                 and ctx.entity("urgency") is None and (len(text) > 6 or not slot_entities):
             return None  # another problem ("空调滴水" while a corridor light is open): queued behind this one
         before = copy.deepcopy(slots)
-        if is_correction(text) or asking == "change":
-            self._correct_description(ctx, slots)
         refused = await self.fill(ctx, form)
+        if refused is None and slots == before and (is_correction(text) or asking == "change"):
+            self._correct_description(ctx, slots)
         if slots == before and slots.get("public") and PLACE_DETAIL.search(text) and len(text) <= 20 \
                 and ctx.entity_value("repair_category") in (None, "other"):
             # "8栋1单元 12楼" after "楼道灯不亮": a finer location, not a second problem.
@@ -243,12 +280,14 @@ class RepairFlow(Flow):
                 slots["location"] = f"{location}（{detail}）" if location else detail
             slots["located"] = True
         if refused is not None:
-            slot = VISIT if (asking == "visit_time" or ctx.entity("time")) else next(
+            slot = next((s for s in (VISIT, CONTACT) if self._about(ctx, s)), None) or next(
                 (s for s in SLOTS if s.name == asking), VISIT)
             return [slot.reask(refused.reason)]
         if slots == before:
             if asking == "confirm" or asking == "change":
                 form["asking"] = "confirm"
+                if THANKS_ONLY.match(text):
+                    return ["不客气！这张报修还没有提交，信息无误请回复“确认”，我马上为您登记。"]
                 return ["抱歉，我没太明白。上面的报修信息是否正确？" + CONFIRM]
             if confident and intent in ("inquiry", "certificate", "complaint", "optout") and asking != "description":
                 return None  # something else entirely: handled outside (the form stays)

@@ -54,6 +54,9 @@ def check_visit_time(ctx: Ctx, hours: tuple[dt.time, dt.time]) -> Verdict:
     start, end = hours
     span = hours_text(hours)
     ent = ctx.entity("time")
+    parse = getattr(ctx, "parse", None)
+    if parse is not None and len(parse.entities_of("time")) > 1:
+        ent = parse.entities_of("time")[-1]  # "明天上午吧 哦不对 明天要上班 后天上午": the owner's last word
     if ent is None:
         if ANYTIME.search(text):
             return Filled({"visit_time": "随时可上门（工作时间内）", "visit_iso": None})

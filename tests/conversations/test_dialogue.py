@@ -308,3 +308,13 @@ async def test_an_owner_can_stand_an_emergency_down_and_ask_a_question_meanwhile
     assert "什么时间方便" in reply  # a normal repair again
     ticket = next(t for t in await zhang.tickets(owner_phone="13800000001") if t["number"] == number.group())
     assert any(e["data"].get("stand_down") for e in ticket["timeline"])
+
+
+async def test_withdrawing_a_filed_repair_goes_on_the_ticket(chat: Any) -> None:
+    zhang = at(chat("oDEMO0001"), MORNING)
+    number = await file_repair(zhang, "阳台晾衣架摇不下来了")
+    assert "好的" in await zhang("算了")  # no form, nothing named: not a withdrawal
+    reply = await zhang("取消报修 不用来了")
+    assert number in reply and "取消" in reply
+    ticket = (await zhang.tickets(owner_phone="13800000001"))[0]
+    assert [e["data"].get("withdraw") for e in ticket["timeline"] if e["kind"] == "owner_followup"] == [True]
