@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 
 from bot import logs
 from bot.settings import Settings
@@ -19,9 +20,24 @@ log = logging.getLogger("yezhu.cli")
 
 
 def settings() -> Settings:
-    s = Settings()
+    try:
+        s = Settings()
+        s.sms_templates  # noqa: B018 -- the YAML's SMS catalogue is checked at start, not at the first send
+    except (ValueError, OSError, yaml.YAMLError) as exc:  # pydantic's ValidationError is a ValueError
+        typer.echo(f"yezhu: invalid configuration: {config_error(exc)}", err=True)
+        raise typer.Exit(2) from None
     logs.configure(s.log_level, s.log_json)
     return s
+
+
+def config_error(exc: Exception) -> str:
+    """One line for a configuration error (pydantic lists every field on lines of its own)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        return f"{where}: {first.get('msg', exc)}"
+    return " ".join(str(exc).split())
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
