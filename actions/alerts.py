@@ -1,5 +1,7 @@
 """Staff alerts outside the console: emergencies, serious and group complaints, overdue emergencies.
 
+Overdue emergency tickets get one alert of their own (``overdue``, the same cron job).
+
 Who is alerted: the project's duty roster for today's weekday (``duty:`` in the YAML config: staff
 usernames per ``mon``…``sun``), else every active staff member marked on duty. How: an SMS to each
 (``duty_alert``, a staff template: no quiet hours) and, where configured, a message to the WeCom group
@@ -130,6 +132,29 @@ async def acknowledged(s: AsyncSession, row: StaffAlert) -> bool:
         if conv is not None and conv.mode == STAFF:
             return True
     return False
+
+
+async def overdue(runtime: Any, now: dt.datetime | None = None) -> int:
+    """Alert the people on duty, once per ticket, about emergency tickets past their due time that the
+    desk still has to act on (DOMAIN.md: emergencies are handled at once, day or night)."""
+    from actions.workflow import DESK_TURN
+
+    now = now or utcnow()
+    batch = EventBatch()
+    alerted = 0
+    async with runtime.db.session() as s, s.begin():
+        already = sa.select(StaffAlert.ticket_id).where(StaffAlert.level == "overdue")
+        tickets = (await s.execute(sa.select(Ticket).where(
+            Ticket.kind == "repair", Ticket.priority == "urgent", Ticket.status.in_(DESK_TURN),
+            Ticket.due_at.is_not(None), Ticket.due_at < now, Ticket.id.not_in(already),
+        ).order_by(Ticket.id).limit(50))).scalars().all()
+        for ticket in tickets:
+            late = max(1, round((now - ticket.due_at).total_seconds() / 60)) if ticket.due_at else 0
+            await alert(s, batch, runtime, level="overdue", ticket=ticket, summary=f"紧急工单已超时{late}分钟未完成",
+                        location=ticket.location or "见工单", now=now)
+            alerted += 1
+    await batch.publish(runtime.services.pubsub)
+    return alerted
 
 
 async def escalate(runtime: Any, now: dt.datetime | None = None) -> int:

@@ -97,9 +97,9 @@ class Jobs:
             return await sms_jobs.sweep(self.rt)
 
         async def alert_escalation() -> int:
-            from actions.alerts import escalate
+            from actions.alerts import escalate, overdue
 
-            return await escalate(self.rt)
+            return await escalate(self.rt) + await overdue(self.rt)
 
         self._send_sms = self.broker.register_task(send_sms, task_name=SEND_SMS)
         self._sms_callbacks = self.broker.register_task(sms_callbacks, task_name=SMS_CALLBACKS)

@@ -38,7 +38,8 @@ ALERT_ESCALATION = "yezhu.alert_escalation"
 
 SCHEDULES: tuple[CronJob, ...] = (
     CronJob(SMS_SWEEP, "* * * * *", "send deferred SMS that are due, settle stale sends, query unknown ones"),
-    CronJob(ALERT_ESCALATION, "* * * * *", "repeat unacknowledged emergency alerts to the supervisor"),
+    CronJob(ALERT_ESCALATION, "* * * * *",
+            "repeat unacknowledged emergency alerts to the supervisor; alert overdue emergency tickets"),
     # Campaigns and reports add theirs here, e.g. CronJob("yezhu.monthly_report", "0 8 1 * *", "…").
 )
 

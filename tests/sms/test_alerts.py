@@ -108,3 +108,26 @@ async def test_a_refusing_robot_does_not_lose_the_sms(
     await emergency(client)
     await settle(runtime(client))
     assert bot.messages == [] and any(s.phone == "13900000013" for s in provider.sent)
+
+
+async def test_an_overdue_emergency_ticket_alerts_the_duty_once(
+    yezhu: YezhuFactory, fake: tuple[FakeSmsProviders, str], tmp_path: Path,
+) -> None:
+    from actions.alerts import overdue
+
+    provider, endpoint = fake
+    client = await yezhu(**provider_settings("aliyun", endpoint, provider), config=config(tmp_path, ""))
+    rt = runtime(client)
+    await emergency(client)
+    await settle(rt)
+    first = len(provider.sent)
+    async with rt.db.session() as s:
+        ticket = (await s.execute(sa.select(Ticket))).scalar_one()
+    assert ticket.due_at is not None
+    assert await overdue(rt, now=ticket.due_at - dt.timedelta(minutes=1)) == 0
+    late = ticket.due_at + dt.timedelta(minutes=30)
+    assert await overdue(rt, now=late) == 1
+    assert await overdue(rt, now=late + dt.timedelta(minutes=5)) == 0  # once per ticket
+    await settle(rt)
+    [sms] = provider.sent[first:]
+    assert sms.phone == "13900000013" and "超时30分钟" in sms.params["summary"]
