@@ -27,6 +27,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,9 +78,21 @@ class TencentSmsProvider:
         protocol, host = "https", endpoint or DEFAULT_ENDPOINT
         if host.startswith(("http://", "https://")):  # a local fake provider in the tests
             protocol, host = host.split("://", 1)
-        http = HttpProfile(protocol=protocol, endpoint=host.rstrip("/"), reqTimeout=max(1, round(timeout)))
-        self.client = SmsClient(credential.Credential(secret_id, secret_key), region, ClientProfile(httpProfile=http))
+        self._make = lambda: SmsClient(
+            credential.Credential(secret_id, secret_key), region,
+            ClientProfile(httpProfile=HttpProfile(protocol=protocol, endpoint=host.rstrip("/"),
+                                                  reqTimeout=max(1, round(timeout)))),
+        )
+        self._local = threading.local()
         self.sdk_app_id = sdk_app_id
+
+    @property
+    def client(self) -> SmsClient:
+        """This worker thread's client: the SDK's HTTP session is not meant to be shared across threads."""
+        client: SmsClient | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._make()
+        return client
 
     async def send(self, request: SmsRequest) -> SmsResult:
         return (await self.send_batch([request]))[0]
@@ -99,7 +112,7 @@ class TencentSmsProvider:
         req.TemplateParamSet = [str(first.params.get(k, "")) for k in first.param_order]
         req.SessionContext = first.out_id or None
         try:
-            resp = await asyncio.to_thread(self.client.SendSms, req)
+            resp = await asyncio.to_thread(lambda: self.client.SendSms(req))
         except TencentCloudSDKException as exc:
             return [_failure(exc)] * len(requests)
         by_phone = {cn_mobile(s.PhoneNumber or ""): s for s in resp.SendStatusSet or []}
@@ -124,7 +137,7 @@ class TencentSmsProvider:
         req.Limit = 100
         req.PhoneNumber = e164(phone)
         req.SmsSdkAppId = self.sdk_app_id
-        resp = await asyncio.to_thread(self.client.PullSmsSendStatusByPhoneNumber, req)
+        resp = await asyncio.to_thread(lambda: self.client.PullSmsSendStatusByPhoneNumber(req))
         for item in resp.PullSmsSendStatusSet or []:
             if (provider_id and item.SerialNo == provider_id) or (
                     not provider_id and out_id and item.SessionContext == out_id):
