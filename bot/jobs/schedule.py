@@ -58,6 +58,8 @@ class OncePerTickScheduler(TaskiqScheduler):
         self.dedup = dedup
         self.stopped = False
         self.in_flight: set[asyncio.Future[Any]] = set()
+        self.tick_at: datetime | None = None
+        """The minute being sent (set by :class:`Scheduler`); the current minute otherwise."""
 
     async def on_ready(self, source: ScheduleSource, task: ScheduledTask) -> None:
         if self.stopped:
@@ -66,7 +68,7 @@ class OncePerTickScheduler(TaskiqScheduler):
         if current is not None:  # stop() waits for sends under way (a kick after shutdown would be lost)
             self.in_flight.add(current)
         try:
-            tick = datetime.now(UTC).strftime("%Y%m%d%H%M")
+            tick = (self.tick_at or datetime.now(UTC)).strftime("%Y%m%d%H%M")
             if await self.dedup.first_seen(f"cron:{task.task_name}:{tick}", 180):
                 await super().on_ready(source, task)
         finally:
@@ -96,6 +98,7 @@ class Scheduler:
                     due.append(task)
             except CronValueError:
                 log.error("schedule of %s has a bad cron %r", task.task_name, task.cron)
+        self.scheduler.tick_at = now
         for task in due:
             try:
                 await self.scheduler.on_ready(self.source, task)

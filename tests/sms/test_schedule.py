@@ -48,3 +48,34 @@ async def test_a_tick_runs_once_across_schedulers(backend: str, request: pytest.
     finally:
         await broker.shutdown()
         await services.close()
+
+
+async def test_a_tick_sends_deferred_sms_that_are_due(yezhu: YezhuFactory) -> None:
+    """The embedded mode end to end: the minute's tick enqueues the sweep in-process, which sends a due SMS."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from bot.events import EventBatch
+    from bot.store.models import SmsMessage, utcnow
+    from tests.sms.conftest import settle
+
+    client = await yezhu(turn_recovery_after=0, sms_window="00:00-24:00")
+    rt = runtime(client)
+    batch = EventBatch()
+    async with rt.db.session() as s, s.begin():
+        row = await rt.notifier.sms(s, batch, phone="13800000002", kind="notice",
+                                    params={"project": "示范花园", "content": "明日停水"})
+        row.status, row.not_before = "deferred", utcnow() - dt.timedelta(seconds=1)
+    await rt.jobs.scheduler.source.startup()
+    minute = utcnow().replace(second=0, microsecond=0)
+    assert "yezhu.sms_sweep" in await rt.jobs.scheduler.tick(minute)
+    await settle(rt)
+    async with rt.db.session() as s:
+        assert (await s.get_one(SmsMessage, row.id)).status == "sent"
+        sent = await s.scalar(sa.select(sa.func.count()).select_from(SmsMessage).where(SmsMessage.status == "sent"))
+    assert sent == 1
+    # The minute is claimed in the shared de-dup set: another process's tick of it enqueues nothing.
+    assert not await rt.services.dedup.first_seen(f"cron:yezhu.sms_sweep:{minute:%Y%m%d%H%M}", 180)
+    later = minute + dt.timedelta(minutes=1)
+    assert await rt.services.dedup.first_seen(f"cron:yezhu.sms_sweep:{later:%Y%m%d%H%M}", 180)
