@@ -232,6 +232,7 @@ class Notifier:
 
         (A WeChat template message would sit between 1 and 2; the WeChat channel has no template API yet.)"""
         now = now or utcnow()
+        thread = conversation  # where an SMS is noted for staff: the conversation the matter came from
         if not self.can_chat(identity, now) and owner_id is not None:
             identity = await self.reachable_in_chat(s, owner_id, now)
             conversation = None if identity is None or conversation is None \
@@ -245,12 +246,12 @@ class Notifier:
         if not phone:
             return Notice(None, reason=SKIP_REASONS["no_phone"])
         sms = await self.sms(s, batch, phone=phone, kind=kind, params=params, owner_id=owner_id,
-                             project_id=project_id, conversation_id=conversation.id if conversation else None,
+                             project_id=project_id, conversation_id=thread.id if thread else None,
                              idempotency_key=idempotency_key, now=now)
         if sms.status == "skipped":
             return Notice(None, sms=sms, reason=sms.error or "短信未发送")
-        if conversation is not None:  # staff reading the conversation see what the owner got
-            carried = Message(conversation_id=conversation.id, direction="out", channel="sms", account=sms.provider,
+        if thread is not None:  # staff reading the conversation see what the owner got
+            carried = Message(conversation_id=thread.id, direction="out", channel="sms", account=sms.provider,
                               kind="text", text=sms.text, author="bot", delivery="queued",
                               media={"sms_id": sms.id, **dict(data or {})}, at=now)
             s.add(carried)
