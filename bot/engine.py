@@ -61,6 +61,7 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turn_slots = asyncio.Semaphore(max(1, runtime.settings.turn_concurrency))
         self._sweeper: asyncio.Future[None] | None = None
+        self._sweep_run: asyncio.Future[int] | None = None
         self._open: dict[str, tuple[int, int]] = {}
         """sender key -> (identity id, its open conversation id), as last seen by this process. A hint
         only: the fast path checks in the database that the conversation is still open."""
@@ -444,11 +445,19 @@ class Engine:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
+        if self._sweep_run is not None:
+            # A sweep under way finishes (it is short): cancelling it inside a database statement would
+            # leave its connection checked out when the database closes (aiosqlite: leaked).
+            await asyncio.gather(self._sweep_run, return_exceptions=True)
+            self._sweep_run = None
 
     async def _sweep_forever(self, after: float, interval: float) -> None:
         while True:
+            self._sweep_run = asyncio.ensure_future(self.recover(older_than=after))
             try:
-                await self.recover(older_than=after)
+                await asyncio.shield(self._sweep_run)
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 log.exception("the turn-recovery sweep failed; trying again in %.0f s", interval)
             await asyncio.sleep(interval)

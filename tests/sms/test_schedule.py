@@ -16,9 +16,7 @@ from tests.sms.conftest import runtime
 
 
 async def test_every_schedule_is_a_registered_task_with_its_cron(yezhu: YezhuFactory) -> None:
-    # turn_recovery_after=0: this test ends within a second of start-up, and the engine's first recovery
-    # sweep, cancelled mid-query at shutdown, leaks its SQLite connection (engine.stop_recovery; reported).
-    client = await yezhu(turn_recovery_after=0)
+    client = await yezhu()
     tasks = runtime(client).jobs.broker.get_all_tasks()
     for job in SCHEDULES:
         assert job.task in tasks, job.task
