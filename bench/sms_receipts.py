@@ -80,6 +80,7 @@ def receipts(n: int, per_push: int) -> list[bytes]:
 async def push_all(bodies: list[bytes], concurrency: int) -> tuple[float, list[float]]:
     url = f"http://127.0.0.1:{PORT}/sms/aliyun/{KEY}/receipt"
     latencies: list[float] = []
+    order: list[tuple[float, int]] = []
     queue = list(reversed(bodies))
 
     async with aiohttp.ClientSession() as http:
@@ -91,9 +92,13 @@ async def push_all(bodies: list[bytes], concurrency: int) -> tuple[float, list[f
                     answer = await resp.json()
                     assert resp.status == 200 and answer == {"code": 0, "msg": "接收成功"}, answer
                 latencies.append(time.perf_counter() - t)
+                order.append((time.perf_counter() - t, len(order)))
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+    slow = [f"#{i + 1} {lat * 1000:.0f} ms" for lat, i in order if lat > 0.2]
+    if slow:
+        print("pushes over 200 ms (answer order):", ", ".join(slow))
     return time.perf_counter() - started, latencies
 
 

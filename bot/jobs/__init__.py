@@ -108,6 +108,8 @@ class Jobs:
         self.scheduler = Scheduler(self.broker, runtime.services.dedup)
         self.callbacks_lock = asyncio.Lock()
         """One drain of stored SMS pushes per process at a time (``bot/jobs/sms.py``)."""
+        self.sqlite_gate = asyncio.Lock()
+        """SQLite only: the SMS pushes' inserts and their drain's writes take turns (``write_gate``)."""
 
     @property
     def in_process(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -153,6 +154,13 @@ def insert_ignoring_duplicates(dialect: str) -> Any:
     return insert(SmsCallback).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(SmsCallback.id)
 
 
+def write_gate(rt: Any) -> AbstractAsyncContextManager[Any]:
+    """On SQLite (one writer at a time), the pushes' inserts and the drain's writes take turns on an
+    asyncio lock instead of meeting in SQLite's busy handler, whose back-off sleeps (up to 100 ms a
+    round) would delay the answers to the providers; PostgreSQL needs no gate."""
+    return rt.jobs.sqlite_gate if rt.db.is_sqlite else nullcontext()
+
+
 class CallbackStore:
     """The SMS webhook's sink: one ``INSERT … ON CONFLICT DO NOTHING`` per push, then a job works on it."""
 
@@ -164,7 +172,7 @@ class CallbackStore:
         rows = [{"provider": provider, "kind": kind, "dedup_key": f"{provider}:{key}"[:120], "body": item,
                  "received_at": now} for key, item in items]
         dialect = "postgresql" if not self.rt.db.is_sqlite else "sqlite"
-        async with self.rt.db.engine.begin() as c:
+        async with write_gate(self.rt), self.rt.db.engine.begin() as c:
             return list((await c.execute(insert_ignoring_duplicates(dialect), rows)).scalars())
 
     async def work(self, ids: list[int]) -> None:
@@ -174,7 +182,7 @@ class CallbackStore:
             log.exception("could not enqueue SMS pushes %s; the sweep will", ids[:5])
 
 
-async def process_callbacks(rt: Any, limit: int = 500) -> int:
+async def process_callbacks(rt: Any, limit: int = 100) -> int:
     """Work on every stored push not yet worked on, in batches: receipts update their SMS, uplinks become
     inbound messages of the owner's SMS conversation; each is marked processed once done.
 
@@ -224,7 +232,7 @@ async def _process_batch(rt: Any, limit: int) -> int:
             log.exception("SMS receipts %s… could not be applied; they stay pending", receipts[0][0])
     if done:
         now = utcnow()
-        async with rt.db.session() as s, s.begin():
+        async with write_gate(rt), rt.db.session() as s, s.begin():
             for result in set(done.values()):
                 await s.execute(sa.update(SmsCallback).where(
                     SmsCallback.id.in_([i for i, r in done.items() if r == result])
@@ -240,7 +248,7 @@ async def _apply_receipts(rt: Any, receipts: list[tuple[int, Receipt]]) -> dict[
     failed_messages: list[dict[str, Any]] = []
     by_pid = {r.provider_id for _, r in receipts}
     by_out = {r.out_id for _, r in receipts if r.out_id}
-    async with rt.db.session() as s, s.begin():
+    async with write_gate(rt), rt.db.session() as s, s.begin():
         cond: sa.ColumnElement[bool] = SmsMessage.provider_id.in_(by_pid)
         if by_out:
             cond = sa.or_(cond, SmsMessage.out_id.in_(by_out))
