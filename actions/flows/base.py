@@ -82,12 +82,12 @@ class Slot:
     corrects: bool = True
     """Whether a later message may replace the value (a correction); False for derived slots."""
 
-    def ask(self, reason: str = "") -> str:
-        lead = f"{reason}" if reason else ""
-        return f"{lead}{self.question}" + (f"（例如：{self.example}）" if self.example and not reason else "")
+    def ask(self) -> str:
+        return f"{self.question}（例如：{self.example}）" if self.example else self.question
 
     def reask(self, reason: str) -> str:
-        return f"{reason}{self.question}（例如：{self.example}）"
+        """The question again after a refusal: why, then the question with its example."""
+        return f"{reason}{self.ask()}"
 
 
 class Flow:

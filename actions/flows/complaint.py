@@ -45,6 +45,8 @@ NO_SHOW = re.compile(r"(?:师傅|人|工人|维修工|保安|物业)(?:根本|�
 SEVERE = re.compile(r"12345|市长热线|媒体|记者|曝光|律师|起诉|法院|报警|消协|住建|投诉到|告你们|维权")
 
 
+HANDLING = re.compile(r"怎么处理|如何处理|怎么解决|什么时候处理|什么时候解决|多久|给个说法|给我个说法|有结果|怎么办|打算怎么")
+"""The owner asks what will happen with the complaint they just made."""
 CONTINUES = dt.timedelta(minutes=10)
 """A sentence this soon after the last one of a complaint, with no business of its own, continues it."""
 
@@ -63,6 +65,10 @@ class ComplaintFlow(Flow):
             return None
         intent = ctx.intent
         confident = ctx.parse is not None and ctx.parse.confidence >= 0.8
+        if HANDLING.search(ctx.text) and len(ctx.text) <= 20 and ctx.entity("urgency") is None:
+            ticket = await ctx.session.get(Ticket, talk["ticket_id"])
+            if ticket is not None and ticket.status != "closed":
+                return [await self._next_step(ctx, ticket)]
         if ctx.entity("urgency") is not None or BROKEN.search(ctx.text) or ctx.entity("time") is not None:
             return None  # an emergency, or a repair of its own
         if confident and intent in ("inquiry", "certificate", "human", "greet", "thanks", "affirm", "deny", "optout"):
@@ -138,6 +144,19 @@ class ComplaintFlow(Flow):
         if SEVERE.search(ctx.text) and not cues:
             cues.append("external")
         return cues
+
+    async def _next_step(self, ctx: Ctx, ticket: Ticket) -> str:
+        """What happens next with the complaint, as promised when it was opened (no new promise)."""
+        hours = await ctx.setting("staff_hours")
+        config = await ctx.setting("complaint", {}) or {}
+        if ticket.priority in ("serious", "group"):
+            when = callback_promise(hours, ctx.now, float(config.get("callback_hours", 4)))
+            who = "客服主管"
+        else:
+            when = callback_promise(hours, ctx.now, 24)
+            who = "负责的客服"
+        return (f"您的投诉单 {ticket.number} 已交给{who}，会{when}与您联系，先核实情况，再告诉您处理方案和时间；"
+                "处理完成后我们还会回访。有新的情况可以直接补充给我。")
 
     async def _join(self, ctx: Ctx, ticket: Ticket, talk: dict[str, Any]) -> str:
         """A further sentence about the same complaint: its timeline, and an upgrade if it got serious."""

@@ -54,8 +54,8 @@ class EmergencyFlow(Flow):
                     return [*answer, f"您的紧急工单 {ticket.number} 仍在处理中，有新情况请随时告诉我。"]
                 return [await self._enrich(ctx, form, ticket)]
             drop_form(ctx.state)  # staff have taken it: the owner's words go back to the normal desk
-        if ctx.entity("urgency") is not None and ctx.intent in ("repair", "complaint", "other", "inquiry"):
-            return await self.start(ctx)
+        if ctx.entity("urgency") is not None and ctx.intent not in ("thanks", "optout"):
+            return await self.start(ctx)  # "燃气泄漏 快找人": safety first, the person comes with it
         return None
 
     async def start(self, ctx: Ctx) -> list[str]:
@@ -133,6 +133,8 @@ class EmergencyFlow(Flow):
         location = self._location(ctx)
         building = BUILDING.search(text)
         house_ent = ctx.entity("house")
+        if house_ent is not None and house_ent.extra.get("room"):
+            location = text[house_ent.start:house_ent.end]  # "3栋2单元501": the home itself, room included
         if location is None and building is not None:
             unit = re.search(r"(\d{1,2})\s*单元", text)
             location = f"{building.group(1)}栋" + (f"{unit.group(1)}单元" if unit else "")

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from actions.flows.base import Filled, Rejected, Verdict
-from actions.flows.context import PHONE, Ctx
+from actions.flows.context import Ctx
 from actions.tickets import CHINA, local_now
 
 DEFAULT_VISIT_HOURS = ("08:30", "18:00")
@@ -107,7 +107,3 @@ async def contact_phone(ctx: Ctx, slots: dict[str, Any]) -> Verdict:
     if 7 <= len(digits) <= 13 and len(digits) != 6:
         return Rejected("这个号码好像不完整，")
     return None
-
-
-def is_phone(value: str) -> bool:
-    return bool(PHONE.fullmatch(value))

@@ -41,7 +41,6 @@ STILL_BROKEN = re.compile(r"(?:还|又|仍然|依然|还是)(?:没|没有|不|�
 CERTIFICATE_WORDS = re.compile(r"房产证|不动产|产权证|房本|办证|领证|证书|大产证|小产证|的证|证办|证下来|证好了|证出来|本子")
 CONSTRUCTION = re.compile(r"工程进度|施工|交房|交付|建设|封顶|盖到|装修进度|房子盖")
 """Buyers asking how the building is coming along: not a ticket's progress."""
-QUESTION = re.compile(r"[?？]|吗$|怎么|如何|多少|几点|哪里|哪儿|能不能|可不可以|是不是|有没有")
 
 
 def is_affirm(ctx: Ctx) -> bool:

@@ -126,6 +126,8 @@ async def test_a_complaint_asks_what_happened_and_stays_one_ticket(chat: Any) ->
     assert "主管" in reply  # "好几次" + "没人管": serious now, a supervisor will call
     reply = await owner("再不处理我就打12345")
     assert number.group() in reply and "主管" in reply
+    reply = await owner("那你们打算怎么处理")
+    assert number.group() in reply and "主管" in reply and "4小时内" in reply
     tickets = await owner.tickets(kind="complaint")
     assert len(tickets) == 1 and tickets[0]["priority"] == "serious" and tickets[0]["category"] == "noise"
     assert sum(e["kind"] == "owner_followup" for e in tickets[0]["timeline"]) == 2
