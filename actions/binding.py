@@ -1,7 +1,8 @@
 """Owner binding (绑定): prove that a WeChat user is the owner registered with a phone number.
 
-A 6-digit code goes to the phone through an SMS sender; only its hash is stored, it expires, and the
-attempts are limited. Until an identity is bound, nothing personal (certificate status, tickets, the
+A 6-digit code goes to the phone by SMS through the notifier (``actions.notify``: the configured
+provider's ``verification_code`` template, sent after the turn commits); only its hash is stored, it
+expires, and the attempts are limited. Until an identity is bound, nothing personal (certificate status, tickets, the
 house) is revealed to it (DOMAIN.md: certificate status is personal data).
 """
 
@@ -13,13 +14,14 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from bot.store.models import Identity, Owner, OwnerHouse, SmsOutbox, VerificationCode, utcnow
+from bot.events import EventBatch
+from bot.store.models import Identity, Owner, OwnerHouse, VerificationCode, utcnow
 
 log = logging.getLogger("yezhu.binding")
 
@@ -35,29 +37,6 @@ MAX_CODES_PER_IDENTITY = 5
 """Codes one WeChat user may ask for in 24 hours, whatever the phones."""
 MAX_PHONE_ATTEMPTS = 10
 """Wrong codes tried against one phone in 24 hours, across all its codes and all identities."""
-
-
-class SmsSender(Protocol):
-    name: str
-
-    async def send_text(self, s: AsyncSession, phone: str, text: str) -> SmsOutbox: ...
-
-
-class DevSmsSender:
-    """The development sender: records every SMS in ``sms_outbox`` and the log, sends nothing.
-
-    Real providers (Aliyun, Tencent) implement the same ``send_text`` in the SMS issue.
-    """
-
-    name = "dev"
-
-    async def send_text(self, s: AsyncSession, phone: str, text: str) -> SmsOutbox:
-        row = SmsOutbox(phone=phone, text=text, provider=self.name, status="recorded")
-        s.add(row)
-        await s.flush()
-        # Never the text: it may carry a verification code (the row in sms_outbox has it, for developers).
-        log.info("dev SMS #%s to %s recorded in sms_outbox (%d characters, not sent)", row.id, phone, len(text))
-        return row
 
 
 def _hash(code: str, identity_id: int) -> str:
@@ -85,7 +64,8 @@ async def _count_codes(s: AsyncSession, condition: sa.ColumnElement[bool], since
 
 
 async def send_code(
-    s: AsyncSession, sms: SmsSender, identity: Identity, phone: str, *, now: dt.datetime | None = None
+    s: AsyncSession, notifier: Any, batch: EventBatch, identity: Identity, phone: str, *,
+    now: dt.datetime | None = None,
 ) -> CodeSent:
     """Send a code to ``phone`` for ``identity``; every limit and every answer is the same for a phone
     that no owner registered (a code row is kept for it too, no SMS goes out), so that nobody can learn
@@ -105,12 +85,14 @@ async def send_code(
     owner = (await s.execute(sa.select(Owner).where(Owner.phone == phone))).scalar_one_or_none()
     code = f"{secrets.randbelow(1_000_000):06d}"
     code_hash = _hash(code, identity.id) if owner is not None else UNREGISTERED + secrets.token_hex(16)
-    s.add(VerificationCode(identity_id=identity.id, phone=phone, code_hash=code_hash,
-                           expires_at=now + CODE_TTL, created_at=now))
+    row = VerificationCode(identity_id=identity.id, phone=phone, code_hash=code_hash,
+                           expires_at=now + CODE_TTL, created_at=now)
+    s.add(row)
+    await s.flush()
     if owner is None:
-        await s.flush()
         return CodeSent(False)
-    await sms.send_text(s, phone, f"【业主服务】您的验证码为{code}，10分钟内有效。如非本人操作请忽略。")
+    await notifier.sms(s, batch, phone=phone, kind="verification_code", params={"code": code}, owner_id=owner.id,
+                       idempotency_key=f"verification:{row.id}", now=now)
     return CodeSent(True)
 
 

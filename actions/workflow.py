@@ -14,7 +14,8 @@ Statuses (DOMAIN.md "Repairs"/"Complaints")::
   done — please check and accept within :data:`ACCEPTANCE_DAYS` days; rework; a new engineer; closed)
   in their own chat: ``runtime.engine.send`` in the caller's transaction, delivered after the commit
   (``engine.after_commit(batch, message_ids)``). When WeChat's 48-hour customer-service window is
-  closed the notice goes by SMS (``runtime.sms``; the dev sender records it in ``sms_outbox``).
+  closed the notice goes by SMS through the notifier (``actions.notify``: the notice kind's approved
+  template, recorded in ``sms_message`` and sent after the commit).
 * **Every change appends a TicketEvent** and emits ``ticket.updated`` after the commit.
 
 Usage (the console, or an action)::
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,19 +42,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from actions import labels as _labels
 from bot import events
 from bot.events import EventBatch
-from bot.policy import OutboundMessage
 from bot.store.models import (
     Conversation,
     Identity,
-    Message,
     Owner,
     Project,
-    SmsOutbox,
     StaffUser,
     Ticket,
     TicketEvent,
     utcnow,
 )
+from channels.base import BUILTIN_CAPABILITIES
 
 NEW, DISPATCHED, IN_PROGRESS, DONE, AWAITING, CLOSED, REOPENED = (
     "new", "dispatched", "in_progress", "done", "awaiting_acceptance", "closed", "reopened",
@@ -137,35 +136,21 @@ async def ensure_due(s: AsyncSession, ticket: Ticket) -> dt.datetime:
     return ticket.due_at
 
 
-# --- SMS ----------------------------------------------------------------------------------------
+# --- channels ----------------------------------------------------------------------------------
 
-
-class SmsSender(Protocol):
-    """What the workflow needs of an SMS sender (``runtime.sms``: ``actions.binding.DevSmsSender``
-    records the message in ``sms_outbox`` until real providers land)."""
-
-    name: str
-
-    async def send_text(self, s: AsyncSession, phone: str, text: str) -> SmsOutbox: ...
-
-
-def sms_sender(runtime: Any) -> SmsSender:
-    sender = getattr(runtime, "sms", None)
-    if sender is None:
-        from actions.binding import DevSmsSender
-
-        sender = DevSmsSender()
-    return sender
+NOTICE_KINDS = {
+    "dispatched": "ticket_dispatched", "awaiting_acceptance": "acceptance_request", "closed": "ticket_closed",
+    "reopened": "ticket_reopened", "reassigned": "ticket_reassigned", "visit_time": "ticket_visit_time",
+}
+"""Workflow notice → the SMS template catalogue's message kind."""
 
 
 def wechat_window_open(identity: Identity | None, now: dt.datetime | None = None) -> bool:
     """Can a customer-service message reach this identity now? (Other channels: always.)"""
     if identity is None:
         return False
-    if identity.channel != "wechat":
-        return identity.channel != "sms"
-    last = identity.last_inbound_at
-    return last is not None and (now or utcnow()) - last < WECHAT_WINDOW
+    caps = BUILTIN_CAPABILITIES.get(identity.channel)
+    return caps is not None and not caps.templates_only and caps.window_open(identity.last_inbound_at, now or utcnow())
 
 
 # --- the workflow -------------------------------------------------------------------------------
@@ -174,9 +159,8 @@ def wechat_window_open(identity: Identity | None, now: dt.datetime | None = None
 class TicketWorkflow:
     """The verbs that change a ticket. Each returns the ids of outbound messages to deliver after commit."""
 
-    def __init__(self, runtime: Any, *, sms: SmsSender | None = None) -> None:
+    def __init__(self, runtime: Any) -> None:
         self.rt = runtime
-        self.sms = sms or sms_sender(runtime)
 
     # -- verbs ----------------------------------------------------------------------------------
 
@@ -306,38 +290,33 @@ class TicketWorkflow:
         self, s: AsyncSession, batch: EventBatch, ticket: Ticket, text: str, *, notice: str, actor: str,
         now: dt.datetime | None = None,
     ) -> list[int]:
-        """Tell the owner in their own chat (WeChat within its window), else by SMS; record which."""
+        """Tell the owner through the notifier (their chat within its window, else SMS); record which."""
         now = now or utcnow()
         conv, identity = await self._owner_chat(s, ticket)
-        if identity is not None and identity.channel != "sms" and wechat_window_open(identity, now):
-            if conv is None or conv.mode == "closed":
-                conv = await self.rt.engine.current_conversation(s, identity)
-            out = await self.rt.engine.send(
-                s, conv, OutboundMessage(text, data={"ticket": ticket.number, "notice": notice}),
-                author="bot", batch=batch,
-            )
-            self._record(s, batch, ticket, "owner_notified", actor, now, notice=notice,
-                         channel=identity.channel, message_id=out.id, text=text, emit=False)
-            return [out.id]
         phone = ticket.contact_phone
         owner = await s.get(Owner, ticket.owner_id) if ticket.owner_id is not None else None
         if not phone and owner is not None:
             phone = owner.phone
-        if phone and not (owner is not None and owner.sms_opt_out):
-            sms = await self.sms.send_text(s, phone, f"{text}【{await self._sign(s, ticket)}】")
-            if conv is not None:
-                s.add(Message(conversation_id=conv.id, direction="out", channel="sms", account=self.sms.name,
-                              kind="text", text=text, author="bot", delivery="sent",
-                              media={"sms_outbox_id": sms.id, "ticket": ticket.number, "notice": notice}, at=now))
-            self._record(s, batch, ticket, "owner_notified", actor, now, notice=notice, channel="sms",
-                         sms_outbox_id=sms.id, text=text, emit=False)
+        params = {"kind": KIND_LABELS.get(ticket.kind, "工单"), "number": ticket.number,
+                  "assignee": await self._assignee_name(s, ticket) or "工程师",
+                  "visit_time": ticket.visit_time or "待工程师与您电话确认"}
+        told = await self.rt.notifier.owner(
+            s, batch, text=text, kind=NOTICE_KINDS.get(notice, notice), params=params, phone=phone,
+            owner_id=ticket.owner_id, identity=identity, conversation=conv, project_id=ticket.project_id,
+            idempotency_key=f"ticket:{ticket.id}:{notice}:{now.isoformat()}",
+            data={"ticket": ticket.number, "notice": notice}, now=now,
+        )
+        if told.channel is None:
+            reason = told.reason
+            if identity is not None and identity.channel == "wechat":
+                reason = "微信客服窗口已关闭（业主48小时内未留言），且" + reason
+            self._record(s, batch, ticket, "owner_not_notified", actor, now, notice=notice, reason=reason,
+                         text=text, emit=False)
             return []
-        reason = "业主已退订短信" if phone else "没有可用的联系方式"
-        if identity is not None and identity.channel == "wechat":
-            reason = "微信客服窗口已关闭（业主48小时内未留言），且" + reason
-        self._record(s, batch, ticket, "owner_not_notified", actor, now, notice=notice, reason=reason,
-                     text=text, emit=False)
-        return []
+        extra: dict[str, Any] = {"sms_id": told.sms.id} if told.sms is not None else {"message_id": told.message_ids[0]}
+        self._record(s, batch, ticket, "owner_notified", actor, now, notice=notice, channel=told.channel,
+                     text=told.text, emit=False, **extra)
+        return told.message_ids
 
     async def _owner_chat(self, s: AsyncSession, ticket: Ticket) -> tuple[Conversation | None, Identity | None]:
         """The conversation the ticket came from, else the owner's most recently active identity."""
@@ -383,10 +362,6 @@ class TicketWorkflow:
             return None
         staff = await s.get(StaffUser, ticket.assignee_id)
         return staff.display_name if staff else None
-
-    async def _sign(self, s: AsyncSession, ticket: Ticket) -> str:
-        settings = await project_settings(s, ticket)
-        return str(settings.get("sms_sign") or "物业客服")
 
     def _move(self, s: AsyncSession, batch: EventBatch, ticket: Ticket, verb: str, actor: str,
               now: dt.datetime, **data: Any) -> None:

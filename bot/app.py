@@ -92,9 +92,22 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         nonces=rt.services.cache,  # replay protection shared by every web process
     )
     app.add_routes(wechat.routes())
+    if settings.sms_callback_key is not None and settings.sms_callback_key.get_secret_value():
+        from bot.jobs.sms import CallbackStore
+        from channels.sms.webhook import SmsWebhook
+
+        sms_webhook = SmsWebhook(
+            settings.sms_callback_key.get_secret_value(), CallbackStore(rt),
+            allowlist=settings.sms_callback_allowlist,
+            on_rejected=lambda provider, reason: rt.metrics.rejected.labels("sms", reason).inc(),
+        )
+        app.add_routes(sms_webhook.routes())
     json_channel = ApiChannel(rt.engine)
     app.router.add_post("/api/v1/messages", json_channel.handle)
     app.add_routes(api.routes)
+    from bot import sms_api
+
+    app.add_routes(sms_api.routes)
     setup_console(app, rt)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

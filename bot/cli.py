@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 
 from bot import logs
 from bot.settings import Settings
@@ -32,17 +33,28 @@ def settings() -> Settings:
         for name, a in s.wechat_accounts.items():  # mode and EncodingAESKey must agree
             check_account(WeChatAccountConfig(name=name, token=a.token, app_id=a.app_id, app_secret="",
                                               aes_key=a.aes_key, mode=a.mode))
+        s.sms_templates  # noqa: B018 -- the YAML's SMS catalogue is checked at start, not at the first send
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         message = str(first["msg"]).removeprefix("Value error, ")
         typer.echo(f"yezhu: invalid setting YEZHU_{where.upper()}: {message}", err=True)
         raise typer.Exit(2) from None
-    except ValueError as exc:
-        typer.echo(f"yezhu: invalid setting: {exc}", err=True)
+    except (ValueError, OSError, yaml.YAMLError) as exc:
+        typer.echo(f"yezhu: invalid configuration: {config_error(exc)}", err=True)
         raise typer.Exit(2) from None
     logs.configure(s.log_level, s.log_json)
     return s
+
+
+def config_error(exc: Exception) -> str:
+    """One line for a configuration error (pydantic lists every field on lines of its own)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        return f"{where}: {first.get('msg', exc)}"
+    return " ".join(str(exc).split())
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

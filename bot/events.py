@@ -8,6 +8,7 @@ that was rolled back.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ TICKET_UPDATED = "ticket.updated"
 EMERGENCY_RAISED = "emergency.raised"
 STAFF_ALERT = "staff.alert"
 DELIVERY_FAILED = "delivery.failed"
+SMS_STATUS_CHANGED = "sms.status_changed"
+SMS_OPT_OUT_CHANGED = "sms.opt_out_changed"
 KNOWLEDGE_CHANGED = "knowledge.changed"
 
 ALL = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and "." in v)
@@ -47,11 +50,25 @@ class EventBatch:
 
     def __init__(self) -> None:
         self.events: list[DomainEvent] = []
+        self.after: list[Callable[[], Awaitable[None]]] = []
 
     def emit(self, name: str, **data: Any) -> None:
         self.events.append(DomainEvent(name, data))
 
+    def after_commit(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` once the unit of work committed (``publish``): the outbox's "send after commit".
+
+        What it starts must survive being lost (a crash between commit and publish): the SMS outbox's
+        sweep re-enqueues rows left ``queued``."""
+        self.after.append(work)
+
     async def publish(self, pubsub: PubSub) -> None:
+        after, self.after = self.after, []
+        for work in after:
+            try:
+                await work()
+            except Exception:  # committed already; the outbox sweep retries what this failed to start
+                log.exception("after-commit work failed")
         if not self.events:
             return
         events, self.events = self.events, []

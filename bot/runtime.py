@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from actions.binding import DevSmsSender
 from actions.knowledge import KnowledgeService
+from actions.notify import Notifier
 from actions.policy import DialoguePolicy
 from bot.engine import Engine
 from bot.jobs import Jobs
@@ -20,7 +20,8 @@ from bot.policy import Policy
 from bot.services import Services, memory_services, redis_services
 from bot.settings import Settings
 from bot.store.db import Database
-from channels.base import OutputChannel
+from channels.base import PULL, SMS, WECHAT, ChannelRegistry, OutputChannel
+from channels.sms.base import SmsProvider
 from channels.wechat import WeChatAccountConfig
 from channels.wechat_api import WeChatSender
 from nlu.pipeline import Interpreter, load_interpreter
@@ -41,6 +42,24 @@ def wechat_accounts(settings: Settings) -> dict[str, WeChatAccountConfig]:
         )
         for name, a in settings.wechat_accounts.items()
     }
+
+
+def make_sms_provider(settings: Settings) -> SmsProvider:
+    """The configured SMS provider (``YEZHU_SMS_PROVIDER``)."""
+    if settings.sms_provider == "aliyun":
+        from channels.sms.aliyun import AliyunSmsProvider
+
+        return AliyunSmsProvider(settings.aliyun_access_key_id, settings.aliyun_access_key_secret.get_secret_value(),
+                                 endpoint=settings.sms_endpoint, timeout=settings.sms_timeout)
+    if settings.sms_provider == "tencent":
+        from channels.sms.tencent import TencentSmsProvider
+
+        return TencentSmsProvider(settings.tencent_secret_id, settings.tencent_secret_key.get_secret_value(),
+                                  settings.tencent_sms_app_id, region=settings.tencent_region,
+                                  endpoint=settings.sms_endpoint, timeout=settings.sms_timeout)
+    from channels.sms.dev import DevSmsProvider
+
+    return DevSmsProvider()
 
 
 def load_nlu(settings: Settings) -> Interpreter:
@@ -68,12 +87,17 @@ class Runtime:
         )
         self.nlu = load_nlu(settings) if nlu is ... else nlu
         self.wechat_accounts = wechat_accounts(settings)
-        self.senders: dict[str, OutputChannel] = {
-            "wechat": WeChatSender(self.wechat_accounts, self.services.cache),
-        }
+        # Output channels by capability (reply window, length, templates only), not by name checks.
+        self.channels = ChannelRegistry()
+        self.channels.register("wechat", WECHAT, WeChatSender(self.wechat_accounts, self.services.cache))
+        self.channels.register("sms", SMS)  # sent through the notifier's outbox (templates only)
+        self.channels.register("api", PULL)
+        self.channels.register("terminal", PULL)
+        self.senders: dict[str, OutputChannel] = self.channels.senders
+        self.sms_provider: SmsProvider = make_sms_provider(settings)
         self.jobs = Jobs(self)
         self.knowledge = KnowledgeService(self.db)
-        self.sms = DevSmsSender()
+        self.notifier = Notifier(self)
         self.engine = Engine(self, policy or default_policy(self))
 
     async def start(self, *, migrate: bool = False) -> None:
@@ -91,6 +115,7 @@ class Runtime:
             close = getattr(sender, "close", None)
             if close is not None:
                 await close()
+        await self.sms_provider.close()
         await self.services.close()
         await self.db.close()
 

@@ -20,6 +20,48 @@ ROOT = Path(__file__).resolve().parent.parent
 GENERATED_API_TOKEN = "api-token"
 """The file, next to the embedded SQLite database (``var/``), holding the API token ``yezhu demo`` generated."""
 WECHAT_API_BASE = "https://api.weixin.qq.com"
+DEMO_CONFIG = Path(__file__).resolve().parent / "demo_config.yml"
+"""The demo configuration: example values for every YAML section (SMS templates, duty rosters …). Its
+SMS template catalogue is also the default when the configured file has none."""
+
+SmsCategory = Literal["verification", "emergency", "staff", "notice", "reply", "marketing"]
+URGENT_CATEGORIES = frozenset({"verification", "emergency", "staff"})
+"""Sent at once, whatever the hour and whatever the owner opted out of (DOMAIN.md)."""
+OPT_OUT_MARK = ("拒收请回复R", "回T退订", "退订回T", "回TD退订")
+
+
+class SmsTemplate(BaseModel):
+    """One message kind of the SMS template catalogue: the approved text and each provider's code."""
+
+    kind: str
+    text: str
+    """The approved template body with ``${name}`` parameters (the signature is added in front)."""
+    category: SmsCategory = "notice"
+    params: list[str] = Field(default_factory=list)
+    """Parameter names in the template's order (Tencent's ``{1}``, ``{2}`` … follow this order)."""
+    param_max: int = 35
+    """Characters per parameter value (the providers' rule for notification templates)."""
+    aliyun: str | None = None
+    """Aliyun template code (SMS_…); unset: no approved template on Aliyun."""
+    tencent: str | None = None
+    """Tencent template id; unset: no approved template on Tencent Cloud."""
+    window: str | None = None
+    """Sending window for this kind (``08:00-21:00``), over the project's."""
+
+    @model_validator(mode="after")
+    def _marketing_has_opt_out(self) -> SmsTemplate:
+        if self.category == "marketing" and not self.text.rstrip("。. ").endswith(OPT_OUT_MARK):
+            raise ValueError(f"SMS template {self.kind}: a marketing template must end with 拒收请回复R")
+        return self
+
+    def code_for(self, provider: str) -> str | None:
+        if provider == "dev":
+            return self.kind
+        return getattr(self, provider, None)
+
+    @property
+    def urgent(self) -> bool:
+        return self.category in URGENT_CATEGORIES
 
 
 class WeChatAccount(BaseModel):
@@ -101,6 +143,35 @@ class Settings(BaseSettings):
     job_queue: str = "yezhu:jobs"
     job_redelivery_seconds: float = 60.0
     """A job left unacknowledged this long (its worker died) is run again by another worker."""
+    scheduler: bool = True
+    """Run the cron schedule in this process (``bot/jobs/schedule.py``); safe in every process."""
+
+    sms_provider: Literal["dev", "aliyun", "tencent"] = "dev"
+    sms_sign_name: str = "物业客服"
+    """The approved signature (签名), shown as 【…】 in front of every SMS; a project's ``sms_sign`` wins."""
+    sms_endpoint: str | None = None
+    """The provider API's host (tests: ``http://127.0.0.1:PORT`` of a local fake provider)."""
+    sms_timeout: float = 5.0
+    sms_callback_key: SecretStr | None = None
+    """Mounts ``/sms/{provider}/{key}/inbound|receipt``; unset: no callback routes."""
+    sms_callback_allowlist: str = ""
+    """Comma-separated addresses or networks allowed to push callbacks (empty: any)."""
+    sms_rate_limit: float = 20.0
+    """Requests per second to the provider, shared by every process (through Redis)."""
+    sms_daily_cap: int = 10
+    """Non-urgent SMS per phone per day; more wait for the next day."""
+    sms_window: str = "08:00-21:00"
+    """Beijing-time sending window for non-urgent SMS (a project's ``sms_window`` wins)."""
+    aliyun_access_key_id: str = ""
+    aliyun_access_key_secret: SecretStr = SecretStr("")
+    tencent_secret_id: str = ""
+    tencent_secret_key: SecretStr = SecretStr("")
+    tencent_sms_app_id: str = ""
+    tencent_region: str = "ap-guangzhou"
+    wecom_webhook: str | None = None
+    """WeCom group robot (企业微信群机器人) webhook URL for staff alerts (a roster's ``wecom_webhook`` wins)."""
+    alert_repeat_minutes: float = 10.0
+    """An unacknowledged emergency alert is repeated to the supervisor after this many minutes."""
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -164,6 +235,19 @@ class Settings(BaseSettings):
         for name, raw in (self.file_config.get("wechat") or {}).items():
             accounts[name] = WeChatAccount(name=name, **raw)
         return accounts
+
+    @cached_property
+    def sms_templates(self) -> dict[str, SmsTemplate]:
+        """The SMS template catalogue: ``sms.templates`` of the config file, else the demo's."""
+        raw = (self.file_config.get("sms") or {}).get("templates")
+        if raw is None:
+            raw = (yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8")).get("sms") or {}).get("templates") or {}
+        return {kind: SmsTemplate(kind=kind, **spec) for kind, spec in raw.items()}
+
+    @cached_property
+    def duty_rosters(self) -> dict[str, dict[str, Any]]:
+        """Per project code: ``{"weekdays": {"mon": [usernames] …}, "supervisor": username, "wecom_webhook"}``."""
+        return dict(self.file_config.get("duty") or {})
 
     @property
     def embedded(self) -> bool:

@@ -121,3 +121,56 @@ class OutputChannel(Protocol):
     name: str
 
     async def send(self, account: str, recipient: str, message: OutboundMessage) -> SendResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelCapabilities:
+    """What a channel can carry, so callers ask "can I?" instead of "is it WeChat?"."""
+
+    reply_window: dt.timedelta | None = None
+    """Free messages reach the owner only this long after they last wrote (WeChat: 48 h); None: always."""
+    max_length: int | None = None
+    """Characters one message may carry."""
+    templates_only: bool = False
+    """Only provider-approved templates can be sent (SMS in China): no free text."""
+    push: bool = True
+    """The channel can reach the owner on its own (False: the owner's client reads the conversation)."""
+
+    @property
+    def free_text(self) -> bool:
+        return self.push and not self.templates_only
+
+    def window_open(self, last_inbound: dt.datetime | None, now: dt.datetime) -> bool:
+        if self.reply_window is None:
+            return True
+        return last_inbound is not None and now - last_inbound < self.reply_window
+
+
+WECHAT = ChannelCapabilities(reply_window=dt.timedelta(hours=48), max_length=2048)
+SMS = ChannelCapabilities(reply_window=None, max_length=500, templates_only=True)
+PULL = ChannelCapabilities(push=False)
+"""The JSON API and the terminal: replies are stored and read by the owner's client."""
+BUILTIN_CAPABILITIES: dict[str, ChannelCapabilities] = {"wechat": WECHAT, "sms": SMS, "api": PULL, "terminal": PULL}
+
+
+class ChannelRegistry:
+    """Output channels by name, with their capabilities (after Rasa's ``BUILTIN_CHANNELS``)."""
+
+    def __init__(self) -> None:
+        self._caps: dict[str, ChannelCapabilities] = {}
+        self._senders: dict[str, OutputChannel] = {}
+
+    def register(self, name: str, caps: ChannelCapabilities, sender: OutputChannel | None = None) -> None:
+        self._caps[name] = caps
+        if sender is not None:
+            self._senders[name] = sender
+
+    def capabilities(self, name: str) -> ChannelCapabilities | None:
+        return self._caps.get(name)
+
+    def sender(self, name: str) -> OutputChannel | None:
+        return self._senders.get(name)
+
+    @property
+    def senders(self) -> dict[str, OutputChannel]:
+        return self._senders

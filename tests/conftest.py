@@ -166,7 +166,9 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 
 def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"api_token": API_TOKEN, **WECHAT, "job_retry_base": 0.01}
+    # No cron ticks in tests (a sweep at a minute boundary would act in the middle of a test); the
+    # scheduled jobs are called directly where they are tested (tests/sms/).
+    values: dict[str, Any] = {"api_token": API_TOKEN, **WECHAT, "job_retry_base": 0.01, "scheduler": False}
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

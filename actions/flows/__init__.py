@@ -15,6 +15,7 @@ from actions.flows.emergency import EmergencyFlow
 from actions.flows.handover import HandoverFlow
 from actions.flows.knowledge import KnowledgeFlow
 from actions.flows.my_tickets import MyTicketsFlow
+from actions.flows.optout import OptOutFlow
 from actions.flows.quote import QuoteFlow
 from actions.flows.repair import RepairFlow
 from actions.flows.smalltalk import SmallTalkFlow
@@ -34,4 +35,5 @@ def build_router() -> Router:
         RepairFlow(),
         ComplaintFlow(),
         SmallTalkFlow(),
+        OptOutFlow(),
     ])

@@ -78,7 +78,7 @@ class BindingFlow(Flow):
         phone = ctx.phone()
         if phone is None:
             return "请回复11位手机号码（购房时登记的号码），例如 13800000000；不想验证了可以回复“取消”。"
-        result = await binding.send_code(ctx.session, ctx.desk.sms, ctx.identity, phone, now=ctx.now)
+        result = await binding.send_code(ctx.session, ctx.desk.notifier, ctx.events, ctx.identity, phone, now=ctx.now)
         new_form(ctx.state, "bind_code", {"phone": phone}, asking="code")
         if result.capped:
             return capped_reply()
@@ -92,7 +92,7 @@ class BindingFlow(Flow):
         text = ctx.text
         if RESEND.search(text) and not CODE.search(text):
             phone = form["slots"]["phone"]
-            result = await binding.send_code(ctx.session, ctx.desk.sms, ctx.identity, phone, now=ctx.now)
+            result = await binding.send_code(ctx.session, ctx.desk.notifier, ctx.events, ctx.identity, phone, now=ctx.now)
             if result.capped:
                 return capped_reply()
             return ("验证码刚刚已发送，请稍候1分钟再试。" if result.throttled

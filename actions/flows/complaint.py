@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from actions import alerts
 from actions.flows import followup
 from actions.flows.base import Flow, drop_form, new_form
 from actions.flows.context import NEXT, Ctx, mask_phone
@@ -184,8 +185,11 @@ class ComplaintFlow(Flow):
         within = float(config.get("callback_hours", 4))
         when = callback_promise(hours, ctx.now, within)
         label = COMPLAINT_LABEL.get(ticket.category or "other", "其他")
+        summary = f"{'群体' if level == 'group' else '重要'}投诉：{label}"
+        alert = await alerts.alert(ctx.session, ctx.events, ctx.desk.runtime, level=level, ticket=ticket,
+                                   summary=summary, location=ticket.location or "见工单", now=ctx.now)
         ctx.events.emit(events.STAFF_ALERT, level=level, ticket_id=ticket.id, number=ticket.number,
-                        conversation_id=ctx.conversation.id, summary=f"{'群体' if level == 'group' else '重要'}投诉：{label}")
+                        recipients=list(alert.recipients), conversation_id=ctx.conversation.id, summary=summary)
         if ctx.conversation.mode == verbs.BOT:
             verbs.hand_over(ctx.session, ctx.events, ctx.conversation,
                             reason="group_complaint" if level == "group" else "serious_complaint",

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from actions.binding import SmsSender
 from actions.knowledge import KnowledgeService
+from actions.notify import Notifier
 from bot.events import EventBatch
 from bot.policy import Turn
 from bot.store.models import Building, Conversation, House, Identity, Owner, OwnerHouse, Project
@@ -66,12 +66,13 @@ async def house_by_room(ctx: Ctx) -> House | None:
 
 
 class Desk:
-    """The policy's dependencies, typed: the runtime's settings, knowledge base and SMS sender."""
+    """The policy's dependencies, typed: the runtime's settings, knowledge base and notifier (SMS and
+    every proactive message, ``actions/notify.py``)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.knowledge: KnowledgeService = runtime.knowledge
-        self.sms: SmsSender = runtime.sms
+        self.notifier: Notifier = runtime.notifier
         self._account_projects: dict[str, tuple[str | None, float]] = {}
 
     def account_project(self, account: str) -> tuple[str | None, float] | None:

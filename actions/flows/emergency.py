@@ -12,15 +12,14 @@ import datetime as dt
 import re
 from typing import Any
 
-import sqlalchemy as sa
-
+from actions import alerts
 from actions.flows.base import Flow, drop_form, new_form
 from actions.flows.context import Ctx, house_matches, house_text
 from actions.flows.labels import SAFETY, URGENCY_CATEGORY, URGENCY_LABEL
 from actions.tickets import open_ticket
 from bot import conversation as verbs
 from bot import events
-from bot.store.models import House, StaffUser, Ticket, TicketEvent
+from bot.store.models import House, Ticket, TicketEvent
 
 STAND_DOWN = re.compile(r"误报|搞错|弄错|说错|没事了|不是紧急|不紧急|不急|已经好了|好了没事|解决了|处理好了|已经关了|取消|算了")
 PUBLIC_KINDS = frozenset({"trapped", "falling", "structural"})
@@ -167,16 +166,14 @@ class EmergencyFlow(Flow):
                 f"请保持电话畅通，紧急情况请直接拨打值班电话{duty}。")
 
     async def _alert(self, ctx: Ctx, ticket: Ticket, kind: str, where: str, update: str = "") -> None:
-        on_duty = (await ctx.session.execute(
-            sa.select(StaffUser).where(StaffUser.on_duty.is_(True), StaffUser.active.is_(True))
-        )).scalars().all()
+        """Day or night, the people on duty (the project's roster) get an SMS and the WeCom group a
+        message, not only a console badge (actions/alerts.py); a location given later is a second alert."""
         summary = f"紧急：{URGENCY_LABEL.get(kind, kind)}" + (f"（{where}）" if where else "")
+        alert = await alerts.alert(
+            ctx.session, ctx.events, ctx.desk.runtime, level="emergency_update" if update else "emergency",
+            ticket=ticket, summary=("位置更新·" if update else "") + URGENCY_LABEL.get(kind, kind),
+            location=where or "位置待确认", now=ctx.now, key_suffix=f":{ctx.turn.message_id}" if update else "",
+        )
         ctx.events.emit(events.STAFF_ALERT, level="emergency", ticket_id=ticket.id, number=ticket.number,
-                        recipients=[u.username for u in on_duty], conversation_id=ctx.conversation.id,
+                        recipients=list(alert.recipients), conversation_id=ctx.conversation.id,
                         summary=summary, update=update or None)
-        lead = "【值班提醒·位置更新】" if update else "【值班提醒】"
-        for staff in on_duty:  # day or night: the on-duty people get a text, not only a console badge
-            if staff.phone:
-                await ctx.desk.sms.send_text(ctx.session, staff.phone,
-                                             f"{lead}{URGENCY_LABEL.get(kind, kind)}，{where or '位置待确认'}，"
-                                             f"工单{ticket.number}，请立即处理。")

@@ -94,7 +94,7 @@ def add_followup(ctx: Ctx, ticket: Ticket, text: str, **data: object) -> None:
 
 
 async def reopen(ctx: Ctx, ticket: Ticket, text: str) -> None:
-    workflow = TicketWorkflow(ctx.desk.runtime, sms=ctx.desk.sms)
+    workflow = TicketWorkflow(ctx.desk.runtime)
     await workflow.reopen(ctx.session, ctx.events, ticket, actor="owner", reason=f"业主反馈：{text}"[:500],
                           now=ctx.now, notify=False)
 

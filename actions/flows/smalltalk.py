@@ -1,4 +1,4 @@
-"""Small talk and the fallback: greetings, thanks, a stray yes/no, SMS opt-out, and "I did not understand"."""
+"""Small talk and the fallback: greetings, thanks, a stray yes/no, and "I did not understand"."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ BYE = re.compile(r"拜拜|再见|bye|没事了|没别的了|没有了|就这样|
 
 class SmallTalkFlow(Flow):
     name = "smalltalk"
-    intents = frozenset({"greet", "thanks", "affirm", "deny", "optout", "other"})
+    intents = frozenset({"greet", "thanks", "affirm", "deny", "other"})
 
     async def start(self, ctx: Ctx) -> list[str]:
         intent = ctx.intent
@@ -25,8 +25,6 @@ class SmallTalkFlow(Flow):
             return ["您好！我是业主服务助手，请问有什么可以帮您？可以直接说报修、投诉、咨询或办证的事情。"]
         if intent == "thanks":
             return ["不客气，很高兴为您服务！" + NEXT]
-        if intent == "optout" and confident:
-            return [await self._optout(ctx)]
         if intent in ("affirm", "deny") and confident:
             return ["好的。请问还有什么可以帮您？可以直接说报修、投诉、咨询或办证的事情。"]
         return await self.misunderstood(ctx)
@@ -42,10 +40,3 @@ class SmallTalkFlow(Flow):
             ctx.state["misses"] = 0
             return ["抱歉，我还是没能理解您的意思。需要为您转接人工客服吗？回复“人工”即可；也可以换个说法再告诉我。"]
         return ["抱歉，我没太明白您的意思。" + HELP]
-
-    async def _optout(self, ctx: Ctx) -> str:
-        owner = await ctx.owner()
-        if owner is not None:
-            owner.sms_opt_out = True
-            return "已为您退订短信通知，今后不再向您发送通知类短信（验证码等必要短信除外）。如需恢复请告诉我。"
-        return "好的，已记录您的退订意愿。" + NEXT

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from actions.labels import CHANNEL_LABELS, CONVERSATION_EVENT_LABELS, INTENT_LABELS, label
-from actions.workflow import WECHAT_WINDOW, is_overdue, sms_sender, wechat_window_open
+from actions.workflow import WECHAT_WINDOW, is_overdue, wechat_window_open
 from bot import conversation as verbs
 from bot import params
 from bot.console.core import (
@@ -317,17 +317,21 @@ async def reply_sms(request: web.Request) -> web.StreamResponse:
         phone = conv.owner.phone if conv.owner else (identity.external_id if identity.channel == "sms" else None)
         if not phone:
             raise Refused("该用户未绑定手机号，无法发送短信", status=409) from None
-        sender = sms_sender(rt)
-        sms = await sender.send_text(s, phone, text)
-        msg = Message(conversation_id=conv.id, direction="out", channel="sms", account=sender.name, kind="text", text=text,
-                      author=staff.actor, delivery="sent", media={"sms_outbox_id": sms.id}, at=utcnow())
+        if not rt.notifier.has_template("reply"):  # SMS carries approved templates only
+            raise Refused("当前短信服务商没有已审核通过的回复模板，无法发送短信，请电话联系业主", status=409) from None
+        msg = Message(conversation_id=conv.id, direction="out", channel="sms", account=rt.notifier.provider,
+                      kind="text", text=text, author=staff.actor, delivery="queued", at=utcnow())
         s.add(msg)
         await s.flush()
+        sms = await rt.notifier.sms(s, batch, phone=phone, kind="reply", params={"content": text},
+                                    owner_id=conv.owner_id, conversation_id=conv.id, message_id=msg.id,
+                                    idempotency_key=f"reply:{msg.id}")
+        msg.text, msg.media = sms.text, {"sms_id": sms.id, "segments": sms.segments}
         batch.emit("message.created", conversation_id=conv.id, message_id=msg.id, direction="out", mode=conv.mode,
                    author=staff.actor)
-        audit(s, staff, "conversation.sms", f"conversation:{conv_id}", sms_outbox_id=sms.id, owner_id=conv.owner_id)
+        audit(s, staff, "conversation.sms", f"conversation:{conv_id}", sms_id=sms.id, owner_id=conv.owner_id)
     await batch.publish(rt.services.pubsub)
-    return done(request, _back(conv_id), "短信已发送", message_id=msg.id)
+    return done(request, _back(conv_id), f"短信已提交发送（{sms.segments}条计费）", message_id=msg.id)
 
 
 @route("POST", "/conversations/{id}/note", "chat")

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.orm import selectinload
 
+from actions import optout
 from actions.labels import CERT_LABELS, CHANNEL_LABELS
 from actions.workflow import is_overdue
 from bot.console.core import audit, match_id, render, route, runtime_of, shown_phone, staff_of
@@ -23,6 +24,7 @@ from bot.store.models import (
     Identity,
     Owner,
     OwnerHouse,
+    SmsMessage,
     Ticket,
     utcnow,
 )
@@ -81,10 +83,18 @@ async def owner_profile(request: web.Request) -> web.StreamResponse:
             sa.select(CertificateRecord).options(selectinload(CertificateRecord.house).selectinload(House.building))
             .where(CertificateRecord.house_id.in_([h.id for h in houses]))
         )).scalars()) if houses else []
+        consent = await optout.history(s, phone=owner.phone, owner_id=owner.id)
+        sms = list((await s.execute(
+            sa.select(SmsMessage).where(SmsMessage.phone == owner.phone).order_by(SmsMessage.id.desc()).limit(20)
+        )).scalars())
         audit(s, staff, "owner.view", f"owner:{owner.id}")
     return render(
         request, "owner.html", title=f"业主 · {owner.name}", page="owner", owner=owner,
         phone=shown_phone(staff, owner.phone), houses=houses, identities=identities, conversations=conversations,
         tickets=tickets, certs=certs, CERT_LABELS=CERT_LABELS, CHANNEL_LABELS=CHANNEL_LABELS,
-        is_overdue=is_overdue, now=utcnow(),
+        is_overdue=is_overdue, now=utcnow(), consent=consent, sms=sms, SMS_STATUS=SMS_STATUS_LABELS,
     )
+
+
+SMS_STATUS_LABELS = {"queued": "待发送", "deferred": "顺延", "sending": "发送中", "sent": "已发送", "delivered": "已送达",
+                     "failed": "失败", "skipped": "未发送", "unknown": "结果待确认", "received": "收到"}

@@ -393,17 +393,118 @@ class VerificationCode(Created, Base):
     used_at: Mapped[dt.datetime | None]
 
 
-class SmsOutbox(Created, Base):
-    """Every SMS handed to a sender (the development sender keeps them here for staff and tests)."""
+class SmsMessage(Created, Base):
+    """Every SMS to or from a phone (docs/SMS.md): what was sent, as the owner saw it, and what became of it.
 
-    __tablename__ = "sms_outbox"
+    Outbound rows are the outbox: a caller inserts one ``queued`` in its own transaction (``actions.notify``)
+    and the ``send_sms`` job sends it after the commit. The ``status`` only moves forward:
+    ``queued`` → (``deferred`` →) ``sending`` → ``sent`` | ``failed`` | ``unknown`` → ``delivered`` |
+    ``failed``; ``skipped`` never leaves. ``unknown`` is a send whose answer never came (a timeout): the
+    providers have no idempotency, so it is never sent again, only resolved by its receipt or a query.
+    """
+
+    __tablename__ = "sms_message"
+    __table_args__ = (
+        sa.UniqueConstraint("idempotency_key"),
+        sa.UniqueConstraint("out_id"),
+        sa.Index("ix_sms_message_status_due", "status", "not_before"),
+        sa.Index("ix_sms_message_provider_id", "provider", "provider_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    direction: Mapped[str] = mapped_column(sa.String(3), default="out")
+    """``out`` to the phone, ``in`` from it (an uplink)."""
+    phone: Mapped[str] = mapped_column(sa.String(20), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(40), default="text")
+    """The message kind of the template catalogue (``verification_code``, ``ticket_dispatched`` …)."""
+    provider: Mapped[str] = mapped_column(sa.String(20))
+    template_code: Mapped[str | None] = mapped_column(sa.String(40))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    text: Mapped[str] = mapped_column(sa.Text)
+    """The text as the owner sees it, signature included."""
+    segments: Mapped[int] = mapped_column(default=1)
+    status: Mapped[str] = mapped_column(sa.String(12), default="queued")
+    urgent: Mapped[bool] = mapped_column(default=False)
+    """Verification codes and emergencies: no quiet hours, and they go to opted-out owners too."""
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(120))
+    out_id: Mapped[str | None] = mapped_column(sa.String(64))
+    """Aliyun ``OutId`` / Tencent ``SessionContext``: echoed in the receipt."""
+    provider_id: Mapped[str | None] = mapped_column(sa.String(64))
+    """Aliyun ``BizId`` / Tencent ``SerialNo`` (outbound); the uplink's sequence id (inbound)."""
+    error_code: Mapped[str | None] = mapped_column(sa.String(64))
+    error: Mapped[str | None] = mapped_column(sa.String(200))
+    attempts: Mapped[int] = mapped_column(default=0)
+    not_before: Mapped[dt.datetime | None]
+    """Deferred until then (quiet hours, a rate limit or the daily cap)."""
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("owner.id", ondelete="SET NULL"), index=True)
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("project.id", ondelete="SET NULL"))
+    conversation_id: Mapped[int | None] = mapped_column(sa.ForeignKey("conversation.id", ondelete="SET NULL"))
+    message_id: Mapped[int | None] = mapped_column(sa.ForeignKey("message.id", ondelete="SET NULL"))
+    """The conversation message this SMS carries (inbound: the message the engine stored)."""
+    sent_at: Mapped[dt.datetime | None]
+    delivered_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+SmsOutbox = SmsMessage
+"""The table's former name (the development sender's outbox), kept for callers not yet renamed."""
+
+
+class SmsCallback(Base):
+    """A provider's push (a receipt or an uplink), stored before it is answered and worked on after.
+
+    ``dedup_key`` makes a repeated push (providers retry, and may push twice) change nothing.
+    """
+
+    __tablename__ = "sms_callback"
+    __table_args__ = (
+        sa.UniqueConstraint("dedup_key"),
+        sa.Index(
+            "ix_sms_callback_pending", "id",
+            postgresql_where=sa.text("processed_at IS NULL"), sqlite_where=sa.text("processed_at IS NULL"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(sa.String(20))
+    kind: Mapped[str] = mapped_column(sa.String(10))
+    """``receipt`` | ``inbound``."""
+    dedup_key: Mapped[str] = mapped_column(sa.String(120))
+    body: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[dt.datetime | None]
+    result: Mapped[str | None] = mapped_column(sa.String(40))
+
+
+class SmsConsent(Base):
+    """The append-only history of an owner's SMS opt-outs and opt-ins (通信短信息服务管理规定)."""
+
+    __tablename__ = "sms_consent"
     id: Mapped[int] = mapped_column(primary_key=True)
     phone: Mapped[str] = mapped_column(sa.String(20), index=True)
-    text: Mapped[str] = mapped_column(sa.Text)
-    provider: Mapped[str] = mapped_column(sa.String(20))
-    status: Mapped[str] = mapped_column(sa.String(12), default="queued")
-    provider_id: Mapped[str | None] = mapped_column(sa.String(64))
-    error: Mapped[str | None] = mapped_column(sa.String(200))
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("owner.id", ondelete="SET NULL"), index=True)
+    action: Mapped[str] = mapped_column(sa.String(10))
+    """``opt_out`` | ``opt_in``."""
+    source: Mapped[str] = mapped_column(sa.String(40))
+    """Where it was said: ``sms``, ``wechat``, ``console:<username>``, ``api``."""
+    text: Mapped[str | None] = mapped_column(sa.String(200))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StaffAlert(Created, Base):
+    """An alert to the on-duty person outside the console; repeated to a supervisor until acknowledged."""
+
+    __tablename__ = "staff_alert"
+    __table_args__ = (sa.UniqueConstraint("idempotency_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(sa.String(120))
+    level: Mapped[str] = mapped_column(sa.String(20))
+    """``emergency`` | ``serious_complaint`` | ``group_complaint`` | ``overdue``."""
+    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("project.id", ondelete="SET NULL"))
+    summary: Mapped[str] = mapped_column(sa.String(200))
+    recipients: Mapped[list[Any]] = mapped_column(default=list)
+    acknowledged_at: Mapped[dt.datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(sa.String(50))
+    escalated_at: Mapped[dt.datetime | None]
 
 
 class SurveyTemplate(Created, Base):

@@ -20,7 +20,7 @@ from bot.store.models import (
     Identity,
     KnowledgeEntry,
     Message,
-    SmsOutbox,
+    SmsMessage,
     StaffUser,
     UnansweredQuestion,
     utcnow,
@@ -137,10 +137,10 @@ async def test_closed_wechat_window_is_said_and_sms_offered(yezhu: YezhuFactory)
                              json={"text": "您好，您的房产证已可领取。"})
     assert resp.status == 200
     async with rt.db.session() as s:
-        sms = (await s.execute(sa.select(SmsOutbox))).scalar_one()
+        sms = (await s.execute(sa.select(SmsMessage))).scalar_one()
         out = (await s.execute(sa.select(Message).where(Message.conversation_id == conv_id,
                                                         Message.channel == "sms"))).scalar_one()
-    assert sms.phone == "13800000001" and out.media["sms_outbox_id"] == sms.id
+    assert sms.phone == "13800000001" and out.media["sms_id"] == sms.id
 
 
 async def test_knowledge_edits_reload_the_bot_and_unanswered_become_entries(yezhu: YezhuFactory) -> None:

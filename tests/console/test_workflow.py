@@ -24,7 +24,7 @@ from bot.store.models import (
     Identity,
     Message,
     Project,
-    SmsOutbox,
+    SmsMessage,
     StaffUser,
     Ticket,
     TicketEvent,
@@ -132,10 +132,14 @@ async def test_outside_the_wechat_window_the_owner_gets_an_sms(yezhu: YezhuFacto
     assert await _run(client, ticket.id, "dispatch", assignee=await _staff(client, "gongcheng"),
                       visit_time="明天下午") == []
     async with rt.db.session() as s:
-        sms = (await s.execute(sa.select(SmsOutbox))).scalars().all()
+        sms = (await s.execute(sa.select(SmsMessage))).scalars().all()
         ev = (await s.execute(sa.select(TicketEvent).where(TicketEvent.kind == "owner_notified"))).scalar_one()
     assert len(sms) == 1 and sms[0].phone == "13800000001" and "明天下午" in sms[0].text
     assert ev.data["channel"] == "sms"
+    async with rt.db.session() as s:  # staff see in the owner's conversation what went by SMS
+        noted = (await s.execute(sa.select(Message).where(Message.conversation_id == conv_id,
+                                                          Message.channel == "sms"))).scalar_one()
+    assert noted.text == sms[0].text and noted.media["sms_id"] == sms[0].id
 
 
 async def test_an_owner_without_any_channel_is_recorded_as_not_told(yezhu: YezhuFactory) -> None:

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.runtime import RUNTIME, Runtime
-from bot.store.models import SmsOutbox
+from bot.store.models import SmsMessage
 from tests.conftest import WECHAT, YezhuFactory, auth
 from tests.fakes.wechat_client import WeChatOwner
 from tests.fakes.wechat_server import FakeWeChatAPI
@@ -45,7 +45,7 @@ class Chat:
     async def last_sms(self, phone: str) -> str:
         async with self.rt.db.session() as s:
             return (await s.execute(
-                sa.select(SmsOutbox.text).where(SmsOutbox.phone == phone).order_by(SmsOutbox.id.desc()).limit(1)
+                sa.select(SmsMessage.text).where(SmsMessage.phone == phone).order_by(SmsMessage.id.desc()).limit(1)
             )).scalar_one()
 
 

@@ -1,5 +1,8 @@
 """Background jobs on taskiq: in-process in the embedded mode, a Redis stream in production.
 
+The package is the job registry: ``Jobs`` registers every task (``deliver_message`` here, the SMS jobs of
+``bot/jobs/sms.py``) and their cron schedules (``bot/jobs/schedule.py``).
+
 Why taskiq + taskiq-redis (docs/ARCHITECTURE.md): asyncio-native (our whole stack is), maintained,
 with a Redis Streams broker whose messages are acknowledged only after the task ran. A worker that dies
 mid-job leaves its message pending in the consumer group; another worker claims it (XAUTOCLAIM) once it
@@ -31,7 +34,10 @@ from taskiq.exceptions import SendTaskError
 from taskiq_redis import RedisStreamBroker
 
 from bot import events
+from bot.conversation import BOT, hand_over
 from bot.events import EventBatch
+from bot.jobs import sms as sms_jobs
+from bot.jobs.schedule import ALERT_ESCALATION, SMS_SWEEP, Scheduler, schedule_labels
 from bot.store.hot_path import table
 from bot.store.models import Conversation, Identity, Message, utcnow
 from channels.base import OutboundMessage, SendResult
@@ -42,6 +48,8 @@ DELIVER = "yezhu.deliver_message"
 DELIVERY_HORIZON = dt.timedelta(hours=24)
 """A message the sweep could not get delivered for this long is marked failed (WeChat's customer-service
 window is 48 hours from the owner's last message; staff see the failure in the console)."""
+SEND_SMS = "yezhu.send_sms"
+SMS_CALLBACKS = "yezhu.sms_callbacks"
 
 
 class ReclaimingStreamBroker(RedisStreamBroker):
@@ -128,6 +136,30 @@ class Jobs:
 
         self._deliver = self.broker.register_task(deliver_message, task_name=DELIVER)
 
+        async def send_sms(sms_id: int) -> str:
+            return await sms_jobs.send_sms(self.rt, sms_id)
+
+        async def sms_callbacks(ids: list[int]) -> int:  # ids: the push's rows; the drain takes every pending one
+            return await sms_jobs.process_callbacks(self.rt)
+
+        async def sms_sweep() -> dict[str, int]:
+            return await sms_jobs.sweep(self.rt)
+
+        async def alert_escalation() -> int:
+            from actions.alerts import escalate, overdue
+
+            return await escalate(self.rt) + await overdue(self.rt)
+
+        self._send_sms = self.broker.register_task(send_sms, task_name=SEND_SMS)
+        self._sms_callbacks = self.broker.register_task(sms_callbacks, task_name=SMS_CALLBACKS)
+        self.broker.register_task(sms_sweep, task_name=SMS_SWEEP, **schedule_labels(SMS_SWEEP))
+        self.broker.register_task(alert_escalation, task_name=ALERT_ESCALATION, **schedule_labels(ALERT_ESCALATION))
+        self.scheduler = Scheduler(self.broker, runtime.services.dedup)
+        self.callbacks_lock = asyncio.Lock()
+        """One drain of stored SMS pushes per process at a time (``bot/jobs/sms.py``)."""
+        self.sqlite_gate = asyncio.Lock()
+        """SQLite only: the SMS pushes' inserts and their drain's writes take turns (``write_gate``)."""
+
     @property
     def in_process(self) -> bool:
         return isinstance(self.broker, InMemoryBroker)
@@ -138,8 +170,11 @@ class Jobs:
         except (RedisError, OSError) as exc:
             # A web process starts without Redis: jobs are handed over by the sweep once it is back.
             log.warning("job queue unavailable at start-up (%s: %s); continuing degraded", type(exc).__name__, exc)
+        if self.rt.settings.scheduler:
+            await self.scheduler.start()
 
     async def shutdown(self, timeout: float = 10.0) -> None:
+        await self.scheduler.stop()
         if isinstance(self.broker, InMemoryBroker):
             # Let in-process jobs finish (a send being cancelled half-way would leave its database
             # connection behind); what is still running after ``timeout`` is cancelled by the broker.
@@ -231,6 +266,12 @@ class Jobs:
             self.rt.metrics.deliveries_swept.labels(outcome).inc(len(ids))
         return len(taken)
 
+    async def enqueue_sms(self, sms_id: int) -> None:
+        await self._send_sms.kiq(sms_id)
+
+    async def enqueue_sms_callbacks(self, ids: list[int]) -> None:
+        await self._sms_callbacks.kiq(ids)
+
     # --- jobs ----------------------------------------------------------------------------------
 
     async def deliver_message(self, message_id: int) -> str:
@@ -253,6 +294,9 @@ class Jobs:
                 )
             ).one()
         message, identity = row
+        caps = rt.channels.capabilities(message.channel)
+        if caps is not None and caps.templates_only:  # SMS: the reply goes through the notifier's outbox
+            return await self._deliver_templated(message, identity)
         sender = rt.senders.get(message.channel)
         if sender is None:  # api / terminal: the owner's client reads replies from the conversation
             await self._record(message_id, "stored", None, 0)
@@ -331,6 +375,30 @@ class Jobs:
                     )
             except Exception:
                 log.warning("deliver: could not renew the claim on message %s", message_id, exc_info=True)
+
+    async def _deliver_templated(self, message: Message, identity: Identity) -> str:
+        """A reply on a templates-only channel (SMS): recorded as an SMS of kind ``reply`` (one per
+        message: the idempotency key), sent by ``send_sms``, which also settles ``message.delivery``."""
+        rt = self.rt
+        batch = EventBatch()
+        async with rt.db.session() as s, s.begin():
+            sms = await rt.notifier.sms(
+                s, batch, phone=identity.external_id, kind="reply", params={"content": message.text},
+                owner_id=identity.owner_id, conversation_id=message.conversation_id, message_id=message.id,
+                idempotency_key=f"reply:{message.id}",
+            )
+            delivery = {"skipped": "failed", "queued": "queued", "deferred": "queued"}.get(sms.status, "sent")
+            await s.execute(sa.update(Message).where(Message.id == message.id).values(
+                delivery=delivery, delivery_error=sms.error, media={**(message.media or {}), "sms_id": sms.id}))
+            if sms.error_code == "no_template":
+                # No approved reply template (Tencent approves only codes for real estate): the bot cannot
+                # answer by SMS, so staff take the conversation (they phone, or reply once a template is
+                # approved); the bot's unsent answer stays in the conversation for them to read.
+                conv = await s.get(Conversation, message.conversation_id)
+                if conv is not None and conv.mode == BOT:
+                    hand_over(s, batch, conv, reason="sms_no_reply_template", now=utcnow())
+        await batch.publish(rt.services.pubsub)
+        return delivery
 
     async def _record(
         self, message_id: int, status: str, error: str | None, attempts: int, provider_id: str | None = None
