@@ -1,6 +1,16 @@
-"""Labels the owner reads (Simplified Chinese), one table each: categories, statuses, emergencies."""
+"""What the bot tells owners (Simplified Chinese): safety advice per emergency, a status with its next step.
+
+The words for codes (categories, emergencies) are the one table in actions/labels.py, shared with the
+console; the names below are that table under the flows' names.
+"""
 
 from __future__ import annotations
+
+from actions.labels import COMPLAINT_CATEGORY_LABELS as COMPLAINT_LABEL
+from actions.labels import REPAIR_CATEGORY_LABELS as REPAIR_LABEL
+from actions.labels import URGENCY_LABELS as URGENCY_LABEL
+
+__all__ = ["COMPLAINT_LABEL", "REPAIR_LABEL", "SAFETY", "STATUS_LABEL", "URGENCY_CATEGORY", "URGENCY_LABEL"]
 
 SAFETY = {
     "gas_leak": "请立即关闭燃气总阀，打开门窗通风；不要开关任何电器、不要使用明火，也不要在室内打电话，请先撤离到室外。",
@@ -9,21 +19,10 @@ SAFETY = {
     "sparks": "请立即断开电源总闸，远离冒火花的位置，不要触碰电线或开关。",
     "trapped": "请保持冷静，不要强行扒门或攀爬，按下电梯内的紧急呼叫按钮，救援人员正在赶来。",
     "falling": "请立即远离坠物区域，不要在下方停留，并提醒家人和邻居注意安全。",
+    "structural": "请立即离开出现开裂、变形或有掉落危险的位置，不要在下方停留，并提醒家人和邻居远离；情况危急请拨打119。",
 }
-URGENCY_LABEL = {"gas_leak": "燃气泄漏", "flooding": "漏水/水浸", "burning": "焦糊味/起火", "sparks": "电线打火",
-                 "trapped": "有人被困电梯", "falling": "高空坠物", "structural": "结构安全"}
 URGENCY_CATEGORY = {"gas_leak": "gas", "trapped": "elevator", "flooding": "plumbing", "burning": "electrical",
                     "sparks": "electrical"}
-REPAIR_LABEL = {
-    "plumbing": "给排水/漏水", "drainage": "下水堵塞", "electrical": "电路", "gas": "燃气", "door_window": "门窗锁具",
-    "wall_floor": "墙地面/瓷砖/裂缝", "hvac": "暖通空调", "elevator": "电梯", "intercom": "门禁对讲",
-    "public_facility": "公共设施", "fire": "消防设施", "other": "其他",
-}
-COMPLAINT_LABEL = {
-    "noise": "噪音", "staff_attitude": "服务态度", "no_show": "无人处理", "fees": "收费", "parking": "停车",
-    "hygiene": "环境卫生", "security": "安全管理", "sales_promise": "销售承诺", "construction_quality": "工程质量",
-    "other": "其他",
-}
 STATUS_LABEL = {
     "new": ("待派工", "我们正在为您安排负责的工程师。"),
     "dispatched": ("已派工", "工程师会按约定时间上门。"),

@@ -1,13 +1,16 @@
 """Screenshots of the real pages for docs/CONSOLE.md (queue, conversation, ticket, dashboard).
 
-Runs only when asked: ``YEZHU_TEST_SCREENSHOTS=docs/screenshots pytest tests/console/test_screenshots.py``.
-A realistic morning at the desk is set up through the real webhook and the console itself.
+``YEZHU_TEST_SCREENSHOTS=docs/screenshots pytest tests/console/test_screenshots.py`` regenerates the
+documentation's pictures; without it the same run (never skipped: it also checks that the pages a new
+agent looks at first render) writes them to a temporary folder. A realistic morning at the desk is set up
+through the real webhook and the console itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +19,6 @@ import sqlalchemy as sa
 from bot.store.models import Conversation, Identity, Owner, StaffUser, Ticket, utcnow
 from tests.console.conftest import PASSWORD, set_password
 from tests.console.live import (
-    SCREENSHOTS,
     Live,
     hand_over,
     make_ticket,
@@ -25,10 +27,19 @@ from tests.console.live import (
     screenshot,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.environ.get("YEZHU_TEST_SCREENSHOTS"), reason="set YEZHU_TEST_SCREENSHOTS=folder"),
-]
+pytestmark = [pytest.mark.browser]
+
+SHOTS = ("queue", "conversation", "ticket", "tickets", "dashboard")
+
+
+@pytest.fixture(autouse=True)
+def _screenshot_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """docs/screenshots when asked (YEZHU_TEST_SCREENSHOTS), else a temporary folder."""
+    import tests.console.live as live_module
+
+    folder = os.environ.get("YEZHU_TEST_SCREENSHOTS") or str(tmp_path / "shots")
+    monkeypatch.setattr(live_module, "SCREENSHOTS", folder)
+    return Path(folder)
 
 
 async def _bind(live: Live, phone: str, openid: str) -> None:
@@ -48,8 +59,7 @@ async def _waiting(live: Live, openid: str, text: str, *, minutes: int, reason: 
     return conv.id
 
 
-async def test_screenshots(live: Live, browser: Any) -> None:
-    assert SCREENSHOTS
+async def test_screenshots(live: Live, browser: Any, _screenshot_folder: Path) -> None:
     async with live.rt.db.session() as s:
         phones = list((await s.execute(sa.select(Owner.phone).where(Owner.phone.like("139%"))
                                        .order_by(Owner.id).limit(3))).scalars())
@@ -121,3 +131,6 @@ async def test_screenshots(live: Live, browser: Any) -> None:
     await supervisor.goto(f"{live.base}/console/dashboard")
     await supervisor.locator("svg.chart").first.wait_for()
     await screenshot(supervisor, "dashboard")
+    for name in SHOTS:  # every picture the docs show was taken, and is a real page, not a blank one
+        shot = _screenshot_folder / f"{name}.png"
+        assert shot.stat().st_size > 20_000, f"{shot} looks empty"
