@@ -109,3 +109,9 @@ def categories_for(kind: str) -> dict[str, str]:
     if kind == "complaint":
         return COMPLAINT_CATEGORY_LABELS
     return {}
+SMS_PARAM_LABELS = {
+    "kind": "类型", "number": "单号", "assignee": "负责人", "visit_time": "上门时间", "summary": "事项",
+    "location": "地点", "code": "验证码", "content": "内容", "project": "项目", "house": "房屋",
+    "place": "地点", "hours": "时间", "documents": "所需材料", "time": "时间", "reason": "原因",
+}
+"""How a notice's parameters read when a kind has no SMS template (the recorded text of a skipped SMS)."""

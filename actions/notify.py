@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from actions.labels import SMS_PARAM_LABELS
 from bot.events import EventBatch
 from bot.policy import OutboundMessage
 from bot.settings import Settings, SmsTemplate
@@ -116,7 +117,8 @@ class Notifier:
     def render(self, kind: str, params: Mapping[str, Any], sign: str) -> Rendered:
         template = self.template(kind)
         if template is None:
-            text = "；".join(f"{k}：{v}" for k, v in params.items())
+            text = "；".join(f"{SMS_PARAM_LABELS.get(k, '')}：{v}" if k in SMS_PARAM_LABELS else str(v)
+                            for k, v in params.items())
             return Rendered(None, None, {k: str(v) for k, v in params.items()}, f"【{sign}】{text}"[:TEXT_MAX])
         values = {name: clip(params.get(name), template.param_max) for name in template.params}
         text = render(template.text, values, sign)
@@ -201,12 +203,18 @@ class Notifier:
 
     # --- the channel choice -----------------------------------------------------------------------
 
-    def can_chat(self, identity: Identity | None, now: dt.datetime) -> bool:
-        """Can a free-text message reach ``identity`` now (WeChat: within 48 h of their last message)?"""
+    def can_chat(self, identity: Identity | None, now: dt.datetime, *, pull: bool = False) -> bool:
+        """Can a free-text message reach ``identity`` now (WeChat: within 48 h of their last message)?
+
+        ``pull``: also a channel whose client reads the conversation (the JSON API, ``yezhu chat``) --
+        right for the conversation a matter came from, where that client is reading, never chosen when
+        looking for any channel that reaches the owner."""
         if identity is None:
             return False
         caps = self.rt.channels.capabilities(identity.channel)
-        return caps is not None and caps.free_text and caps.window_open(identity.last_inbound_at, now)
+        if caps is None or caps.templates_only or not (caps.push or pull):
+            return False
+        return caps.window_open(identity.last_inbound_at, now)
 
     async def reachable_in_chat(self, s: AsyncSession, owner_id: int, now: dt.datetime) -> Identity | None:
         """The owner's identity on a channel whose window is open now, the most recently used first."""
@@ -233,11 +241,13 @@ class Notifier:
         (A WeChat template message would sit between 1 and 2; the WeChat channel has no template API yet.)"""
         now = now or utcnow()
         thread = conversation  # where an SMS is noted for staff: the conversation the matter came from
-        if not self.can_chat(identity, now) and owner_id is not None:
+        if self.can_chat(identity, now, pull=conversation is not None):
+            pass  # the chat the matter came from reaches the owner
+        elif owner_id is not None:
             identity = await self.reachable_in_chat(s, owner_id, now)
             conversation = None if identity is None or conversation is None \
                 or conversation.identity_id != identity.id else conversation
-        if identity is not None and self.can_chat(identity, now):
+        if identity is not None and self.can_chat(identity, now, pull=conversation is not None):
             if conversation is None or conversation.mode == "closed":
                 conversation = await self.rt.engine.current_conversation(s, identity)
             out = await self.rt.engine.send(s, conversation, OutboundMessage(text, data=dict(data or {})),

@@ -38,7 +38,8 @@ def settings() -> Settings:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         message = str(first["msg"]).removeprefix("Value error, ")
-        typer.echo(f"yezhu: invalid setting YEZHU_{where.upper()}: {message}", err=True)
+        setting = f"YEZHU_{where.upper()}: " if where else ""
+        typer.echo(f"yezhu: invalid configuration: {setting}{message}", err=True)
         raise typer.Exit(2) from None
     except (ValueError, OSError, yaml.YAMLError) as exc:
         typer.echo(f"yezhu: invalid configuration: {config_error(exc)}", err=True)

@@ -98,28 +98,21 @@ def test_objects_and_nested_values_are_masked(json_mode: bool) -> None:
     assert "139****5678" in output
 
 
-def test_verification_codes_are_never_logged(sqlite_url: str) -> None:
-    from actions.binding import DevSmsSender
-    from bot.store.db import Database
+def test_verification_codes_are_never_logged() -> None:
+    from channels.sms.base import SmsRequest
+    from channels.sms.dev import DevSmsProvider
 
     stream = _configured(False)
-
-    async def send() -> str:
-        db = Database(sqlite_url)
-        try:
-            async with db.session() as s, s.begin():
-                row = await DevSmsSender().send_text(s, PHONE, "【业主服务】您的验证码为 482913，10分钟内有效。")
-                return row.text
-        finally:
-            await db.close()
+    request = SmsRequest(phone=PHONE, sign_name="业主服务", template_code="SMS_CODE", params={"code": "482913"},
+                         out_id="sms-7")
 
     try:
-        stored = run_sync(send())
+        result = run_sync(DevSmsProvider().send(request))
         logging.getLogger("yezhu.x").info("owner wrote: 验证码是482913")
     finally:
         logging.getLogger().handlers.clear()
     output = stream.getvalue()
-    assert "482913" in stored  # the developer still finds it in sms_outbox
+    assert result.status == "sent"  # the developer still finds the code in sms_message
     assert "dev SMS" in output and "482913" not in output and PHONE not in output
     assert logs.mask("您的验证码为：123456，请勿泄露") == "您的验证码为：******，请勿泄露"
     assert logs.mask("errcode 40001, 工单 BX20261123-0007") == "errcode 40001, 工单 BX20261123-0007"

@@ -79,9 +79,15 @@ class CertificateFlow(Flow):
     async def resume(self, ctx: Ctx, resume: dict[str, Any]) -> str:
         return await self.status(ctx)
 
-    async def status(self, ctx: Ctx) -> str:
+    async def status(self, ctx: Ctx, *, complaint_opened: bool = False) -> str:
+        """The bound owner's certificate status per house, and an apology past the contract's deadline.
+
+        ``complaint_opened``: a grievance about the certificate already opened a complaint in this turn
+        (issue 11: act and topic apart); the status follows it, without offering a complaint again."""
         houses = await ctx.houses()
         if not houses:
+            if complaint_opened:
+                return ""
             return "暂未查到您名下登记的房屋，已为您记录，客服核实后会回复您。" + NEXT
         records = {r.house_id: r for r in (await ctx.session.execute(
             sa.select(CertificateRecord).where(CertificateRecord.house_id.in_([h.id for h in houses]))
@@ -104,13 +110,16 @@ class CertificateFlow(Flow):
         if overdue:
             where = "、".join(house_text(h) for h, _ in overdue)
             due = overdue[0][1]
+            if complaint_opened:
+                return reply + (f"\n按购房合同约定，开发商应在交房后{deadline_days}天内（{where}为{cn_date(due)}前）"
+                                "完成办证资料递交，现已超过约定期限，非常抱歉让您久等了，这一点已一并记入您的投诉。")
             reply += (f"\n按购房合同约定，开发商应在交房后{deadline_days}天内（{where}为{cn_date(due)}前）完成办证资料递交，"
                       "现已超过约定期限，非常抱歉让您久等了。"
                       "如需要，我可以为您登记投诉并由主管跟进（回复“投诉”），或回复“人工”由客服为您核实具体原因。")
             ctx.state["offer"] = {"kind": "certificate_overdue", "at": ctx.now.isoformat(),
                                   "text": f"办证超过合同约定期限：{where}，约定{cn_date(due)}前，至今未办好。业主原话：{ctx.text}"}
             return reply
-        return reply + "\n" + NEXT
+        return reply if complaint_opened else reply + "\n" + NEXT
 
     async def _bring(self, ctx: Ctx, collection: dict[str, Any]) -> str:
         item = await ctx.desk.knowledge.get(str(collection.get("kb_slug", "cert-collect")))

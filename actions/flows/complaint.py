@@ -248,12 +248,25 @@ class ComplaintFlow(Flow):
             reply += config.get("normal") or (f"客服会{when}核实情况并回复您处理结果，处理完成后我们还会回访听取您的意见。"
                                                if "小时" not in when else
                                                "客服会在24小时内核实情况并回复您处理结果，处理完成后我们还会回访听取您的意见。")
+        if ctx.bound and self._about_certificate(ctx):
+            # A grievance about the certificate (交房一年多了房产证还没办下来): the complaint is recorded
+            # and the owner also gets their own house's certificate status in the same answer.
+            from actions.flows.certificate import CertificateFlow  # the certificate flow offers complaints
+
+            status = await ctx.router.get(CertificateFlow).status(ctx, complaint_opened=True)
+            if status:
+                reply += "\n" + status
         if owner is None and ticket.contact_phone is None:
             new_form(ctx.state, "complaint_contact", {"ticket_id": ticket.id}, asking="contact")
             reply += "\n方便留一个联系电话吗？直接回复手机号即可，便于我们跟进。"
         else:
             reply += NEXT
         return reply
+
+    @staticmethod
+    def _about_certificate(ctx: Ctx) -> bool:
+        parse = ctx.parse
+        return (parse is not None and parse.topic == "certificate") or ctx.entity("certificate_topic") is not None
 
     async def _linked_repair(self, ctx: Ctx, complaint: Ticket, text: str, category: str) -> str:
         """The complaint is also a repair (a leak, a broken gate): open it too, linked both ways."""
