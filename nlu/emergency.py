@@ -118,7 +118,10 @@ _WET_PLACE = (
     r"(?:家里|家中|屋里|屋内|房间|客厅|卧室|厨房|卫生间|整个|全屋|车库|地库|地下室|电梯|楼道|大堂|配电|电箱|电表箱|"
     r"楼下|一楼|单元|商铺|仓库|地下)"
 )
-_INTO = r"(?:进(?:了)?(?:好多|很多|大量|不少)?水(?!管|阀|口|龙头|软管)|泡起来|泡坏|泡了|泡水|泡在水|泡着|浸泡|积水|灌水|水灌|涌水)"
+_INTO = (
+    r"(?:进(?:了)?(?:好多|很多|大量|不少)?水(?!管|阀|口|龙头|软管)|(?<![灯气])泡(?:起来|坏|了|水|在水|着)|浸泡|积水|灌水|水灌|涌水)"
+)
+"""Water getting in. 灯泡坏了 (a bulb) and 气泡 are not water."""
 _LEAK_SEVERE = (
     # How much water, not how cross the owner is: 越来越严重 is an escalating leak for the repair desk.
     r"(?:漏水|渗水|滴水|往下流|往下淌|往下滴|往下漏|流水|淌水|漏得)[^,.!?]{0,8}(?:像下雨|止不住|"
@@ -213,7 +216,9 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("flooding", "burst_pipe", _rx(r"(?:爆管|爆水管|爆水喉|水管爆|管爆|burst pipe|pipe burst)"), None, 0),
     _Rule("flooding", "flood", _rx(_FLOOD_STRONG), None, 0,
           _rx(r"(?:手机|淹死|雨季|下雨天|防汛|排涝|臭|烟|气味|排风|风口|油烟)")),
-    _Rule("flooding", "water_everywhere", _rx(_FLOOD_EVERYWHERE), None, 0, _rx(r"(?:路上|马路|路面|小区道路|草坪|花园|绿化)")),
+    # A drip that wets a floor (空调外机滴水 滴得阳台全是水) is a repair for the desk, not a flood.
+    _Rule("flooding", "water_everywhere", _rx(_FLOOD_EVERYWHERE), None, 0,
+          _rx(r"(?:路上|马路|路面|小区道路|草坪|花园|绿化|滴得|滴到|滴水|冷凝水|空调外机|空调水)")),
     _Rule("flooding", "gushing", _rx(_GUSH), _rx(_WATER), 6,
           _rx(r"(?:水费|水压小|出水小|没水|停水|水箱|冲水|马桶|喷泉|洒水|浇水|水枪)")),
     _Rule("flooding", "water_in", _rx(_INTO), _rx(_WET_PLACE), 8,
