@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bot.store.fts import include_name
 from bot.store.models import Base
 
 config = context.config
@@ -20,6 +21,9 @@ def do_run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # SQLite's FTS5 search indexes and their shadow tables (migration 0008) are no models: raw DDL
+        # that SQLAlchemy cannot declare. Autogenerate must neither drop them nor report them.
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -11,14 +11,21 @@ What the box understands (the way the desk types it on the phone with an owner):
 
 Filters narrow the tickets: kind, category, status (or “未关闭”), engineer, project, created between two
 dates. On PostgreSQL ``LIKE '%…%'`` is served by pg_trgm GIN indexes (migration 0006; trigrams work on
-Chinese characters); SQLite, the embedded mode, scans. ``bench/console_search.py`` measures it on
-200,000 tickets. Engineers search only their own tickets; every search is in the audit log.
+Chinese characters). On SQLite, the embedded mode, FTS5 tables with the trigram tokenizer do the same
+(migration 0008, ``bot.store.fts``): a word or digits of three characters or more are first looked up
+there (``MATCH`` of the phrase), and the same ``LIKE`` as on PostgreSQL then decides, so both paths
+return the same rows. Trigrams cannot serve one or two characters ("漏水", "杨建"): those keep
+``LIKE`` — a scan of the tickets newest first that stops at the ``NEWEST`` matches (complete, as the
+bigram index on PostgreSQL is), and of the latest ``MESSAGE_WINDOW`` messages for chats.
+``bench/console_search.py`` measures PostgreSQL on 200,000 tickets. Engineers search only their own
+tickets; every search is in the audit log.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,6 +48,7 @@ from bot.console.core import (
     staff_of,
 )
 from bot.console.intake import houses_matching, parse_house, phone_digits
+from bot.store.fts import FTS_TABLES
 from bot.store.models import (
     Conversation,
     House,
@@ -97,6 +105,7 @@ class Query:
         self.house = parse_house(self.q) if not self.number else None
         self.digits = self.q if self.q.isdigit() and len(self.q) >= 3 else None
         self.words = self.q if self.q and not (self.number or self.house or self.digits) else None
+        self.fts: frozenset[str] | None = None  # this database's FTS5 tables, once looked up (``_fts``)
 
     @property
     def filtered(self) -> bool:
@@ -108,6 +117,34 @@ class Query:
                 "engineer": str(self.engineer or ""), "project": self.project,
                 "from": self.since.date().isoformat() if self.since else "",
                 "to": (self.until - dt.timedelta(days=1)).date().isoformat() if self.until else ""}
+
+
+async def _fts(s: AsyncSession, q: Query) -> frozenset[str]:
+    """The FTS5 search tables of this database: SQLite's from migration 0008 (none on PostgreSQL, none
+    on a SQLite without the trigram tokenizer, where the search scans with ``LIKE``)."""
+    if q.fts is None:
+        q.fts = frozenset()
+        if s.get_bind().dialect.name == "sqlite":
+            q.fts = frozenset((await s.execute(sa.text(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('ticket_fts', 'owner_fts', "
+                "'message_fts')"))).scalars())
+    return q.fts
+
+
+def _narrowed(fts: frozenset[str], table: str, row_id: Any, columns: Sequence[str], text: str, exact: Any) -> Any:
+    """``exact`` (the ``LIKE`` that decides), first narrowed to the rows whose FTS5 trigram index has
+    ``text`` in one of ``columns`` — when the table has one and ``text`` has a trigram (3+ characters).
+
+    The phrase is quoted for FTS5 (``"`` doubled), so the owner's text is never read as query syntax;
+    the trigram index finds a superset (it folds case a little more widely than ``LIKE``), which
+    ``exact`` then trims to the very rows the ``LIKE`` path returns."""
+    if table not in fts or len(text) < 3:
+        return exact
+    assert set(columns) <= set(FTS_TABLES[table]), columns
+    phrase = "{" + " ".join(columns) + "} : \"" + text.replace('"', '""') + '"'
+    hits: sa.Select[Any] = sa.select(sa.literal_column("rowid")).select_from(sa.table(table)).where(
+        sa.literal_column(table).op("MATCH")(phrase))
+    return sa.and_(row_id.in_(hits), exact)
 
 
 def _phone(column: Any, digits: str) -> Any:
@@ -162,22 +199,27 @@ async def _two_characters(s: AsyncSession, q: Query, staff: Staff, plain: Any, o
 
 async def find_tickets(s: AsyncSession, q: Query, staff: Staff) -> list[Ticket]:
     query = sa.select(Ticket.id)
+    fts = await _fts(s, q)
     if q.number:
-        query = query.where(Ticket.number.like(q.number + "%") if len(q.number) < 15 else Ticket.number == q.number)
+        query = query.where(_narrowed(fts, "ticket_fts", Ticket.id, ["number"], q.number, Ticket.number.like(
+            q.number + "%")) if len(q.number) < 15 else Ticket.number == q.number)
     elif q.house:
         query = query.where(Ticket.house_id.in_(_house_ids(q)))
     elif q.digits:
         # The owners first (a few): then each branch has its index and PostgreSQL ORs the bitmaps.
-        owners = list((await s.execute(sa.select(Owner.id).where(_phone(Owner.phone, q.digits)).limit(200))).scalars())
-        cond = sa.or_(_phone(Ticket.contact_phone, q.digits), Ticket.owner_id.in_(owners or [0]))
+        owners = list((await s.execute(sa.select(Owner.id).where(_narrowed(
+            fts, "owner_fts", Owner.id, ["phone"], q.digits, _phone(Owner.phone, q.digits))).limit(200))).scalars())
+        cond, columns = _phone(Ticket.contact_phone, q.digits), ["contact_phone"]
         if len(q.digits) == 4:  # "0007" may also be the end of a ticket number
-            cond = sa.or_(cond, Ticket.number.like("%-" + q.digits))
-        query = query.where(cond)
+            cond, columns = sa.or_(cond, Ticket.number.like("%-" + q.digits)), ["contact_phone", "number"]
+        query = query.where(sa.or_(_narrowed(fts, "ticket_fts", Ticket.id, columns, q.digits, cond),
+                                   Ticket.owner_id.in_(owners or [0])))
     elif q.words:
         pattern = _like(q.words)
-        owners = list((await s.execute(
-            sa.select(Owner.id).where(Owner.name.like(pattern, escape="\\")).limit(200))).scalars())
-        plain = sa.or_(Ticket.description.like(pattern, escape="\\"), Ticket.location.like(pattern, escape="\\"),
+        owners = list((await s.execute(sa.select(Owner.id).where(_narrowed(
+            fts, "owner_fts", Owner.id, ["name"], q.words, Owner.name.like(pattern, escape="\\"))).limit(200))).scalars())
+        text = sa.or_(Ticket.description.like(pattern, escape="\\"), Ticket.location.like(pattern, escape="\\"))
+        plain = sa.or_(_narrowed(fts, "ticket_fts", Ticket.id, ["description", "location"], q.words, text),
                        Ticket.owner_id.in_(owners or [0]))
         if len(q.words) == 2 and s.get_bind().dialect.name == "postgresql":
             plain = await _two_characters(s, q, staff, plain, owners)
@@ -196,12 +238,14 @@ async def find_tickets(s: AsyncSession, q: Query, staff: Staff) -> list[Ticket]:
 async def find_owners(s: AsyncSession, q: Query) -> list[Owner]:
     query = sa.select(Owner).options(selectinload(Owner.houses).selectinload(OwnerHouse.house)
                                      .selectinload(House.building))
+    fts = await _fts(s, q)
     if q.house:
         query = query.where(Owner.id.in_(sa.select(OwnerHouse.owner_id).where(OwnerHouse.house_id.in_(_house_ids(q)))))
     elif q.digits:
-        query = query.where(_phone(Owner.phone, q.digits))
+        query = query.where(_narrowed(fts, "owner_fts", Owner.id, ["phone"], q.digits, _phone(Owner.phone, q.digits)))
     elif q.words:
-        query = query.where(Owner.name.like(_like(q.words), escape="\\"))
+        query = query.where(_narrowed(fts, "owner_fts", Owner.id, ["name"], q.words,
+                                      Owner.name.like(_like(q.words), escape="\\")))
     else:
         return []
     return list((await s.execute(query.order_by(Owner.id).limit(LIMIT_OWNERS))).scalars().unique())
@@ -210,8 +254,10 @@ async def find_owners(s: AsyncSession, q: Query) -> list[Owner]:
 async def find_conversations(s: AsyncSession, q: Query) -> list[dict[str, Any]]:
     """Chats whose messages contain the words (or, for digits, whose SMS sender or owner has the phone)."""
     if q.words:
+        said = _narrowed(await _fts(s, q), "message_fts", Message.id, ["text"], q.words,
+                         Message.text.like(_like(q.words), escape="\\"))
         query = (sa.select(Message.conversation_id, Message.id)
-                 .where(Message.text.like(_like(q.words), escape="\\"), Message.direction.in_(("in", "out", "note")))
+                 .where(said, Message.direction.in_(("in", "out", "note")))
                  .order_by(Message.id.desc()).limit(NEWEST))
         if len(q.words) < 3:  # no trigram to use: look through the latest messages only
             latest = (await s.execute(sa.select(sa.func.max(Message.id)))).scalar() or 0
