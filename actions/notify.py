@@ -23,6 +23,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,7 +33,7 @@ from bot.events import EventBatch
 from bot.policy import OutboundMessage
 from bot.settings import Settings, SmsTemplate
 from bot.store.models import Conversation, Identity, Message, Owner, Project, SmsMessage, utcnow
-from channels.sms.base import CHINA, TEXT_MAX, render, segments
+from channels.sms.base import CHINA, TEXT_MAX, Length, measure, render, segments
 
 log = logging.getLogger("yezhu.notify")
 
@@ -84,6 +85,18 @@ class Rendered:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class Preview:
+    rendered: Rendered
+    length: Length
+    whole: bool
+    """Every parameter fits as given (False: a value would be shortened with …)."""
+
+    @property
+    def text(self) -> str:
+        return self.rendered.text
+
+
 class Notifier:
     """Records proactive messages in the caller's transaction; the jobs send them after the commit."""
 
@@ -126,6 +139,27 @@ class Notifier:
             values[longest] = clip(values[longest], max(1, len(values[longest]) - over))
             text = render(template.text, values, sign)
         return Rendered(template, template.code_for(self.provider), values, text)
+
+    async def price(self, s: AsyncSession, project_id: int | None) -> Decimal:
+        """元 per billed part: the project's ``sms_price``, else ``YEZHU_SMS_PRICE``."""
+        if project_id is not None:
+            project = await s.get(Project, project_id)
+            value = (project.settings or {}).get("sms_price") if project is not None else None
+            if value not in (None, ""):
+                try:
+                    return Decimal(str(value))
+                except InvalidOperation:
+                    log.warning("project %s: sms_price %r is not a number", project_id, value)
+        return self.settings.sms_price
+
+    async def preview(
+        self, s: AsyncSession, *, kind: str, params: Mapping[str, Any], project_id: int | None = None,
+    ) -> Preview:
+        """What :meth:`sms` would send for ``kind``: the text as the owner's phone shows it, its length,
+        billed parts and cost, and whether every parameter went in whole (none was shortened)."""
+        rendered = self.render(kind, params, await self.sign_name(s, project_id))
+        whole = all(rendered.params[k] == clip(v, 4 * TEXT_MAX) for k, v in params.items() if k in rendered.params)
+        return Preview(rendered, measure(rendered.text, await self.price(s, project_id)), whole)
 
     async def window(self, s: AsyncSession, project_id: int | None, template: SmsTemplate | None) -> str:
         if template is not None and template.window:

@@ -6,6 +6,7 @@ the default WeChat account is configured from the environment and served at ``/w
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -160,6 +161,8 @@ class Settings(BaseSettings):
     """Requests per second to the provider, shared by every process (through Redis)."""
     sms_daily_cap: int = 10
     """Non-urgent SMS per phone per day; more wait for the next day."""
+    sms_price: Decimal = Decimal("0.045")
+    """元 per billed SMS part, for the cost the console shows while staff type (a project's ``sms_price`` wins)."""
     sms_window: str = "08:00-21:00"
     """Beijing-time sending window for non-urgent SMS (a project's ``sms_window`` wins)."""
     aliyun_access_key_id: str = ""

@@ -135,6 +135,8 @@ class ChannelCapabilities:
     """Only provider-approved templates can be sent (SMS in China): no free text."""
     push: bool = True
     """The channel can reach the owner on its own (False: the owner's client reads the conversation)."""
+    sender_is_phone: bool = False
+    """The sender's id is a phone number the carrier verified (SMS): it identifies a registered owner."""
 
     @property
     def free_text(self) -> bool:
@@ -147,7 +149,7 @@ class ChannelCapabilities:
 
 
 WECHAT = ChannelCapabilities(reply_window=dt.timedelta(hours=48), max_length=2048)
-SMS = ChannelCapabilities(reply_window=None, max_length=500, templates_only=True)
+SMS = ChannelCapabilities(reply_window=None, max_length=500, templates_only=True, sender_is_phone=True)
 PULL = ChannelCapabilities(push=False)
 """The JSON API and the terminal: replies are stored and read by the owner's client."""
 BUILTIN_CAPABILITIES: dict[str, ChannelCapabilities] = {"wechat": WECHAT, "sms": SMS, "api": PULL, "terminal": PULL}
