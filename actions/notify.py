@@ -33,7 +33,7 @@ from bot.events import EventBatch
 from bot.policy import OutboundMessage
 from bot.settings import Settings, SmsTemplate
 from bot.store.models import Conversation, Identity, Message, Owner, Project, SmsMessage, utcnow
-from channels.sms.base import CHINA, TEXT_MAX, Length, measure, render, segments
+from channels.sms.base import CHINA, PLACEHOLDER, TEXT_MAX, Length, measure, render, segments
 
 log = logging.getLogger("yezhu.notify")
 
@@ -260,11 +260,12 @@ class Notifier:
 
         1. their chat (``identity``, else any of theirs) where free text reaches them (WeChat in its window):
            ``text`` as a conversation message, delivered after the commit (``Notice.message_ids``);
-        2. else SMS through the approved template of ``kind`` filled with ``params`` (recorded in the
+        2. else a template message (WeChat 模板消息) where ``kind`` has one in the ``wechat_templates``
+           catalogue and the owner follows the account: ``params`` fill its fields; it is a message of
+           the owner's conversation there, delivered after the commit like 1;
+        3. else SMS through the approved template of ``kind`` filled with ``params`` (recorded in the
            conversation too, when there is one);
-        3. else nothing, with the reason (no approved template, opted out, no phone …).
-
-        (A WeChat template message would sit between 1 and 2; the WeChat channel has no template API yet.)"""
+        4. else nothing, with the reason (no approved template, opted out, no phone …)."""
         now = now or utcnow()
         thread = conversation  # where an SMS is noted for staff: the conversation the matter came from
         if not self.can_chat(identity, now) and owner_id is not None:
@@ -277,6 +278,11 @@ class Notifier:
             out = await self.rt.engine.send(s, conversation, OutboundMessage(text, data=dict(data or {})),
                                             author="bot", batch=batch)
             return Notice(identity.channel, message_ids=[out.id], text=text)
+        if owner_id is not None:
+            templated = await self._template_message(s, batch, owner_id=owner_id, kind=kind, params=params,
+                                                     text=text, data=data)
+            if templated is not None:
+                return templated
         if not phone:
             return Notice(None, reason=SKIP_REASONS["no_phone"])
         sms = await self.sms(s, batch, phone=phone, kind=kind, params=params, owner_id=owner_id,
@@ -292,6 +298,35 @@ class Notifier:
             await s.flush()
             sms.message_id = carried.id
         return Notice("sms", sms=sms, text=sms.text)
+
+
+    async def _template_message(
+        self, s: AsyncSession, batch: EventBatch, *, owner_id: int, kind: str, params: Mapping[str, Any],
+        text: str, data: Mapping[str, Any] | None,
+    ) -> Notice | None:
+        """Record ``kind``'s template message to the owner's identity on a channel that carries them
+        (WeChat, still followed), in its conversation; None when there is no template or no such identity."""
+        template = self.settings.wechat_templates.get(kind)
+        if template is None:
+            return None
+        identities = (await s.execute(
+            sa.select(Identity).where(Identity.owner_id == owner_id, Identity.subscribed.is_(True))
+            .order_by(Identity.last_inbound_at.desc().nulls_last())
+        )).scalars().all()
+        identity = next((i for i in identities if (caps := self.rt.channels.capabilities(i.channel)) is not None
+                         and caps.template_messages), None)
+        if identity is None:
+            return None
+        fields = {name: clip(PLACEHOLDER.sub(lambda m: str(params.get(m.group(1), "")), value), template.value_max)
+                  for name, value in template.fields.items()}
+        spec: dict[str, Any] = {"template_id": template.template_id, "fields": fields}
+        if template.url:
+            spec["url"] = template.url
+        conversation = await self.rt.engine.current_conversation(s, identity)
+        out = await self.rt.engine.send(
+            s, conversation, OutboundMessage(text, kind="template", data={**dict(data or {}), "wechat_template": spec}),
+            author="bot", batch=batch)
+        return Notice(identity.channel, message_ids=[out.id], text=text)
 
 
 @dataclass(frozen=True, slots=True)

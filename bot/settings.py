@@ -65,6 +65,21 @@ class SmsTemplate(BaseModel):
         return self.category in URGENT_CATEGORIES
 
 
+class WeChatTemplate(BaseModel):
+    """One message kind's WeChat template message (模板消息): the template id the Official Account's
+    back office gave, and each field's value with ``${name}`` parameters (the same names as the SMS
+    template of the kind, so one ``params`` mapping fills both)."""
+
+    kind: str
+    template_id: str
+    fields: dict[str, str]
+    """Template field (``first``, ``keyword1`` … or ``thing1``, ``time2`` …) → value with ``${name}``."""
+    value_max: int = 20
+    """Characters per field value (WeChat's limit for ``thing`` fields); longer values are shortened with …"""
+    url: str | None = None
+    """Where tapping the message leads (optional)."""
+
+
 class WeChatAccount(BaseModel):
     """One WeChat Official Account (公众号) whose server URL is ``/wechat/{name}``."""
 
@@ -246,6 +261,14 @@ class Settings(BaseSettings):
         if raw is None:
             raw = (yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8")).get("sms") or {}).get("templates") or {}
         return {kind: SmsTemplate(kind=kind, **spec) for kind, spec in raw.items()}
+
+    @cached_property
+    def wechat_templates(self) -> dict[str, WeChatTemplate]:
+        """The WeChat template-message catalogue: ``wechat_templates`` of the config file, else the demo's."""
+        raw = self.file_config.get("wechat_templates")
+        if raw is None:
+            raw = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8")).get("wechat_templates") or {}
+        return {kind: WeChatTemplate(kind=kind, **spec) for kind, spec in raw.items()}
 
     @cached_property
     def duty_rosters(self) -> dict[str, dict[str, Any]]:
