@@ -23,6 +23,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,7 +34,7 @@ from bot.events import EventBatch
 from bot.policy import OutboundMessage
 from bot.settings import Settings, SmsTemplate
 from bot.store.models import Conversation, Identity, Message, Owner, Project, SmsMessage, utcnow
-from channels.sms.base import CHINA, TEXT_MAX, render, segments
+from channels.sms.base import CHINA, PLACEHOLDER, TEXT_MAX, Length, measure, render, segments
 
 log = logging.getLogger("yezhu.notify")
 
@@ -85,6 +86,18 @@ class Rendered:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class Preview:
+    rendered: Rendered
+    length: Length
+    whole: bool
+    """Every parameter fits as given (False: a value would be shortened with …)."""
+
+    @property
+    def text(self) -> str:
+        return self.rendered.text
+
+
 class Notifier:
     """Records proactive messages in the caller's transaction; the jobs send them after the commit."""
 
@@ -128,6 +141,27 @@ class Notifier:
             values[longest] = clip(values[longest], max(1, len(values[longest]) - over))
             text = render(template.text, values, sign)
         return Rendered(template, template.code_for(self.provider), values, text)
+
+    async def price(self, s: AsyncSession, project_id: int | None) -> Decimal:
+        """元 per billed part: the project's ``sms_price``, else ``YEZHU_SMS_PRICE``."""
+        if project_id is not None:
+            project = await s.get(Project, project_id)
+            value = (project.settings or {}).get("sms_price") if project is not None else None
+            if value not in (None, ""):
+                try:
+                    return Decimal(str(value))
+                except InvalidOperation:
+                    log.warning("project %s: sms_price %r is not a number", project_id, value)
+        return self.settings.sms_price
+
+    async def preview(
+        self, s: AsyncSession, *, kind: str, params: Mapping[str, Any], project_id: int | None = None,
+    ) -> Preview:
+        """What :meth:`sms` would send for ``kind``: the text as the owner's phone shows it, its length,
+        billed parts and cost, and whether every parameter went in whole (none was shortened)."""
+        rendered = self.render(kind, params, await self.sign_name(s, project_id))
+        whole = all(rendered.params[k] == clip(v, 4 * TEXT_MAX) for k, v in params.items() if k in rendered.params)
+        return Preview(rendered, measure(rendered.text, await self.price(s, project_id)), whole)
 
     async def window(self, s: AsyncSession, project_id: int | None, template: SmsTemplate | None) -> str:
         if template is not None and template.window:
@@ -234,11 +268,12 @@ class Notifier:
 
         1. their chat (``identity``, else any of theirs) where free text reaches them (WeChat in its window):
            ``text`` as a conversation message, delivered after the commit (``Notice.message_ids``);
-        2. else SMS through the approved template of ``kind`` filled with ``params`` (recorded in the
+        2. else a template message (WeChat 模板消息) where ``kind`` has one in the ``wechat_templates``
+           catalogue and the owner follows the account: ``params`` fill its fields; it is a message of
+           the owner's conversation there, delivered after the commit like 1;
+        3. else SMS through the approved template of ``kind`` filled with ``params`` (recorded in the
            conversation too, when there is one);
-        3. else nothing, with the reason (no approved template, opted out, no phone …).
-
-        (A WeChat template message would sit between 1 and 2; the WeChat channel has no template API yet.)"""
+        4. else nothing, with the reason (no approved template, opted out, no phone …)."""
         now = now or utcnow()
         thread = conversation  # where an SMS is noted for staff: the conversation the matter came from
         if self.can_chat(identity, now, pull=conversation is not None):
@@ -253,6 +288,11 @@ class Notifier:
             out = await self.rt.engine.send(s, conversation, OutboundMessage(text, data=dict(data or {})),
                                             author="bot", batch=batch)
             return Notice(identity.channel, message_ids=[out.id], text=text)
+        if owner_id is not None:
+            templated = await self._template_message(s, batch, owner_id=owner_id, kind=kind, params=params,
+                                                     text=text, data=data)
+            if templated is not None:
+                return templated
         if not phone:
             return Notice(None, reason=SKIP_REASONS["no_phone"])
         sms = await self.sms(s, batch, phone=phone, kind=kind, params=params, owner_id=owner_id,
@@ -268,6 +308,35 @@ class Notifier:
             await s.flush()
             sms.message_id = carried.id
         return Notice("sms", sms=sms, text=sms.text)
+
+
+    async def _template_message(
+        self, s: AsyncSession, batch: EventBatch, *, owner_id: int, kind: str, params: Mapping[str, Any],
+        text: str, data: Mapping[str, Any] | None,
+    ) -> Notice | None:
+        """Record ``kind``'s template message to the owner's identity on a channel that carries them
+        (WeChat, still followed), in its conversation; None when there is no template or no such identity."""
+        template = self.settings.wechat_templates.get(kind)
+        if template is None:
+            return None
+        identities = (await s.execute(
+            sa.select(Identity).where(Identity.owner_id == owner_id, Identity.subscribed.is_(True))
+            .order_by(Identity.last_inbound_at.desc().nulls_last())
+        )).scalars().all()
+        identity = next((i for i in identities if (caps := self.rt.channels.capabilities(i.channel)) is not None
+                         and caps.template_messages), None)
+        if identity is None:
+            return None
+        fields = {name: clip(PLACEHOLDER.sub(lambda m: str(params.get(m.group(1), "")), value), template.value_max)
+                  for name, value in template.fields.items()}
+        spec: dict[str, Any] = {"template_id": template.template_id, "fields": fields}
+        if template.url:
+            spec["url"] = template.url
+        conversation = await self.rt.engine.current_conversation(s, identity)
+        out = await self.rt.engine.send(
+            s, conversation, OutboundMessage(text, kind="template", data={**dict(data or {}), "wechat_template": spec}),
+            author="bot", batch=batch)
+        return Notice(identity.channel, message_ids=[out.id], text=text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -281,7 +281,8 @@ class Engine:
         identity = (await s.execute(q)).scalar_one_or_none()
         if identity is None:
             identity = Identity(channel=channel, account=account, external_id=external_id)
-            if channel == "sms":  # an SMS sender is identified by the phone the owner registered
+            caps = self.rt.channels.capabilities(channel)
+            if caps is not None and caps.sender_is_phone:  # the carrier verified it: the registered owner
                 owner = (await s.execute(sa.select(Owner).where(Owner.phone == external_id))).scalar_one_or_none()
                 if owner is not None:
                     identity.owner_id, identity.bound_at = owner.id, utcnow()

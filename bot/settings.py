@@ -6,6 +6,7 @@ the default WeChat account is configured from the environment and served at ``/w
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -62,6 +63,21 @@ class SmsTemplate(BaseModel):
     @property
     def urgent(self) -> bool:
         return self.category in URGENT_CATEGORIES
+
+
+class WeChatTemplate(BaseModel):
+    """One message kind's WeChat template message (模板消息): the template id the Official Account's
+    back office gave, and each field's value with ``${name}`` parameters (the same names as the SMS
+    template of the kind, so one ``params`` mapping fills both)."""
+
+    kind: str
+    template_id: str
+    fields: dict[str, str]
+    """Template field (``first``, ``keyword1`` … or ``thing1``, ``time2`` …) → value with ``${name}``."""
+    value_max: int = 20
+    """Characters per field value (WeChat's limit for ``thing`` fields); longer values are shortened with …"""
+    url: str | None = None
+    """Where tapping the message leads (optional)."""
 
 
 class WeChatAccount(BaseModel):
@@ -160,6 +176,8 @@ class Settings(BaseSettings):
     """Requests per second to the provider, shared by every process (through Redis)."""
     sms_daily_cap: int = 10
     """Non-urgent SMS per phone per day; more wait for the next day."""
+    sms_price: Decimal = Decimal("0.045")
+    """元 per billed SMS part, for the cost the console shows while staff type (a project's ``sms_price`` wins)."""
     sms_window: str = "08:00-21:00"
     """Beijing-time sending window for non-urgent SMS (a project's ``sms_window`` wins)."""
     aliyun_access_key_id: str = ""
@@ -243,6 +261,14 @@ class Settings(BaseSettings):
         if raw is None:
             raw = (yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8")).get("sms") or {}).get("templates") or {}
         return {kind: SmsTemplate(kind=kind, **spec) for kind, spec in raw.items()}
+
+    @cached_property
+    def wechat_templates(self) -> dict[str, WeChatTemplate]:
+        """The WeChat template-message catalogue: ``wechat_templates`` of the config file, else the demo's."""
+        raw = self.file_config.get("wechat_templates")
+        if raw is None:
+            raw = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8")).get("wechat_templates") or {}
+        return {kind: WeChatTemplate(kind=kind, **spec) for kind, spec in raw.items()}
 
     @cached_property
     def duty_rosters(self) -> dict[str, dict[str, Any]]:

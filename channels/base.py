@@ -44,7 +44,8 @@ class OutboundMessage:
     """One reply to an owner. Rich content falls back to ``text`` on channels that lack it."""
 
     text: str
-    kind: Literal["text", "news", "image"] = "text"
+    kind: Literal["text", "news", "image", "template"] = "text"
+    """``template``: a channel's template message (WeChat 模板消息), ``data`` saying which and its fields."""
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -135,6 +136,10 @@ class ChannelCapabilities:
     """Only provider-approved templates can be sent (SMS in China): no free text."""
     push: bool = True
     """The channel can reach the owner on its own (False: the owner's client reads the conversation)."""
+    template_messages: bool = False
+    """Approved template messages reach a follower whatever the reply window (WeChat 模板消息)."""
+    sender_is_phone: bool = False
+    """The sender's id is a phone number the carrier verified (SMS): it identifies a registered owner."""
 
     @property
     def free_text(self) -> bool:
@@ -146,8 +151,8 @@ class ChannelCapabilities:
         return last_inbound is not None and now - last_inbound < self.reply_window
 
 
-WECHAT = ChannelCapabilities(reply_window=dt.timedelta(hours=48), max_length=2048)
-SMS = ChannelCapabilities(reply_window=None, max_length=500, templates_only=True)
+WECHAT = ChannelCapabilities(reply_window=dt.timedelta(hours=48), max_length=2048, template_messages=True)
+SMS = ChannelCapabilities(reply_window=None, max_length=500, templates_only=True, sender_is_phone=True)
 PULL = ChannelCapabilities(push=False)
 """The JSON API and the terminal: replies are stored and read by the owner's client."""
 BUILTIN_CAPABILITIES: dict[str, ChannelCapabilities] = {"wechat": WECHAT, "sms": SMS, "api": PULL, "terminal": PULL}

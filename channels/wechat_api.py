@@ -1,6 +1,7 @@
-"""WeChat Official Account outbound channel: the customer-service message API (客服消息), over aiohttp.
+"""WeChat Official Account outbound channel: customer-service (客服消息) and template messages (模板消息),
+over aiohttp.
 
-Owns the account's ``access_token`` and the ``message/custom/send`` call:
+Owns the account's ``access_token`` and the ``message/custom/send`` and ``message/template/send`` calls:
 
 * **Token** (`获取 Access token`_): fetched with ``grant_type=client_credential`` and kept in the shared
   :class:`~channels.base.TokenCache` under ``wechat:token:{app_id}`` for ``expires_in - 300`` seconds.
@@ -15,12 +16,19 @@ Owns the account's ``access_token`` and the ``message/custom/send`` call:
   :class:`~channels.base.SendResult` says ``retryable=True`` so the job queue can try again later.
   45015 (outside the 48-hour window in which an owner last wrote to us) is final, as is any other error
   code (`全局返回码`_).
+* **Template** (`模板消息`_): an :class:`~channels.base.OutboundMessage` of kind ``template`` carries
+  ``data={"template_id", "fields": {name: value}, "url"?, "client_msg_id"?}`` and is sent as
+  ``{"touser", "template_id", "data": {name: {"value"}}, "url", "client_msg_id"}``; it reaches a follower
+  whatever the 48-hour window. ``client_msg_id`` makes WeChat send a repeated request once, so a retry
+  after a lost answer does not reach the owner twice. 40037 (unknown template id) and 43004 (no longer
+  follows the account) are final; the answer's ``msgid`` is the provider id.
 
 Blocking clients (``requests``, wechatpy's ``WeChatClient``) are deliberately not used: this runs on the
 event loop. Access tokens and app secrets never reach a log line or a ``SendResult``.
 
 .. _获取 Access token: https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/Get_access_token.html
 .. _客服消息: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Service_Center_messages.html
+.. _模板消息: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Template_Message_Interface.html
 .. _全局返回码: https://developers.weixin.qq.com/doc/offiaccount/Getting_Started/Global_Return_Code.html
 """
 
@@ -124,12 +132,17 @@ class WeChatSender:
             # no warning per message; `yezhu doctor` explains the setting.
             return SendResult(ok=False, error_code="not_configured",
                               error=f"WeChat account {account!r} has no AppID/AppSecret")
-        if not message.text.strip():
-            return SendResult(ok=False, error_code="empty", error="empty message")
-        payload = json.dumps(
-            {"touser": recipient, "msgtype": "text", "text": {"content": message.text}},
-            ensure_ascii=False,
-        ).encode("utf-8")
+        if message.kind == "template":
+            path = "/cgi-bin/message/template/send"
+            body = _template_body(recipient, message.data)
+            if body is None:
+                return SendResult(ok=False, error_code="bad_template", error="template message without template_id")
+        else:
+            if not message.text.strip():
+                return SendResult(ok=False, error_code="empty", error="empty message")
+            path = "/cgi-bin/message/custom/send"
+            body = {"touser": recipient, "msgtype": "text", "text": {"content": message.text}}
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self._max_attempts),
@@ -145,7 +158,7 @@ class WeChatSender:
                             mask_openid(recipient),
                             attempt.retry_state.attempt_number,
                         )
-                    return await self._send_once(config, recipient, payload)
+                    return await self._send_once(config, path, payload)
         except SendError as exc:
             result = SendResult(ok=False, error_code=exc.code, error=str(exc), retryable=exc.retryable)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -199,10 +212,10 @@ class WeChatSender:
             self._session = self._factory() if self._factory is not None else aiohttp.ClientSession()
         return self._session
 
-    async def _send_once(self, config: WeChatAccountConfig, recipient: str, payload: bytes) -> SendResult:
+    async def _send_once(self, config: WeChatAccountConfig, path: str, payload: bytes) -> SendResult:
         key = token_cache_key(config.app_id)
         token = await self._token(config)
-        url = f"{config.api_base.rstrip('/')}/cgi-bin/message/custom/send"
+        url = f"{config.api_base.rstrip('/')}{path}"
         refreshed = False
         while True:
             data = await self._call(
@@ -292,6 +305,21 @@ class WeChatSender:
         if not isinstance(data, dict):
             raise _RetryNow("response is not a JSON object", code="bad_response")
         return data
+
+
+def _template_body(recipient: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The template-send JSON from an ``OutboundMessage(kind="template").data`` (None: no template id)."""
+    template_id = data.get("template_id")
+    if not isinstance(template_id, str) or not template_id:
+        return None
+    fields = data.get("fields") or {}
+    body: dict[str, Any] = {"touser": recipient, "template_id": template_id,
+                            "data": {str(k): {"value": str(v)} for k, v in dict(fields).items()}}
+    if data.get("url"):
+        body["url"] = str(data["url"])
+    if data.get("client_msg_id"):
+        body["client_msg_id"] = str(data["client_msg_id"])[:64]
+    return body
 
 
 def _errcode(data: Mapping[str, Any]) -> int | str:

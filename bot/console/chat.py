@@ -3,11 +3,15 @@
 Modes change only through the verbs of :mod:`bot.conversation`, under the same per-sender lock the
 engine holds for a bot turn, so a claim never races a bot reply. Replies go out through the owner's own
 channel with ``Engine.send`` + ``after_commit`` (the WeChat customer-service API, within its 48-hour
-window); when the window is closed the agent is told so and may send an SMS instead (dev sender).
+window). What a channel can carry comes from the channel registry's capabilities, never its name: where
+free text cannot reach the owner (an SMS conversation, a closed window) the reply goes by SMS through the
+notifier's ``reply`` template, and the compose box shows live what the owner will receive and its cost
+(``POST /console/api/conversations/{id}/sms_preview``, the notifier's own rendering and segment rule).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -17,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from actions.labels import CHANNEL_LABELS, CONVERSATION_EVENT_LABELS, INTENT_LABELS, label
-from actions.workflow import WECHAT_WINDOW, is_overdue, wechat_window_open
+from actions.notify import Preview
+from actions.workflow import is_overdue
 from bot import conversation as verbs
 from bot import params
 from bot.console.core import (
@@ -56,9 +61,12 @@ from bot.store.models import (
     Ticket,
     utcnow,
 )
-from channels.base import OutboundMessage
+from channels.base import ChannelCapabilities, OutboundMessage
+from channels.sms.base import TEXT_MAX, yuan
 
 MAX_TEXT = 1000
+SMS_REPLY = "reply"
+"""The notifier's message kind (template) staff replies go out as by SMS."""
 CANNED_REPLIES = [
     "您好，我是客服，很高兴为您服务。请问有什么可以帮您？",
     "好的，已收到，我们马上为您核实，请稍等。",
@@ -70,6 +78,46 @@ CANNED_REPLIES = [
 
 
 # --- one conversation ---------------------------------------------------------------------------
+
+
+def _caps(request: web.Request, identity: Identity) -> ChannelCapabilities:
+    caps = runtime_of(request).channels.capabilities(identity.channel)
+    return caps if caps is not None else ChannelCapabilities(push=False)
+
+
+def _free_text_open(caps: ChannelCapabilities, identity: Identity, now: dt.datetime) -> bool:
+    """Can a staff member's free text reach the owner on their own channel now?"""
+    return not caps.templates_only and caps.window_open(identity.last_inbound_at, now)
+
+
+def _phone(conv: Conversation, caps: ChannelCapabilities) -> str | None:
+    """The number an SMS reply goes to: the owner's, else the sender's own where it is a phone."""
+    if conv.owner is not None and conv.owner.phone:
+        return conv.owner.phone
+    return conv.identity.external_id if caps.sender_is_phone else None
+
+
+def _project_id(conv: Conversation) -> int | None:
+    """The owner's (first) project, whose SMS signature and price apply."""
+    for oh in conv.owner.houses if conv.owner else []:
+        return oh.house.building.project_id
+    return None
+
+
+async def _sms_preview(request: web.Request, s: AsyncSession, conv: Conversation, text: str) -> Preview:
+    return await runtime_of(request).notifier.preview(s, kind=SMS_REPLY, params={"content": text},
+                                                      project_id=_project_id(conv))
+
+
+def _sms_refusal(preview: Preview) -> str | None:
+    """Why this SMS reply cannot go as typed (None: it can), in the words the agent sees."""
+    if preview.length.too_long:
+        return (f"短信内容过长：加上签名和模板共{preview.length.chars}字，短信最多{TEXT_MAX}字，"
+                "请删减后再发送")
+    if not preview.whole:
+        limit = preview.rendered.template.param_max if preview.rendered.template else TEXT_MAX
+        return f"短信回复模板每条最多容纳{limit}字，请删减后再发送，或分两条发送"
+    return None
 
 
 async def _conversation(s: AsyncSession, conv_id: int) -> Conversation:
@@ -164,9 +212,12 @@ async def conversation_page(request: web.Request) -> web.StreamResponse:
         audit(s, staff, "conversation.view", f"conversation:{conv.id}", owner_id=conv.owner_id)
     promises = [m for m in messages if m.direction == "out" and (m.author or "bot") == "bot"][-6:]
     canned = list(project_settings.get("canned_replies") or []) + CANNED_REPLIES
-    window_open = wechat_window_open(identity, now)
-    window_until = identity.last_inbound_at + WECHAT_WINDOW if identity.last_inbound_at else None
-    phone = owner.phone if owner else (identity.external_id if identity.channel == "sms" else None)
+    caps = _caps(request, identity)
+    window_open = _free_text_open(caps, identity, now)
+    window_until = (identity.last_inbound_at + caps.reply_window
+                    if identity.last_inbound_at and caps.reply_window else None)
+    phone = _phone(conv, caps)
+    sms_ready = rt.notifier.has_template(SMS_REPLY)
     return render(
         request, "conversation.html", title=f"会话 · {who(identity, owner)}", page="conversation",
         conv=conv, identity=identity, owner=owner, who=who(identity, owner),
@@ -175,6 +226,7 @@ async def conversation_page(request: web.Request) -> web.StreamResponse:
         houses=houses, cert_by_house=cert_by_house, tickets=tickets, colleagues=colleagues,
         canned=canned, promises=promises, window_open=window_open, window_until=window_until,
         phone=shown_phone(staff, phone), has_phone=bool(phone), names=names,
+        by_sms=caps.templates_only, sms_ready=sms_ready, sms_max=TEXT_MAX,
         last_id=messages[-1].id if messages else 0, is_overdue=is_overdue, now=now,
         mine=conv.assignee_id == staff.id, assignee=names.get(conv.assignee_id or 0, ""),
     )
@@ -285,11 +337,12 @@ async def reply(request: web.Request) -> web.StreamResponse:
         if conv.mode != verbs.STAFF or conv.assignee_id != staff.id:
             raise Refused("请先接入该会话再回复", status=409) from None
         identity = conv.identity
-        if identity.channel == "sms" or not wechat_window_open(identity, utcnow()):
-            phone = conv.owner.phone if conv.owner else (identity.external_id if identity.channel == "sms" else None)
-            detail = ("该业主通过短信联系，请改用短信回复" if identity.channel == "sms" else
+        caps = _caps(request, identity)
+        if not _free_text_open(caps, identity, utcnow()):
+            phone = _phone(conv, caps)
+            detail = ("该业主通过短信联系，请改用短信回复" if caps.templates_only else
                       "微信客服消息窗口已关闭（业主超过48小时未留言），消息无法送达。")
-            if phone and identity.channel != "sms":
+            if phone and not caps.templates_only:
                 detail += "可改发短信。"
             if wants_json(request):
                 return web.json_response({"error": "window_closed", "detail": detail, "sms": bool(phone)},
@@ -307,24 +360,29 @@ async def reply_sms(request: web.Request) -> web.StreamResponse:
     staff, conv_id = staff_of(request), match_id(request)
     rt = runtime_of(request)
     text = (await form(request)).get("text", "").strip()
-    if not text or len(text) > 300:
-        raise Refused("短信内容不能为空，且请控制在300字以内") from None
+    if not text:
+        raise Refused("短信内容不能为空") from None
+    if len(text) > TEXT_MAX:  # refused before anything is loaded: no SMS is longer
+        raise Refused(f"短信内容过长：共{len(text)}字，短信最多{TEXT_MAX}字（含签名），请删减后再发送") from None
     batch = EventBatch()
     async with _Locked(request, conv_id) as (s, conv):
         if conv.mode != verbs.STAFF or conv.assignee_id != staff.id:
             raise Refused("请先接入该会话再回复", status=409) from None
-        identity = conv.identity
-        phone = conv.owner.phone if conv.owner else (identity.external_id if identity.channel == "sms" else None)
+        phone = _phone(conv, _caps(request, conv.identity))
         if not phone:
             raise Refused("该用户未绑定手机号，无法发送短信", status=409) from None
-        if not rt.notifier.has_template("reply"):  # SMS carries approved templates only
+        if not rt.notifier.has_template(SMS_REPLY):  # SMS carries approved templates only
             raise Refused("当前短信服务商没有已审核通过的回复模板，无法发送短信，请电话联系业主", status=409) from None
+        refusal = _sms_refusal(await _sms_preview(request, s, conv, text))
+        if refusal:  # never shorten what staff wrote behind their back
+            raise Refused(refusal) from None
         msg = Message(conversation_id=conv.id, direction="out", channel="sms", account=rt.notifier.provider,
                       kind="text", text=text, author=staff.actor, delivery="queued", at=utcnow())
         s.add(msg)
         await s.flush()
-        sms = await rt.notifier.sms(s, batch, phone=phone, kind="reply", params={"content": text},
-                                    owner_id=conv.owner_id, conversation_id=conv.id, message_id=msg.id,
+        sms = await rt.notifier.sms(s, batch, phone=phone, kind=SMS_REPLY, params={"content": text},
+                                    owner_id=conv.owner_id, project_id=_project_id(conv),
+                                    conversation_id=conv.id, message_id=msg.id,
                                     idempotency_key=f"reply:{msg.id}")
         msg.text, msg.media = sms.text, {"sms_id": sms.id, "segments": sms.segments}
         batch.emit("message.created", conversation_id=conv.id, message_id=msg.id, direction="out", mode=conv.mode,
@@ -332,6 +390,27 @@ async def reply_sms(request: web.Request) -> web.StreamResponse:
         audit(s, staff, "conversation.sms", f"conversation:{conv_id}", sms_id=sms.id, owner_id=conv.owner_id)
     await batch.publish(rt.services.pubsub)
     return done(request, _back(conv_id), f"短信已提交发送（{sms.segments}条计费）", message_id=msg.id)
+
+
+@route("POST", "/api/conversations/{id}/sms_preview", "chat")
+async def sms_preview(request: web.Request) -> web.StreamResponse:
+    """What an SMS reply of ``text`` would be, for the compose box while staff type: the text as the
+    owner's phone shows it (signature and template included), characters, billed parts and cost."""
+    conv_id = match_id(request)
+    rt = runtime_of(request)
+    text = str((await form(request)).get("text", "")).strip()[: 4 * TEXT_MAX]
+    async with rt.db.session() as s:
+        conv = await _conversation(s, conv_id)
+        if not rt.notifier.has_template(SMS_REPLY):
+            return web.json_response({"ready": False, "detail": "当前短信服务商没有已审核通过的回复模板，无法发送短信"})
+        preview = await _sms_preview(request, s, conv, text)
+    refusal = _sms_refusal(preview) if text else None
+    length = preview.length
+    return web.json_response({
+        "ready": True, "text": preview.text, "chars": length.chars, "segments": length.segments,
+        "cost": yuan(length.cost), "label": length.label(), "ok": bool(text) and refusal is None,
+        "detail": refusal or "",
+    })
 
 
 @route("POST", "/conversations/{id}/note", "chat")

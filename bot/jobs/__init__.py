@@ -122,6 +122,15 @@ def make_broker(settings: Any) -> AsyncBroker:
     return InMemoryBroker()
 
 
+def _outbound(message: Message) -> OutboundMessage:
+    """What a stored outbound message asks its channel to send: text, or a template message (its
+    catalogue entry as recorded, and the message id as the de-duplication id the channel passes on)."""
+    spec = (message.media or {}).get("wechat_template") if message.kind == "template" else None
+    if isinstance(spec, dict):
+        return OutboundMessage(message.text, kind="template", data={**spec, "client_msg_id": f"yezhu-{message.id}"})
+    return OutboundMessage(message.text)
+
+
 class Jobs:
     """The job queue as the rest of Yezhu sees it: typed ``enqueue_*`` methods, one per job."""
 
@@ -308,7 +317,7 @@ class Jobs:
             for attempt in range(rt.settings.job_max_retries):
                 attempts += 1
                 try:
-                    result = await sender.send(identity.account, identity.external_id, OutboundMessage(message.text))
+                    result = await sender.send(identity.account, identity.external_id, _outbound(message))
                 except Exception as exc:  # a bug or an unexpected transport error: retry like a 5xx
                     log.exception("deliver: send raised")
                     result = SendResult(ok=False, error=str(exc)[:200], retryable=True)
@@ -320,7 +329,7 @@ class Jobs:
             await asyncio.gather(heartbeat, return_exceptions=True)
         status = "sent" if result.ok else "failed"
         error = None if result.ok else f"{result.error_code or ''} {result.error or ''}".strip()[:200]
-        await self._record(message_id, status, error, attempts, provider_id=result.provider_id)
+        await self._record(message_id, status, error, attempts, provider_id=result.provider_id, media=message.media)
         rt.metrics.messages_out.labels(message.channel, status).inc()
         rt.metrics.job_runs.labels("deliver_message", status).inc()
         if not result.ok:
@@ -401,11 +410,12 @@ class Jobs:
         return delivery
 
     async def _record(
-        self, message_id: int, status: str, error: str | None, attempts: int, provider_id: str | None = None
+        self, message_id: int, status: str, error: str | None, attempts: int, provider_id: str | None = None,
+        media: dict[str, Any] | None = None,
     ) -> None:
         async with self.rt.db.session() as s, s.begin():
             values: dict[str, Any] = {"delivery": status, "delivery_error": error, "attempts": attempts}
-            if provider_id:
-                values["media"] = {"provider_id": provider_id}
+            if provider_id:  # kept beside what the message carried (a notice's ticket, a template)
+                values["media"] = {**(media or {}), "provider_id": provider_id}
             await s.execute(sa.update(Message).where(Message.id == message_id).values(**values))
         log.info("deliver: message %s %s", message_id, status, extra={"at": utcnow().isoformat()})

@@ -26,6 +26,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
@@ -46,6 +47,35 @@ def segments(text: str) -> int:
     if n <= SINGLE_MAX:
         return 1
     return math.ceil(n / PART_MAX)
+
+
+@dataclass(frozen=True, slots=True)
+class Length:
+    """What one SMS costs: characters as the phone shows them, billed parts, and the price of those."""
+
+    chars: int
+    segments: int
+    cost: Decimal
+
+    @property
+    def too_long(self) -> bool:
+        return self.chars > TEXT_MAX
+
+    def label(self) -> str:
+        """``共86字 · 计2条 · 约0.09元`` (the compose box and the console's confirmation)."""
+        return f"共{self.chars}字 · 计{self.segments}条 · 约{yuan(self.cost)}元"
+
+
+def yuan(amount: Decimal) -> str:
+    """An amount in 元 to the thousandth (prices are quoted like 0.045 元 a part), no trailing zeros."""
+    exact = amount.quantize(Decimal("0.001"), rounding=ROUND_HALF_UP)
+    return f"{exact:.3f}".rstrip("0").rstrip(".")
+
+
+def measure(text: str, price: Decimal) -> Length:
+    """The length, billed parts (:func:`segments`) and cost of ``text`` as sent, at ``price`` per part."""
+    parts = segments(text)
+    return Length(len(text), parts, price * parts)
 
 
 def cn_mobile(phone: str) -> str:

@@ -21,6 +21,7 @@ from bot.events import EventBatch
 from bot.runtime import RUNTIME
 from bot.store.models import (
     AuditLog,
+    Conversation,
     Identity,
     Message,
     Project,
@@ -124,16 +125,30 @@ async def test_one_responsible_engineer_only_a_reason_changes_them(yezhu: YezhuF
     assert ev.data["reason"] == "老陈休假" and ev.data["from_assignee"] == "工程师老陈"
 
 
-async def test_outside_the_wechat_window_the_owner_gets_an_sms(yezhu: YezhuFactory) -> None:
+async def test_outside_the_wechat_window_a_follower_gets_the_template_message_else_an_sms(
+    yezhu: YezhuFactory
+) -> None:
     client = await yezhu()
     rt = client.app[RUNTIME]
     conv_id = await _wechat_conversation(client, hours_ago=49)
+    first = await make_ticket(rt, owner_phone="13800000001", conversation_id=conv_id)
+    [templated] = await _run(client, first.id, "dispatch", assignee=await _staff(client, "gongcheng"),
+                             visit_time="明天上午")
+    async with rt.db.session() as s, s.begin():
+        message = await s.get_one(Message, templated)
+        assert message.kind == "template" and message.conversation_id == conv_id
+        assert message.media["wechat_template"]["fields"]["thing4"] == "明天上午"
+        assert (await s.execute(sa.select(SmsMessage))).scalars().all() == []
+        conv = await s.get_one(Conversation, conv_id)
+        identity = await s.get_one(Identity, conv.identity_id)
+        identity.subscribed = False  # no longer follows: template messages cannot reach them
     ticket = await make_ticket(rt, owner_phone="13800000001", conversation_id=conv_id)
     assert await _run(client, ticket.id, "dispatch", assignee=await _staff(client, "gongcheng"),
                       visit_time="明天下午") == []
     async with rt.db.session() as s:
         sms = (await s.execute(sa.select(SmsMessage))).scalars().all()
-        ev = (await s.execute(sa.select(TicketEvent).where(TicketEvent.kind == "owner_notified"))).scalar_one()
+        ev = (await s.execute(sa.select(TicketEvent).where(TicketEvent.kind == "owner_notified",
+                                                           TicketEvent.ticket_id == ticket.id))).scalar_one()
     assert len(sms) == 1 and sms[0].phone == "13800000001" and "明天下午" in sms[0].text
     assert ev.data["channel"] == "sms"
     async with rt.db.session() as s:  # staff see in the owner's conversation what went by SMS

@@ -1,6 +1,6 @@
 """A local stand-in for WeChat's API host (``api.weixin.qq.com``) for tests and demos.
 
-Speaks the two calls Yezhu makes, with WeChat's documented error codes:
+Speaks the three calls Yezhu makes, with WeChat's documented error codes:
 
 * ``GET /cgi-bin/token?grant_type=client_credential&appid=…&secret=…`` → ``{"access_token", "expires_in"}``
   (40002 bad grant_type, 41002/41004 missing appid/secret, 40013 unknown AppID, 40125 wrong secret).
@@ -10,6 +10,11 @@ Speaks the two calls Yezhu makes, with WeChat's documented error codes:
   47001 bad JSON, 40003 bad openid, 40008 bad msgtype, 44004 empty content, 45015 out of the 48-hour
   window, -1 system busy).
   https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Service_Center_messages.html
+* ``POST /cgi-bin/message/template/send?access_token=…`` with ``{"touser", "template_id", "data":
+  {field: {"value"}}, "url"?, "client_msg_id"?}`` → ``{"errcode": 0, "errmsg": "ok", "msgid"}`` (40037
+  unknown template id, 43004 the owner no longer follows the account, 47001 bad data; a repeated
+  ``client_msg_id`` is sent once).
+  https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Template_Message_Interface.html
 
 Usage::
 
@@ -58,6 +63,19 @@ class SentMessage:
 
 
 @dataclass(slots=True)
+class SentTemplate:
+    """One template message the fake accepted: its template, the field values and the msgid answered."""
+
+    app_id: str
+    touser: str
+    template_id: str
+    values: dict[str, str]
+    msgid: int
+    client_msg_id: str | None
+    body: dict[str, Any]
+
+
+@dataclass(slots=True)
 class _Failure:
     errcode: int | None
     http_status: int | None
@@ -85,6 +103,14 @@ class FakeWeChatAPI:
         self.send_delay = send_delay
         #: every customer-service message accepted (errcode 0), in order
         self.messages: list[SentMessage] = []
+        #: every template message accepted (errcode 0), in order (a repeated client_msg_id once)
+        self.template_messages: list[SentTemplate] = []
+        #: template ids the account has added (others: 40037 invalid template_id); None: any id
+        self.template_ids: set[str] | None = None
+        #: openids that no longer follow the account (43004: require subscribe)
+        self.unsubscribed: set[str] = set()
+        self._client_msg_ids: dict[tuple[str, str], int] = {}
+        self._msgids = itertools.count(2_000_000_001)
         #: successful token grants
         self.tokens_issued = 0
         #: every call to /cgi-bin/token, successful or not
@@ -107,6 +133,7 @@ class FakeWeChatAPI:
         app = web.Application()
         app.router.add_get("/cgi-bin/token", self._token)
         app.router.add_post("/cgi-bin/message/custom/send", self._custom_send)
+        app.router.add_post("/cgi-bin/message/template/send", self._template_send)
         self._changed = asyncio.Condition()
         self._server = TestServer(app, host="127.0.0.1", port=0)
         await self._server.start_server()
@@ -176,6 +203,8 @@ class FakeWeChatAPI:
     def reset(self) -> None:
         """Forget messages, counters, failures and tokens (the apps stay)."""
         self.messages.clear()
+        self.template_messages.clear()
+        self._client_msg_ids.clear()
         self.tokens_issued = self.token_requests = self.send_requests = 0
         self._valid.clear()
         self._revoked.clear()
@@ -265,6 +294,56 @@ class FakeWeChatAPI:
                 self._changed.notify_all()
         return _json({"errcode": 0, "errmsg": "ok"})
 
+    async def _template_send(self, request: web.Request) -> web.Response:
+        """``POST /cgi-bin/message/template/send`` as documented (模板消息接口): ``touser``,
+        ``template_id``, ``data`` ``{field: {"value": …}}``, optional ``url`` and ``client_msg_id``;
+        answers ``{"errcode":0,"errmsg":"ok","msgid":…}``. The same ``client_msg_id`` for the same
+        owner is sent once (WeChat's de-duplication); the answer repeats the first msgid."""
+        self.send_requests += 1
+        token = request.query.get("access_token")
+        if not token:
+            return _error(41001)
+        if token in self._revoked:
+            return _error(self._revoked[token])
+        app_id = self._valid.get(token)
+        if app_id is None:
+            return _error(40001)
+        if self._send_failures:
+            failure = self._send_failures.pop(0)
+            if failure.http_status is not None:
+                return web.Response(status=failure.http_status, text="fake failure")
+            return _error(failure.errcode if failure.errcode is not None else -1)
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return _error(47001)
+        if not isinstance(body, dict):
+            return _error(47001)
+        touser, template_id, data = body.get("touser"), body.get("template_id"), body.get("data")
+        if not isinstance(touser, str) or not touser:
+            return _error(40003)
+        if not isinstance(template_id, str) or not template_id or (
+                self.template_ids is not None and template_id not in self.template_ids):
+            return _error(40037)
+        if not isinstance(data, dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("value"), str) for v in data.values()):
+            return _error(47001)
+        if touser in self.unsubscribed:
+            return _error(43004)
+        client_msg_id = body.get("client_msg_id")
+        if isinstance(client_msg_id, str) and (touser, client_msg_id) in self._client_msg_ids:
+            return _json({"errcode": 0, "errmsg": "ok", "msgid": self._client_msg_ids[(touser, client_msg_id)]})
+        msgid = next(self._msgids)
+        if isinstance(client_msg_id, str):
+            self._client_msg_ids[(touser, client_msg_id)] = msgid
+        self.template_messages.append(SentTemplate(
+            app_id=app_id, touser=touser, template_id=template_id, values={k: v["value"] for k, v in data.items()},
+            msgid=msgid, client_msg_id=client_msg_id if isinstance(client_msg_id, str) else None, body=body))
+        if self._changed is not None:
+            async with self._changed:
+                self._changed.notify_all()
+        return _json({"errcode": 0, "errmsg": "ok", "msgid": msgid})
+
 
 _ERRMSG = {
     -1: "system error",
@@ -277,7 +356,9 @@ _ERRMSG = {
     41001: "access_token missing",
     41002: "appid missing",
     41004: "appsecret missing",
+    40037: "invalid template_id",
     42001: "access_token expired",
+    43004: "require subscribe",
     44004: "empty content",
     45015: "response out of time limit or subscription is canceled",
     45047: "out of response count limit",

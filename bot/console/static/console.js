@@ -141,7 +141,7 @@
       if (!text) return;
       var btn = document.getElementById("send-reply");
       btn.disabled = true;
-      post(replyForm.getAttribute("action"), text, function () { replyText.value = ""; })
+      post(replyForm.getAttribute("action"), text, function () { replyText.value = ""; replyText.dispatchEvent(new Event("input")); })
         .then(function () { btn.disabled = false; replyText.focus(); });
     });
     replyText.addEventListener("keydown", function (e) {
@@ -149,7 +149,10 @@
     });
     var canned = document.getElementById("canned");
     if (canned) canned.addEventListener("change", function () {
-      if (canned.value) { replyText.value = replyText.value ? replyText.value + canned.value : canned.value; }
+      if (canned.value) {
+        replyText.value = replyText.value ? replyText.value + canned.value : canned.value;
+        replyText.dispatchEvent(new Event("input"));
+      }
       canned.value = ""; replyText.focus();
     });
     var asNote = document.getElementById("as-note");
@@ -159,6 +162,32 @@
       post("/console/conversations/" + convId + "/note", text, function () { replyText.value = ""; });
     });
   }
+  // --- SMS compose box: characters, billed parts and cost as the owner will receive it -----------
+  var smsMeter = document.getElementById("sms-meter");
+  var smsCount = document.getElementById("sms-count");
+  if (smsMeter && smsCount && replyText) {
+    var smsTimer = null, smsSeq = 0;
+    var smsOwnerText = document.getElementById("sms-owner-text");
+    var sendBtn = document.getElementById("send-reply");
+    var measure = function () {
+      var seq = ++smsSeq;
+      api("POST", smsMeter.dataset.preview, { text: replyText.value }).then(function (j) {
+        if (seq !== smsSeq || j._status >= 400) return; // an older answer, or the page went away
+        if (!j.ready) { smsCount.textContent = j.detail || ""; return; }
+        smsCount.textContent = j.label + (j.detail ? " — " + j.detail : "");
+        smsCount.classList.toggle("warn", !!j.detail);
+        smsMeter.dataset.segments = j.segments;
+        if (smsOwnerText) smsOwnerText.textContent = j.text;
+        if (sendBtn) sendBtn.disabled = !j.ok && replyText.value.trim() !== "";
+      });
+    };
+    replyText.addEventListener("input", function () {
+      window.clearTimeout(smsTimer);
+      smsTimer = window.setTimeout(measure, 150);
+    });
+    measure();
+  }
+
   var noteForm = document.getElementById("note-form");
   if (noteForm) noteForm.addEventListener("submit", function (e) {
     e.preventDefault();
