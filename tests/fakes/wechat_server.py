@@ -254,10 +254,9 @@ class FakeWeChatAPI:
         self.tokens_issued += 1
         return _json({"access_token": token, "expires_in": self.expires_in})
 
-    async def _custom_send(self, request: web.Request) -> web.Response:
-        self.send_requests += 1
-        if self.send_delay:
-            await asyncio.sleep(self.send_delay)
+    async def _authorised_body(self, request: web.Request) -> web.Response | tuple[str, dict[str, Any]]:
+        """What every send API checks first, in WeChat's order: the access token (41001 missing, 40001
+        invalid, a revoked token's code), a scripted failure, then a JSON object body (47001)."""
         token = request.query.get("access_token")
         if not token:
             return _error(41001)
@@ -277,6 +276,16 @@ class FakeWeChatAPI:
             return _error(47001)
         if not isinstance(body, dict):
             return _error(47001)
+        return app_id, body
+
+    async def _custom_send(self, request: web.Request) -> web.Response:
+        self.send_requests += 1
+        if self.send_delay:
+            await asyncio.sleep(self.send_delay)
+        checked = await self._authorised_body(request)
+        if isinstance(checked, web.Response):
+            return checked
+        app_id, body = checked
         touser = body.get("touser")
         if not isinstance(touser, str) or not touser:
             return _error(40003)
@@ -300,25 +309,10 @@ class FakeWeChatAPI:
         answers ``{"errcode":0,"errmsg":"ok","msgid":…}``. The same ``client_msg_id`` for the same
         owner is sent once (WeChat's de-duplication); the answer repeats the first msgid."""
         self.send_requests += 1
-        token = request.query.get("access_token")
-        if not token:
-            return _error(41001)
-        if token in self._revoked:
-            return _error(self._revoked[token])
-        app_id = self._valid.get(token)
-        if app_id is None:
-            return _error(40001)
-        if self._send_failures:
-            failure = self._send_failures.pop(0)
-            if failure.http_status is not None:
-                return web.Response(status=failure.http_status, text="fake failure")
-            return _error(failure.errcode if failure.errcode is not None else -1)
-        try:
-            body = json.loads(await request.read())
-        except ValueError:
-            return _error(47001)
-        if not isinstance(body, dict):
-            return _error(47001)
+        checked = await self._authorised_body(request)
+        if isinstance(checked, web.Response):
+            return checked
+        app_id, body = checked
         touser, template_id, data = body.get("touser"), body.get("template_id"), body.get("data")
         if not isinstance(touser, str) or not touser:
             return _error(40003)
