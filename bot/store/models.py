@@ -291,6 +291,8 @@ class Ticket(Created, Base):
     quote: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     """A paid repair's quote: ``{"amount", "items", "status": pending|accepted|declined, "by", "at", …}``."""
     group_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket.id"))
+    related_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket.id"))
+    """A ``recovery`` ticket's original ticket (service recovery after a low callback score)."""
     rework_count: Mapped[int] = mapped_column(default=0)
     closed_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -354,6 +356,16 @@ class CertificateRecord(Created, Base):
     collected_at: Mapped[dt.datetime | None]
     collected_by: Mapped[str | None] = mapped_column(sa.String(50))
     handed_over_by: Mapped[str | None] = mapped_column(sa.String(50))
+    # The signed collection record (签收, migration 0009): who took the certificate at the counter.
+    collector_name: Mapped[str | None] = mapped_column(sa.String(50))
+    collector_relation: Mapped[str | None] = mapped_column(sa.String(12))
+    """``owner`` | ``proxy`` (代领, with a power of attorney 委托书) | ``mail``."""
+    proxy_letter: Mapped[bool] = mapped_column(default=False)
+    """A proxy brought the owner's signed 委托书 (and it was kept)."""
+    id_checked: Mapped[bool] = mapped_column(default=False)
+    """The collector's ID card (and the owner's, for a proxy) was checked."""
+    reminded_at: Mapped[dt.datetime | None]
+    reminder_count: Mapped[int] = mapped_column(default=0)
     house: Mapped[House] = relationship()
 
 
@@ -508,45 +520,145 @@ class StaffAlert(Created, Base):
 
 
 class SurveyTemplate(Created, Base):
+    """A callback or periodic survey: items each tagged with a business area (DOMAIN.md)."""
+
     __tablename__ = "survey_template"
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(sa.String(40), unique=True)
     name: Mapped[str] = mapped_column(sa.String(100))
+    kind: Mapped[str] = mapped_column(sa.String(20), default="repair", index=True)
+    """What it follows: ``repair`` | ``complaint`` | ``handover`` | ``periodic`` | ``recovery``."""
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("project.id"))
+    """NULL: every project; a project's own template of a kind wins over the shared one."""
     items: Mapped[list[Any]] = mapped_column(default=list)
+    """``[{"code", "text", "area": 规划设计|工程质量|销售服务|客户服务|物业管理, "type": "score"|"text"}]``;
+    periodic and handover surveys start with ``overall``, ``rebuy``, ``recommend`` (the loyalty items)."""
+    active: Mapped[bool] = mapped_column(default=True)
+    updated_by: Mapped[str | None] = mapped_column(sa.String(50))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class SurveyResponse(Created, Base):
+    """One survey put to one owner: invited, answered (by the bot or recorded by staff), or expired."""
+
     __tablename__ = "survey_response"
+    __table_args__ = (
+        sa.Index("ix_survey_response_project_completed", "project_id", "completed_at"),
+        sa.Index("ix_survey_response_status_due", "status", "due_at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     template_id: Mapped[int] = mapped_column(sa.ForeignKey("survey_template.id"))
-    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("owner.id"))
-    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket.id"))
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("owner.id"), index=True)
+    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(20), default="repair")
+    """As :attr:`SurveyTemplate.kind`; ``recheck`` for the second short callback after a recovery."""
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("project.id"))
+    house_id: Mapped[int | None] = mapped_column(sa.ForeignKey("house.id"))
+    campaign_id: Mapped[int | None] = mapped_column(sa.ForeignKey("campaign.id"))
+    """Set when the invitation went out with a ``survey`` campaign (the periodic survey)."""
+    status: Mapped[str] = mapped_column(sa.String(16), default="scheduled")
+    """``scheduled`` (invitation due at :attr:`due_at`) | ``invited`` | ``in_progress`` | ``complete`` |
+    ``partial`` (expired with some answers) | ``expired`` | ``declined`` | ``cancelled``."""
+    channel: Mapped[str | None] = mapped_column(sa.String(20))
+    """``wechat`` | ``sms`` | ``phone`` (recorded by staff) | ``console``."""
+    source: Mapped[str] = mapped_column(sa.String(10), default="bot")
+    """``bot`` (asked in chat or by SMS) | ``staff`` (a callback by phone, recorded in the console)."""
+    due_at: Mapped[dt.datetime | None]
+    """When the invitation is to go out (the per-project/kind delay, or ``YEZHU_SURVEY_DELAY``)."""
+    invited_at: Mapped[dt.datetime | None]
+    completed_at: Mapped[dt.datetime | None]
+    stage: Mapped[str | None] = mapped_column(sa.String(10))
+    """Owner stage at the time of the response: 准业主 | 磨合期 | 稳定期 | 老业主 (DOMAIN.md)."""
+    category: Mapped[str | None] = mapped_column(sa.String(30))
+    """The ticket's category, copied for the figures."""
+    engineer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff_user.id"))
+    """The ticket's responsible engineer/agent at close, copied for the figures."""
+    recorded_by: Mapped[str | None] = mapped_column(sa.String(50))
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """``{item code: 1..5}``; a skipped item is absent."""
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The owner's own words per item (why a low score, free-text items)."""
     comment: Mapped[str | None] = mapped_column(sa.Text)
+    recovery_ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket.id"))
 
 
 class Campaign(Created, Base):
+    """A broadcast notice (办证通知, outage, handover, warranty reminder, …) and its audience."""
+
     __tablename__ = "campaign"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100))
-    kind: Mapped[str] = mapped_column(sa.String(30))
+    kind: Mapped[str] = mapped_column(sa.String(30), index=True)
+    """``certificate_collection`` | ``handover`` | ``outage`` | ``construction_progress`` |
+    ``warranty_expiry`` | ``survey`` | ``notice``."""
     text: Mapped[str] = mapped_column(sa.Text)
-    status: Mapped[str] = mapped_column(sa.String(12), default="draft")
+    status: Mapped[str] = mapped_column(sa.String(20), default="draft", index=True)
+    """``draft`` | ``pending_approval`` | ``approved`` | ``scheduled`` | ``sending`` | ``paused`` |
+    ``done`` | ``cancelled``."""
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("project.id"))
+    audience: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The audience rule: ``{"buildings": [...], "units": [...], "stage": ..., "certificate": ...,
+    "handover_from": ..., "handover_to": ..., "tag": ..., "list": [...]}``."""
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The kind's fields (place, hours, documents, outage start/end, photos, template code, …)."""
+    channels: Mapped[list[Any]] = mapped_column(default=list)
+    urgent: Mapped[bool] = mapped_column(default=False)
+    scheduled_at: Mapped[dt.datetime | None]
+    created_by: Mapped[str | None] = mapped_column(sa.String(50))
+    approved_by: Mapped[str | None] = mapped_column(sa.String(50))
+    approved_at: Mapped[dt.datetime | None]
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Delivery(Created, Base):
+    """One recipient of a campaign on one channel: the unit of exactly-once delivery."""
+
     __tablename__ = "delivery"
-    __table_args__ = (sa.UniqueConstraint("idempotency_key"),)
+    __table_args__ = (
+        sa.UniqueConstraint("idempotency_key"),
+        sa.Index("ix_delivery_campaign_status", "campaign_id", "status"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaign.id", ondelete="CASCADE"), index=True)
-    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("owner.id"))
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaign.id", ondelete="CASCADE"))
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("owner.id"), index=True)
+    house_id: Mapped[int | None] = mapped_column(sa.ForeignKey("house.id"))
     channel: Mapped[str] = mapped_column(sa.String(20))
+    recipient: Mapped[str | None] = mapped_column(sa.String(64))
+    """The openid or phone number the notice went to."""
     idempotency_key: Mapped[str] = mapped_column(sa.String(100))
-    status: Mapped[str] = mapped_column(sa.String(12), default="queued")
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    """``queued`` | ``sending`` | ``sent`` | ``delivered`` | ``acknowledged`` | ``failed`` | ``skipped``."""
     attempts: Mapped[int] = mapped_column(default=0)
     provider_id: Mapped[str | None] = mapped_column(sa.String(64))
     error: Mapped[str | None] = mapped_column(sa.String(200))
+    """Why it failed or was skipped (``failed:user block``, ``opted_out``, ``no_phone``, …)."""
+    text: Mapped[str | None] = mapped_column(sa.Text)
+    sent_at: Mapped[dt.datetime | None]
+    delivered_at: Mapped[dt.datetime | None]
     acknowledged_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CaseEntry(Created, Base):
+    """The case library (客服案例库): a ticket or conversation written up so others learn from it."""
+
+    __tablename__ = "case_entry"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(sa.String(100))
+    area: Mapped[str | None] = mapped_column(sa.String(20))
+    """Business area: 规划设计 | 工程质量 | 销售服务 | 客户服务 | 物业管理."""
+    category: Mapped[str | None] = mapped_column(sa.String(30))
+    happened: Mapped[str] = mapped_column(sa.Text, default="")
+    learned: Mapped[str] = mapped_column(sa.Text, default="")
+    audience: Mapped[list[Any]] = mapped_column(default=list)
+    """For whom: ``design`` | ``engineering`` | ``service``."""
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("project.id"))
+    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket.id"))
+    conversation_id: Mapped[int | None] = mapped_column(sa.ForeignKey("conversation.id"))
+    created_by: Mapped[str | None] = mapped_column(sa.String(50))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class AuditLog(Base):

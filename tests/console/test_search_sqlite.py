@@ -3,7 +3,6 @@ follow every insert, edit and delete, fill from the rows already there, and find
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.runtime import RUNTIME
-from bot.store.db import Database, alembic_config
+from bot.store.db import Database
 from bot.store.fts import FTS_TABLES
 from bot.store.models import Owner, Ticket
 from tests.conftest import YezhuFactory
@@ -111,7 +110,7 @@ QUERIES = ["漏水", "水管漏水", "天花板", "卫生间地漏", "门锁卡�
 
 
 async def test_the_trigram_index_finds_what_like_finds(yezhu: YezhuFactory, tmp_path: Path) -> None:
-    """The same questions, with the FTS5 tables and after migrating back below 0008 (LIKE only)."""
+    """The same questions, with the FTS5 tables and after dropping them as 0008's downgrade does (LIKE only)."""
     client = await yezhu()
     csrf = await login(client, "kefu")
     rng = random.Random(12)
@@ -132,9 +131,11 @@ async def test_the_trigram_index_finds_what_like_finds(yezhu: YezhuFactory, tmp_
     indexed = {q: await _search(client, q) for q in QUERIES}
     empty = {q for q, found in indexed.items() if not any(found)}
     assert empty == {"BX", "-00", "不存在的问题描述"}, empty  # a real sample: the rest all find something
-    url = str(client.app[RUNTIME].db.url)
-    from alembic import command
-    await asyncio.to_thread(command.downgrade, alembic_config(url), "0007")
+    # What migration 0008's downgrade does (a later migration's columns stay, so the app keeps running).
+    for table in FTS_TABLES:
+        for trigger in ("ai", "ad", "au"):
+            await _sql(client, f"DROP TRIGGER IF EXISTS {table}_{trigger}")
+        await _sql(client, f"DROP TABLE IF EXISTS {table}")
     assert await _sql(client, "SELECT name FROM sqlite_master WHERE name LIKE '%_fts%'") == []
     for q in QUERIES:
         assert await _search(client, q) == indexed[q], q
@@ -148,8 +149,10 @@ async def test_the_migration_indexes_the_rows_already_there(tmp_path: Path) -> N
             owner = Owner(name="欧阳明月", phone="13700001234")
             s.add(owner)
             await s.flush()
-            s.add(Ticket(number="BX20261130-0001", kind="repair", status="new", priority="normal",
-                         owner_id=owner.id, description="厨房水槽下水管断裂", location="9栋物业前台"))
+            # Core, not the ORM: the model has columns of later migrations that this schema lacks.
+            await s.execute(sa.insert(Ticket).values(
+                number="BX20261130-0001", kind="repair", status="new", priority="normal",
+                owner_id=owner.id, description="厨房水槽下水管断裂", location="9栋物业前台"))
         await db.migrate()
         async with db.session() as s:
             for table, phrase in (("ticket_fts", "水管断裂"), ("ticket_fts", "物业前台"), ("ticket_fts", "0001"),
