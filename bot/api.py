@@ -82,7 +82,7 @@ def ticket_json(t: Ticket, *, timeline: bool = False) -> dict[str, Any]:
     return data
 
 
-def _ticket_query() -> sa.Select[Any]:
+def ticket_query() -> sa.Select[Any]:
     return sa.select(Ticket).options(
         selectinload(Ticket.house).selectinload(House.building).selectinload(Building.project),
         selectinload(Ticket.assignee),
@@ -90,10 +90,18 @@ def _ticket_query() -> sa.Select[Any]:
     )
 
 
+def ticket_ref_condition(ref: str) -> sa.ColumnElement[bool]:
+    """A ticket named by its id (digits) or its number (``BX20261123-0007``)."""
+    if ref.isascii() and ref.isdigit():  # an id; one too large for the table names no ticket
+        ticket_id = params.parse_id(ref)
+        return Ticket.id == ticket_id if ticket_id is not None else sa.false()
+    return Ticket.number == ref
+
+
 @routes.get("/api/v1/tickets")
 async def list_tickets(request: web.Request) -> web.Response:
     limit = params.int_param(request.query, "limit", default=100, minimum=1, maximum=500)
-    q = _ticket_query().order_by(Ticket.id.desc()).limit(limit)
+    q = ticket_query().order_by(Ticket.id.desc()).limit(limit)
     if phone := request.query.get("owner_phone"):
         q = q.join(Owner, Owner.id == Ticket.owner_id).where(Owner.phone == phone)
     if kind := request.query.get("kind"):
@@ -110,12 +118,8 @@ async def list_tickets(request: web.Request) -> web.Response:
 @routes.get("/api/v1/tickets/{ref}")
 async def get_ticket(request: web.Request) -> web.Response:
     ref = request.match_info["ref"]
-    cond: sa.ColumnElement[bool] = Ticket.number == ref
-    if ref.isascii() and ref.isdigit():  # an id; one too large for the table names no ticket
-        ticket_id = params.parse_id(ref)
-        cond = Ticket.id == ticket_id if ticket_id is not None else sa.false()
     async with request.app[RUNTIME].db.session() as s:
-        ticket = (await s.execute(_ticket_query().where(cond))).scalar_one_or_none()
+        ticket = (await s.execute(ticket_query().where(ticket_ref_condition(ref)))).scalar_one_or_none()
     if ticket is None:
         return web.json_response({"error": "not_found", "detail": f"no ticket {ref}"}, status=404)
     return web.json_response(ticket_json(ticket, timeline=True))

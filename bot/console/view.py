@@ -187,6 +187,7 @@ NAV = [
     ("tickets", "/console/tickets", "工单", "tickets.view"),
     ("owners", "/console/owners", "业主", "owners"),
     ("knowledge", "/console/knowledge", "知识库", "knowledge"),
+    ("cases", "/console/cases", "案例库", "cases"),
     ("dashboard", "/console/dashboard", "看板", "dashboard"),
     ("staff", "/console/staff", "员工", "staff.admin"),
     ("imports", "/console/imports", "导入", "imports"),
