@@ -113,7 +113,7 @@ async def _form_page(request: web.Request, s: Any, case: CaseEntry | None, value
     if values.get("ticket_id"):
         ticket_number = (await _ticket_numbers(s, {values["ticket_id"]})).get(values["ticket_id"])
     title = "编辑案例" if case is not None else "新增案例"
-    return render(request, "case.html", status=status, title=title, page="cases", case=case, v=values, error=error,
+    return render(request, "case.html", status=status, title=title, page="cases", case=case, fv=values, error=error,
                   projects=projects, ticket_number=ticket_number, **_choices())
 
 
