@@ -89,7 +89,8 @@ async def export(request: web.Request) -> web.StreamResponse:
     })
 
 
-def _id_param(name: str, value: str | None) -> int | None:
+def _id_param(value: str | None) -> int | None:
+    """An id from a link or a hidden field; anything else names nothing (never an error page)."""
     return parse_id(value) if value else None
 
 
@@ -100,9 +101,9 @@ async def new_case(request: web.Request) -> web.StreamResponse:
     q = request.query
     async with runtime_of(request).db.session() as s:
         values = await library.prefill(
-            s, ticket_id=_id_param("ticket", q.get("ticket")), conversation_id=_id_param("conversation", q.get("conversation")),
-            category=q.get("category", ""), building_id=_id_param("building", q.get("building")),
-            project_id=_id_param("project", q.get("project")), title=q.get("title", ""))
+            s, ticket_id=_id_param(q.get("ticket")), conversation_id=_id_param(q.get("conversation")),
+            category=q.get("category", ""), building_id=_id_param(q.get("building")),
+            project_id=_id_param(q.get("project")), title=q.get("title", ""))
         return await _form_page(request, s, None, values)
 
 
@@ -139,8 +140,8 @@ async def create_case(request: web.Request) -> web.StreamResponse:
     staff = staff_of(request)
     data, audience = await _case_form(request)
     async with runtime_of(request).db.session() as s, s.begin():
-        source = {"ticket_id": _id_param("ticket_id", data.get("ticket_id")),
-                  "conversation_id": _id_param("conversation_id", data.get("conversation_id"))}
+        source = {"ticket_id": _id_param(data.get("ticket_id")),
+                  "conversation_id": _id_param(data.get("conversation_id"))}
         try:
             values = library.validate(data, audience)
             if source["ticket_id"] is not None and await s.get(Ticket, source["ticket_id"]) is None:

@@ -5,17 +5,19 @@ read back, who may create, edit and delete, and the audit log."""
 from __future__ import annotations
 
 import io
+import re
 import secrets
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
 
 from bot.runtime import RUNTIME
 from bot.store.models import AuditLog, Building, CaseEntry, House, Project, Ticket, TicketEvent, utcnow
 from tests.conftest import YezhuFactory
-from tests.console.conftest import js, login, visible_text, waiting_conversation
-from tests.console.live import make_ticket
+from tests.console.conftest import PASSWORD, js, login, set_password, visible_text, waiting_conversation
+from tests.console.live import Live, make_ticket, new_page
 
 
 async def _building(client: Any, name: str = "3") -> Building:
@@ -195,3 +197,36 @@ async def test_search_and_the_xlsx_export(yezhu: YezhuFactory, db_url: str) -> N
     assert formula.data_type == "s"  # an owner's "=…" stays text in Excel, never a formula
     assert [(who, what, data["rows"]) for who, what, data in await _audit(client, "case.export")] == [
         ("kefu", "case.export", 2)]
+
+
+@pytest.mark.browser
+async def test_in_the_browser_a_ticket_is_marked_as_a_case_found_and_exported(live: Live, browser: Any) -> None:
+    ticket = await make_ticket(live.rt, owner_phone="13800000001", conversation_id=None, category="plumbing",
+                               description="卫生间地漏返水，楼下天花板有水渍")
+    await set_password(live.client, "kefu")
+    page = await new_page(browser, live, "kefu", PASSWORD)
+    await page.goto(f"{live.base}/console/tickets/{ticket.id}")
+    await page.click("#mark-case")
+    await page.wait_for_url(f"**/console/cases/new?ticket={ticket.id}")
+    assert "卫生间地漏返水" in await page.input_value("textarea[name=happened]")
+    assert await page.is_checked("input[name=audience][value=engineering]")
+    await page.fill("input[name=title]", "3栋地漏返水")
+    await page.fill("textarea[name=learned]", "交付前对卫生间地漏做闭水试验")
+    await page.check("input[name=audience][value=design]")
+    await page.click("#case-form button[type=submit]")
+    await page.wait_for_url(re.compile(r"/console/cases/\d+$"))
+    assert "案例已加入案例库" in await page.inner_text("body")
+
+    await page.click("nav >> text=案例库")
+    await page.fill("#case-filters input[name=q]", "闭水")
+    await page.click("#case-filters button[type=submit]")
+    await page.wait_for_url("**/console/cases?q=*")
+    assert await page.locator("#case-list tbody tr[data-case]").count() == 1
+    assert "设计" in await page.inner_text("#case-list") and ticket.number in await page.inner_text("#case-list")
+    async with page.expect_download() as info:
+        await page.click("#export-cases")
+    download = await info.value
+    assert download.suggested_filename.endswith(".xlsx")
+    sheet = load_workbook(io.BytesIO((await download.path()).read_bytes())).active
+    assert [r[1] for r in sheet.iter_rows(min_row=2, values_only=True)] == ["3栋地漏返水"]
+    await page.context.close()
