@@ -209,13 +209,13 @@ def _ticket_line(t: Ticket) -> str:
 
 
 async def recurring(s: AsyncSession, building_id: int, category: str | None, *, exclude: int | None = None,
-                    now: dt.datetime | None = None) -> tuple[int, str]:
-    """How many tickets of ``category`` the building had in the last :data:`RECURRING_DAYS` days, and a
-    summary of them (newest first) for "what happened"."""
+                    since: dt.datetime | None = None) -> tuple[int, str]:
+    """How many tickets of ``category`` the building had since ``since`` (default: :data:`RECURRING_DAYS`
+    days ago), and a summary of them (newest first) for "what happened"."""
     building = await s.get(Building, building_id)
     if building is None:
         return 0, ""
-    since = (now or utcnow()) - dt.timedelta(days=RECURRING_DAYS)
+    since = since or utcnow() - dt.timedelta(days=RECURRING_DAYS)
     query = (sa.select(Ticket).join(House, House.id == Ticket.house_id)
              .where(House.building_id == building_id, Ticket.created_at >= since)
              .options(selectinload(Ticket.house).selectinload(House.building)))
@@ -229,9 +229,8 @@ async def recurring(s: AsyncSession, building_id: int, category: str | None, *, 
     rows = list((await s.execute(query.order_by(Ticket.created_at.desc(), Ticket.id.desc())
                                  .limit(RECURRING_LISTED))).scalars())
     what = f"同类（{label(CATEGORY_LABELS, category)}）" if category else ""
-    first, last = rows[-1].created_at, rows[0].created_at
-    head = (f"{building.name}栋近{RECURRING_DAYS}天{what}工单共 {total} 张"
-            f"（{_day(first)}至{_day(last)}{'，列出最近' + str(len(rows)) + '张' if total > len(rows) else ''}）：")
+    head = (f"{building.name}栋{_day(since)}以来{what}工单共 {total} 张"
+            f"{'，最近' + str(len(rows)) + '张' if total > len(rows) else ''}：")
     lines = [f"- {t.number} {_place(t)} {_day(t.created_at)} {STATUS_LABELS.get(t.status, '')}："
              f"{(t.description or '').strip()[:60]}" for t in rows]
     return total, "\n".join([head, *lines])
@@ -293,8 +292,12 @@ async def prefill(
                 .join(OwnerHouse, OwnerHouse.house_id == House.id).where(OwnerHouse.owner_id == conv.owner_id)
                 .limit(1))).scalar_one_or_none()
     if building_id is not None:
+        # the building's history up to now, from RECURRING_DAYS before the ticket (a case proposed
+        # from an old month's report still sees that month's neighbours)
+        anchor = min(ticket.created_at, utcnow()) if ticket is not None and ticket.created_at else utcnow()
         _count, summary = await recurring(s, building_id, values["category"] or None,
-                                         exclude=ticket.id if ticket is not None else None)
+                                          exclude=ticket.id if ticket is not None else None,
+                                          since=anchor - dt.timedelta(days=RECURRING_DAYS))
         if summary:
             parts.append(summary)
         if values["project_id"] is None:

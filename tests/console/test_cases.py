@@ -4,6 +4,7 @@ read back, who may create, edit and delete, and the audit log."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 import secrets
@@ -26,14 +27,14 @@ async def _building(client: Any, name: str = "3") -> Building:
 
 
 async def _ticket_in(client: Any, building: Building, description: str, *, category: str = "plumbing",
-                     unit: str = "1") -> Ticket:
+                     unit: str = "1", days_ago: int = 0) -> Ticket:
     """A repair in another house of ``building`` (the recurring issue the report sees)."""
     async with client.app[RUNTIME].db.session() as s, s.begin():
         house = (await s.execute(sa.select(House).where(House.building_id == building.id, House.unit == unit)
                                  .order_by(House.id).limit(1))).scalar_one()
         t = Ticket(number=f"BX{utcnow():%Y%m%d}-{secrets.randbelow(9000) + 1000}", kind="repair", category=category,
                    project_id=building.project_id, house_id=house.id, description=description, status="closed",
-                   priority="normal", created_at=utcnow())
+                   priority="normal", created_at=utcnow() - dt.timedelta(days=days_ago))
         s.add(t)
         await s.flush()
         s.add(TicketEvent(ticket_id=t.id, kind="created", actor="bot", data={"status": "new"}))
@@ -68,7 +69,8 @@ async def test_a_ticket_becomes_a_case_and_only_supervisors_change_it(yezhu: Yez
     form = await (await client.get(f"/console/cases/new?ticket={ticket.id}")).text()
     text = visible_text(form)
     assert ticket.number in text and "卫生间地漏返水，楼下天花板有水渍" in text  # the ticket, in "what happened"
-    assert "3栋近180天同类（给排水/漏水）工单共 1 张" in text and earlier.number in text  # and its building's history
+    assert re.search(r"3栋\d{4}年\d+月\d+日以来同类（给排水/漏水）工单共 1 张", text)  # and its building's history
+    assert earlier.number in text and "1单元卫生间地漏返水，已疏通" in text
     assert '<option selected>工程质量</option>' in form and 'value="engineering" checked' in form
     assert '<option value="plumbing" selected>' in form
 
@@ -135,9 +137,14 @@ async def test_the_reports_candidate_link_and_a_chat_prefill_the_form(yezhu: Yez
     form = await (await client.get(url)).text()
     text = visible_text(form)
     assert 'value="8栋厨房下水管反复渗水"' in form
-    assert "8栋近180天同类（给排水/漏水）工单共 3 张" in text
+    assert re.search(r"8栋\d{4}年\d+月\d+日以来同类（给排水/漏水）工单共 3 张：", text)
     assert all(t.number in text for t in leaks) and "入户门锁" not in text  # only that category
     assert f'<option value="{project.id}" selected>' in form and '<option value="plumbing" selected>' in form
+    # from an old month's report: that ticket's neighbours of the months before it count too
+    old = await _ticket_in(client, b8, "3单元阳台地漏返水", unit="3", days_ago=300)
+    older = await _ticket_in(client, b8, "2单元厨房水管漏水", unit="2", days_ago=400)
+    text = visible_text(await (await client.get(f"/console/cases/new?ticket={old.id}&building={b8.id}")).text())
+    assert "3单元阳台地漏返水" in text and older.number in text and "工单共 4 张" in text
 
     page = await (await client.get(f"/console/conversations/{conv_id}")).text()
     assert f'href="/console/cases/new?conversation={conv_id}"' in page
