@@ -72,6 +72,7 @@ def ticket_json(t: Ticket, *, timeline: bool = False) -> dict[str, Any]:
         "created_at": iso(t.created_at),
         "closed_at": iso(t.closed_at),
         "rework_count": t.rework_count,
+        "quote": t.quote or None,
         "group_id": t.group_id,
         "media": t.media,
     }

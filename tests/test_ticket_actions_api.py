@@ -131,6 +131,8 @@ async def test_refusals_are_clear_4xx_in_english_and_chinese_and_change_nothing(
         t = await s.get_one(Ticket, ticket.id)
         t.quote = {"status": "pending", "amount": "180.00", "items": "更换角阀"}
     assert "报价" in (await refused(409, "refused", verb="start", actor="gongcheng"))["detail_zh"]
+    shown = await (await client.get(f"/api/v1/tickets/{ticket.id}", headers=auth())).json()
+    assert shown["quote"]["status"] == "pending"  # a field app sees why, as the console's ticket page does
 
     async with rt.db.session() as s:
         t = await s.get_one(Ticket, ticket.id)
