@@ -1,8 +1,9 @@
 """Tickets (工单): filtered lists, the detail page with its timeline, and the workflow verbs.
 
-The business rules live in :mod:`actions.workflow`; this module decides who may press which button:
-the desk (agents, supervisors) dispatches, asks for acceptance, closes and reopens; the responsible
-engineer starts and completes their own tickets; only supervisors change the responsible person.
+The business rules, and who may press which button, live in :mod:`actions.workflow`
+(``allowed_verbs``, ``TicketWorkflow.perform``), shared with the JSON API's ticket actions: the desk
+(agents, supervisors) dispatches, asks for acceptance, closes and reopens; the responsible engineer
+starts and completes their own tickets; only supervisors change the responsible person.
 """
 
 from __future__ import annotations
