@@ -185,6 +185,13 @@ async def count(s: AsyncSession, f: CaseFilter) -> int:
     return int((await s.execute(sa.select(sa.func.count()).select_from(CaseEntry).where(*f.where()))).scalar_one())
 
 
+async def cases_of_ticket(s: AsyncSession, ticket_id: int) -> list[tuple[int, str]]:
+    """The cases written up from a ticket (id, title), for its page."""
+    rows = await s.execute(sa.select(CaseEntry.id, CaseEntry.title).where(CaseEntry.ticket_id == ticket_id)
+                           .order_by(CaseEntry.id))
+    return [(cid, title) for cid, title in rows]
+
+
 async def project_names(s: AsyncSession) -> dict[int, str]:
     return {pid: name for pid, name in (await s.execute(sa.select(Project.id, Project.name).order_by(Project.id)))}
 

@@ -92,6 +92,8 @@ async def test_a_ticket_becomes_a_case_and_only_supervisors_change_it(yezhu: Yez
     assert (case.title, case.area, case.category, case.ticket_id, case.created_by) == (
         "3栋地漏反复返水", "工程质量", "plumbing", ticket.id, "kefu")
     assert case.audience == ["design", "engineering"] and case.project_id is None
+    page = await (await client.get(f"/console/tickets/{ticket.id}")).text()  # the ticket links to its case
+    assert f'<a href="/console/cases/{case.id}">3栋地漏反复返水</a>' in page
 
     # the agent reads it but may not change it
     page = visible_text(await (await client.get(case_url)).text())
