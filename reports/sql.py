@@ -42,7 +42,7 @@ class Dialect:
 
     def date_key(self, day: Any) -> sa.ColumnElement[int]:
         """A ``DATE`` column as YYYYMMDD."""
-        text = sa.func.to_char(day, "YYYYMMDD") if self.pg else sa.func.strftime("%Y%m%d", day)
+        text = sa.func.to_char(sa.cast(day, sa.Date), "YYYYMMDD") if self.pg else sa.func.strftime("%Y%m%d", day)
         return sa.cast(text, sa.Integer)
 
     def seconds(self, later: Any, earlier: Any) -> sa.ColumnElement[float]:

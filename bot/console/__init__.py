@@ -25,6 +25,7 @@ from bot.console import (  # noqa: F401 (routes)
     owners,
     queue,
     repairs,
+    reports,
     search,
     tickets,
 )

@@ -188,6 +188,7 @@ NAV = [
     ("owners", "/console/owners", "业主", "owners"),
     ("knowledge", "/console/knowledge", "知识库", "knowledge"),
     ("dashboard", "/console/dashboard", "看板", "dashboard"),
+    ("reports", "/console/reports", "月报", "dashboard"),
     ("staff", "/console/staff", "员工", "staff.admin"),
     ("imports", "/console/imports", "导入", "imports"),
     ("audit", "/console/audit", "审计日志", "audit"),
