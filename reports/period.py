@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from actions.stages import CHINA_TZ
 
-_MONTH = re.compile(r"(\d{4})-(\d{1,2})")
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{1,2})")
 
 
 class BadPeriod(ValueError):
