@@ -1,9 +1,11 @@
 """The Chinese font the PDF report embeds and its charts draw with.
 
-Noto Sans SC (SIL Open Font License) from the PyPI package ``pylopdf-fonts-zh-cn``, a dependency, so a
-machine set up with ``./scripts/bootstrap`` (pip only) renders Chinese without any system font; Debian's
-CJK fonts are used when that package is missing. The PDF embeds a subset of the font, with a ToUnicode
-map, so its text can be searched and extracted.
+WenQuanYi Micro Hei (文泉驿微米黑, Apache 2.0 / GPLv3 with the font exception) from the PyPI package
+``paperang-p2-fonts-cjk``, a dependency, so a machine set up with ``./scripts/bootstrap`` (pip only)
+renders Chinese without any system font; Debian's CJK fonts are used when that package is missing. The
+PDF embeds a subset of the font (TrueType outlines, ``Identity-H`` with a ToUnicode map), so its text can
+be searched and extracted. (A CFF-outline font such as Noto Sans SC's OTF came out of fpdf2 with an
+encoding that pypdf and pdfminer.six could not read back; TrueType outlines avoid that.)
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import functools
 from pathlib import Path
 
 SYSTEM_FONTS = (
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
     "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
 )
@@ -26,9 +27,9 @@ class FontMissing(RuntimeError):
 def cjk_font() -> Path:
     """The path of a font with Simplified Chinese glyphs."""
     try:
-        import pylopdf_fonts_zh_cn
+        import paperang_p2_fonts_cjk
 
-        path = Path(pylopdf_fonts_zh_cn.__file__).parent / "NotoSansSC-Regular.otf"
+        path = Path(paperang_p2_fonts_cjk.__file__).parent / "fonts" / "wqy-microhei.ttc"
         if path.is_file():
             return path
     except ImportError:
@@ -37,4 +38,4 @@ def cjk_font() -> Path:
         if Path(candidate).is_file():
             return Path(candidate)
     raise FontMissing("no Chinese font for the PDF: install the project again (pip install -e .) to get "
-                      "pylopdf-fonts-zh-cn, or apt-get install fonts-noto-cjk")
+                      "paperang-p2-fonts-cjk, or apt-get install fonts-wqy-microhei")

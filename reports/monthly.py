@@ -284,9 +284,8 @@ class _Builder:
         done = sa.and_(r.status.in_(surveys.RESPONDED), r.completed_at < m.end)
         # Overdue: not done within the grace period, judged at as_of (a past month: its end).
         cutoff = self.as_of - CALLBACK_GRACE
-        late = sa.and_(due_at < cutoff, sa.or_(sa.not_(done), r.completed_at > due_at + CALLBACK_GRACE)) \
-            if self.d.pg else sa.and_(due_at < cutoff, sa.or_(
-                sa.not_(done), sa.func.julianday(r.completed_at) - sa.func.julianday(due_at) > CALLBACK_GRACE.days))
+        late = sa.and_(due_at < cutoff, sa.or_(
+            sa.not_(done), self.d.seconds(r.completed_at, due_at) > CALLBACK_GRACE.total_seconds()))
         cond = [r.kind.in_(CALLBACK_KINDS), r.status != "cancelled", due_at >= m.start, due_at < m.end]
         if self.pid is not None:
             cond.append(r.project_id == self.pid)

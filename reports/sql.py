@@ -49,7 +49,8 @@ class Dialect:
         """``later - earlier`` in seconds."""
         if self.pg:
             return sa.func.extract("epoch", later - earlier)
-        return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0
+        # julianday is a float of days: round to the millisecond, which the stored times carry at most.
+        return sa.func.round((sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0, 3)
 
     def stage(self, handover: Any, at: Any) -> sa.ColumnElement[str]:
         """actions.stages.owner_stage in SQL: the stage on the China-time day of ``at``.
