@@ -35,7 +35,7 @@ def chart_png(section: Section, chart: Chart) -> bytes | None:
     if n == 0:
         return None
     labels = [str(r[0]) for r in table.rows[:n]]
-    fig = Figure(figsize=(7.0, 2.6), dpi=110)
+    fig = Figure(figsize=(7.0, 2.6), dpi=100)
     ax = fig.add_subplot()
     name = _font_name()
     width = 0.8 / max(1, len(chart.values))
@@ -57,7 +57,8 @@ def chart_png(section: Section, chart: Chart) -> bytes | None:
     ax.legend(prop={"family": name, "size": 8}, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     ax.tick_params(labelsize=8)
-    fig.tight_layout()
+    # Fixed margins: tight_layout would draw the figure twice more to measure it.
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.86, bottom=0.2 if n > 6 else 0.12)
     out = BytesIO()
     fig.savefig(out, format="png")
     return out.getvalue()
