@@ -192,10 +192,10 @@ async def nlu_parse(request: web.Request) -> web.Response:
 async def survey_summary(request: web.Request) -> web.Response:
     """Satisfaction, loyalty and response rates for one month (default: this month, China time) and
     optionally one project (its code), as reports.surveys defines them (docs/REPORTS.md)."""
+    from bot.store.models import utcnow
     from reports import surveys
     from reports.monthly import find_project
     from reports.period import BadPeriod, Month
-    from bot.store.models import utcnow
 
     raw_month = request.query.get("month", "").strip()
     try:

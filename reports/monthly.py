@@ -70,6 +70,13 @@ def kind_label(kind: str | None) -> str:
     return KIND_LABELS.get(kind or "", EXTRA_KINDS.get(kind or "", kind or "其他"))
 
 
+def pct(value: float | None, sign: bool = False) -> str:
+    """A rate as a headline shows it: ``60.0%`` (``+12.5%`` with ``sign``), ``—`` for none."""
+    if value is None:
+        return "—"
+    return f"{value * 100:+.1f}%" if sign else f"{value * 100:.1f}%"
+
+
 def change(cur: int, prev: int) -> list[Any]:
     return [cur, prev, cur - prev, rate(cur - prev, prev)]
 
@@ -153,7 +160,7 @@ class _Builder:
             ],
             charts=[Chart("本月与上月工单量（按类型）", 0, [1, 2]), Chart("近六个月工单量趋势", 4, [1, 2, 3, 4], kind="line")],
             figures=[("本月工单", str(total)), ("上月工单", str(total_prev)),
-                     ("环比", f"{rate(total - total_prev, total_prev) * 100:+.1f}%" if total_prev else "—")],
+                     ("环比", pct(rate(total - total_prev, total_prev), sign=True))],
         )
 
     async def times(self) -> Section:
@@ -167,8 +174,9 @@ class _Builder:
             self.tickets_in(m.start, m.end, Ticket.closed_at))
         r_p = await d.percentiles(self.s, resp, (MEDIAN, P90))
         c_p = await d.percentiles(self.s, close, (MEDIAN, P90))
-        r_all = await d.percentiles(self.s, sa.select(sa.literal("all"), resp.subquery().c[1]), (MEDIAN, P90))
-        c_all = await d.percentiles(self.s, sa.select(sa.literal("all"), close.subquery().c[1]), (MEDIAN, P90))
+        r_sub, c_sub = resp.subquery(), close.subquery()
+        r_all = await d.percentiles(self.s, sa.select(sa.literal("all"), r_sub.c[1]), (MEDIAN, P90))
+        c_all = await d.percentiles(self.s, sa.select(sa.literal("all"), c_sub.c[1]), (MEDIAN, P90))
         closed = dict(await self.rows(sa.select(Ticket.kind, sa.func.count()).where(
             self.tickets_in(m.start, m.end, Ticket.closed_at)).group_by(Ticket.kind)))
         answered = dict(await self.rows(sa.select(Ticket.kind, sa.func.count(first)).where(
@@ -219,7 +227,7 @@ class _Builder:
         ], charts=[Chart("本月到期与超时工单", 0, [1, 2])],
             notes=["本月到期：时限落在本月（当月未结束时截至此刻）的工单；超时：到期时仍未完工（完工、待验收或关闭均视为完工）。"],
             figures=[("本月到期", str(n_due)), ("超时", str(n_over)),
-                     ("超时率", f"{rate(n_over, n_due) * 100:.1f}%" if n_due else "—")])
+                     ("超时率", pct(rate(n_over, n_due)))])
 
     async def reworks(self) -> Section:
         m = self.m
@@ -243,7 +251,7 @@ class _Builder:
                                                   [("类别", TEXT), ("本月完工", INT), ("本月返修", INT), ("返修率", PCT)], rows)],
                        charts=[Chart("完工与返修（按类别）", 0, [1, 2])],
                        notes=["返修率 = 本月有返修（业主反映“还没修好”后重新打开）的报修单数 ÷ 本月有完工记录的报修单数。"],
-                       figures=[("返修率", f"{rate(tr, td) * 100:.1f}%" if td else "—"), ("返修次数", str(events))])
+                       figures=[("返修率", pct(rate(tr, td))), ("返修次数", str(events))])
 
     async def complaints(self) -> Section:
         m = self.m
@@ -302,7 +310,7 @@ class _Builder:
             charts=[Chart("应回访与已回访", 0, [1, 2, 3])],
             notes=["应回访：回访时间落在本月的回访（机器人与电话回访均计入）；逾期：到期 7 天后仍未完成。"],
             figures=[("应回访", str(tot[0])), ("已回访", str(tot[1])), ("逾期", str(tot[2])),
-                     ("回访率", f"{rate(tot[1], tot[0]) * 100:.1f}%" if tot[0] else "—")])
+                     ("回访率", pct(rate(tot[1], tot[0])))])
 
     async def satisfaction(self) -> Section:
         summ = await surveys.summary(self.s, self.m, self.pid)
@@ -331,8 +339,8 @@ class _Builder:
                    "业务领域满意率按该领域各评分项计（评分项 4–5 分的比例）。业主阶段按答卷时距交付的时间："
                    "准业主（未交付）、磨合期（不满 1 年）、稳定期（1–2 年）、老业主（2 年以上）。"],
             figures=[("答卷数", str(summ["responses"])),
-                     ("满意率", f"{summ['satisfaction_rate'] * 100:.1f}%" if summ["satisfaction_rate"] is not None else "—"),
-                     ("忠诚度", f"{summ['loyalty_rate'] * 100:.1f}%" if summ["loyalty_rate"] is not None else "—")])
+                     ("满意率", pct(summ["satisfaction_rate"])),
+                     ("忠诚度", pct(summ["loyalty_rate"]))])
 
     async def certificates(self) -> Section:
         m = self.m
@@ -419,7 +427,7 @@ class _Builder:
              ["合计", total, 1.0 if total else None]])],
             charts=[Chart("会话：机器人与人工", 0, [1])],
             notes=["会话：本月有业主消息的会话；人工参与：本月内转人工或有客服人员回复。"],
-            figures=[("机器人独立解决率", f"{rate(total - people, total) * 100:.1f}%" if total else "—")])
+            figures=[("机器人独立解决率", pct(rate(total - people, total)))])
 
     async def recurring(self) -> Section:
         m = self.m
@@ -437,7 +445,8 @@ class _Builder:
             sa.select(sa.func.coalesce(CaseEntry.category, "") + "|" + sa.cast(sa.func.coalesce(CaseEntry.project_id, 0),
                                                                              sa.String), sa.func.count())
             .group_by(CaseEntry.category, CaseEntry.project_id)))
-        rows, links = [], []
+        rows: list[list[Any]] = []
+        links: list[str | None] = []
         for pid, pname, bid, bname, kind, category, n, last in rows_:
             what = category_label(category or None)
             title = f"{pname}{bname}栋{what}{kind_label(kind)}反复发生（{self.m.zh}{n}次）"

@@ -48,7 +48,7 @@ class Dialect:
     def seconds(self, later: Any, earlier: Any) -> sa.ColumnElement[float]:
         """``later - earlier`` in seconds."""
         if self.pg:
-            return sa.func.extract("epoch", later - earlier)
+            return sa.func.extract("epoch", later - earlier)  # type: ignore[return-value]
         # julianday is a float of days: round to the millisecond, which the stored times carry at most.
         return sa.func.round((sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0, 3)
 
@@ -77,14 +77,14 @@ class Dialect:
     # -- percentiles ----------------------------------------------------------------------------
 
     async def percentiles(
-        self, s: AsyncSession, values: sa.Select[Any], fractions: tuple[tuple[int, int], ...],
-    ) -> dict[Any, list[float | None]]:
+        self, s: AsyncSession, values: Any, fractions: tuple[tuple[int, int], ...],
+    ) -> dict[Any, list[float | None]]:  # values: sa.Select[tuple[key, number]]
         """``values`` selects ``(grp, v)`` rows; → ``{grp: [p for each fraction]}`` (fractions as
         ``(numerator, denominator)``: (1, 2) is the median, (9, 10) P90). ``grp`` may be a constant."""
         sub = values.subquery()
         grp, v = sub.c[0], sub.c[1]
         if self.pg:
-            cols = [sa.func.percentile_disc(n / d).within_group(v) for n, d in fractions]
+            cols: list[Any] = [sa.func.percentile_disc(n / d).within_group(v) for n, d in fractions]
             rows = (await s.execute(sa.select(grp, *cols).where(v.is_not(None)).group_by(grp))).all()
             return {r[0]: [None if x is None else float(x) for x in r[1:]] for r in rows}
         ranked = sa.select(

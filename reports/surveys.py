@@ -119,6 +119,10 @@ async def by_area(s: AsyncSession, d: Dialect, resp: sa.Subquery) -> dict[str, d
     """Item scores per business area (the template's item ``area``), and the loyalty of the
     respondents who scored the area. JSON expansion differs by database; the rest is one query."""
     t = SurveyTemplate.__table__
+    area: Any
+    code: Any
+    score: Any
+    kind: Any
     if d.pg:
         item = sa.func.json_array_elements(t.c["items"]).table_valued("value").lateral("item")
         area = item.c.value.op("->>")("area")
@@ -165,7 +169,8 @@ async def summary(s: AsyncSession, month: Month, project_id: int | None = None) 
     total = (await s.execute(sa.select(sa.func.count(), sa.func.sum(resp.c.satisfied),
                                        sa.func.sum(resp.c.loyalty_base), sa.func.sum(resp.c.loyal)))).one()
     inv_total = (await s.execute(sa.select(sa.func.count(), sa.func.sum(inv.c.answered)))).one()
-    figures = _figures(*(int(x or 0) for x in total), int(inv_total[0] or 0), int(inv_total[1] or 0))
+    n, sat, base, loyal = (int(x or 0) for x in total)
+    figures = _figures(n, sat, base, loyal, int(inv_total[0] or 0), int(inv_total[1] or 0))
 
     projects = dict((await s.execute(sa.select(Project.id, Project.name))).all())
     codes = dict((await s.execute(sa.select(Project.id, Project.code))).all())
