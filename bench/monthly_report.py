@@ -96,7 +96,7 @@ LOAD = [
           {"code":"timeliness","area":"物业管理","type":"score","text":"及时"},{"code":"result","area":"工程质量","type":"score","text":"效果"},
           {"code":"attitude","area":"客户服务","type":"score","text":"态度"},{"code":"tidiness","area":"物业管理","type":"score","text":"整洁"}]', true, now(), now())"""),
     ("survey responses", """INSERT INTO survey_response (template_id, owner_id, ticket_id, kind, project_id, house_id, status,
-            channel, source, due_at, invited_at, completed_at, category, engineer_id, scores, answers)
+            channel, source, due_at, invited_at, completed_at, category, engineer_id, scores, answers, created_at)
         SELECT CASE WHEN p THEN 1 ELSE 2 END, t.owner_id, CASE WHEN p THEN NULL ELSE t.id END,
                CASE WHEN p THEN 'periodic' ELSE 'repair' END, t.project_id, t.house_id,
                CASE WHEN s < 0.85 THEN 'complete' WHEN s < 0.95 THEN 'expired' ELSE 'invited' END,
@@ -108,7 +108,7 @@ LOAD = [
                     'estate', 3 + (s * 91)::int % 3)
                     ELSE json_build_object('overall', 2 + (s * 1000)::int % 4, 'timeliness', 1 + (s * 777)::int % 5,
                     'result', 3 + (s * 555)::int % 3, 'attitude', 4 + (s * 333)::int % 2, 'tidiness', 1 + (s * 91)::int % 5) END,
-               '{}'
+               '{}', t.closed_at
         FROM (SELECT id, owner_id, project_id, house_id, closed_at, category, assignee_id, random() AS s,
                      random() < 0.2 AS p
               FROM ticket WHERE closed_at IS NOT NULL AND kind IN ('repair', 'complaint') ORDER BY id LIMIT 100000) t"""),
@@ -130,7 +130,7 @@ LOAD = [
     ("certificate records", """INSERT INTO certificate_record (house_id, status, collected_at, proxy_letter, id_checked,
             reminder_count, created_at)
         SELECT d.house_id, 'collected', d.created_at + (1 + random() * 60) * interval '1 day', false, true, 0, now()
-        FROM (SELECT DISTINCT ON (house_id) house_id, created_at FROM delivery d JOIN campaign c ON c.id = d.campaign_id
+        FROM (SELECT DISTINCT ON (house_id) house_id, d.created_at FROM delivery d JOIN campaign c ON c.id = d.campaign_id
               WHERE c.kind = 'certificate_collection' ORDER BY house_id, d.id) d WHERE random() < 0.7"""),
     ("unanswered questions", f"""INSERT INTO unanswered_question (text, project_code, resolved, created_at)
         SELECT '问题' || (g % 300) || '：能不能开发票', 'p' || (1 + g % 5), g % 9 = 0,
@@ -138,20 +138,24 @@ LOAD = [
 ]
 
 
-async def load() -> None:
+async def load(resume_at: str | None = None) -> None:
     import asyncpg
 
     from bot.store.db import Database
 
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {DB_NAME}")
-    finally:
-        await admin.close()
-    db = Database(DATABASE_URL)
-    await db.migrate()
-    await db.close()
+    steps = LOAD
+    if resume_at is None:
+        admin = await asyncpg.connect(ADMIN_DSN)
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+            await admin.execute(f"CREATE DATABASE {DB_NAME}")
+        finally:
+            await admin.close()
+        db = Database(DATABASE_URL)
+        await db.migrate()
+        await db.close()
+    else:  # a load that failed at this step: carry on from it (its statement wrote nothing)
+        steps = LOAD[[name for name, _ in LOAD].index(resume_at):]
     conn = await asyncpg.connect(DSN)
     try:
         await conn.execute("SELECT setseed(0.42)")
@@ -160,7 +164,7 @@ async def load() -> None:
                                    "(indexdef LIKE '%gin%')")
         for row in indexes:
             await conn.execute(f'DROP INDEX "{row["indexname"]}"')
-        for name, sql in LOAD:
+        for name, sql in steps:
             started = time.monotonic()
             status = await conn.execute(sql)
             print(f"  {name:<22} {status.split()[-1]:>10} rows  {time.monotonic() - started:6.1f} s", flush=True)
@@ -201,12 +205,13 @@ async def time_in_process(month: str, project: str | None) -> list[tuple[str, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reuse", action="store_true", help="time on the data already loaded")
+    parser.add_argument("--resume-at", metavar="STEP", help="carry on a failed load from this step")
     parser.add_argument("--month", default="2026-11")
     args = parser.parse_args()
     if not args.reuse:
         print("loading a year of data for 50,000 households …", flush=True)
         started = time.monotonic()
-        asyncio.run(load())
+        asyncio.run(load(args.resume_at))
         print(f"loaded in {time.monotonic() - started:.0f} s", flush=True)
     print(f"report for {args.month} (in process: queries + file):", flush=True)
     asyncio.run(time_in_process(args.month, None))

@@ -165,22 +165,24 @@ class _Builder:
 
     async def times(self) -> Section:
         d, m = self.d, self.m
-        first = (sa.select(sa.func.min(TicketEvent.at)).where(TicketEvent.ticket_id == Ticket.id,
-                                                               TicketEvent.kind.in_(RESPONSE_EVENTS))
-                 .scalar_subquery())
-        resp = sa.select(Ticket.kind, d.seconds(first, Ticket.created_at) / 3600.0).where(
-            self.tickets_in(m.start, m.end))
-        close = sa.select(Ticket.kind, d.seconds(Ticket.closed_at, Ticket.created_at) / 3600.0).where(
-            self.tickets_in(m.start, m.end, Ticket.closed_at))
-        r_p = await d.percentiles(self.s, resp, (MEDIAN, P90))
-        c_p = await d.percentiles(self.s, close, (MEDIAN, P90))
+        month_tickets = sa.select(Ticket.id).where(self.tickets_in(m.start, m.end))
+        first = (sa.select(TicketEvent.ticket_id, sa.func.min(TicketEvent.at).label("at"))
+                 .where(TicketEvent.ticket_id.in_(month_tickets), TicketEvent.kind.in_(RESPONSE_EVENTS))
+                 .group_by(TicketEvent.ticket_id)).subquery()
+        hours = (d.seconds(first.c.at, Ticket.created_at) / 3600.0).label("h")
+        resp = (sa.select(Ticket.kind, hours).join(first, first.c.ticket_id == Ticket.id)
+                .where(self.tickets_in(m.start, m.end)))
+        close_h = (d.seconds(Ticket.closed_at, Ticket.created_at) / 3600.0).label("h")
+        close = sa.select(Ticket.kind, close_h).where(self.tickets_in(m.start, m.end, Ticket.closed_at))
+        # Each measure once, by kind and for all kinds together ("all" rows beside each kind's).
         r_sub, c_sub = resp.subquery(), close.subquery()
-        r_all = await d.percentiles(self.s, sa.select(sa.literal("all"), r_sub.c[1]), (MEDIAN, P90))
-        c_all = await d.percentiles(self.s, sa.select(sa.literal("all"), c_sub.c[1]), (MEDIAN, P90))
-        closed = dict(await self.rows(sa.select(Ticket.kind, sa.func.count()).where(
-            self.tickets_in(m.start, m.end, Ticket.closed_at)).group_by(Ticket.kind)))
-        answered = dict(await self.rows(sa.select(Ticket.kind, sa.func.count(first)).where(
-            self.tickets_in(m.start, m.end)).group_by(Ticket.kind)))
+        r_p = await d.percentiles(self.s, sa.union_all(
+            sa.select(r_sub.c.kind, r_sub.c.h), sa.select(sa.literal("all").label("kind"), r_sub.c.h)), (MEDIAN, P90))
+        c_p = await d.percentiles(self.s, sa.union_all(
+            sa.select(c_sub.c.kind, c_sub.c.h), sa.select(sa.literal("all").label("kind"), c_sub.c.h)), (MEDIAN, P90))
+        r_all, c_all = r_p, c_p
+        closed = dict(await self.rows(sa.select(c_sub.c.kind, sa.func.count()).group_by(c_sub.c.kind)))
+        answered = dict(await self.rows(sa.select(r_sub.c.kind, sa.func.count()).group_by(r_sub.c.kind)))
         rows = []
         for k in TICKET_KINDS:
             rp, cp = r_p.get(k, [None, None]), c_p.get(k, [None, None])
@@ -200,11 +202,14 @@ class _Builder:
 
     async def overdue(self) -> Section:
         m = self.m
-        finished = (sa.select(sa.func.min(TicketEvent.at)).where(TicketEvent.ticket_id == Ticket.id,
-                                                                  TicketEvent.kind.in_(FINISH_EVENTS))
-                    .scalar_subquery())
-        late = sa.and_(self.tickets_in(m.start, self.as_of, Ticket.due_at),
-                       sa.or_(finished.is_(None), finished > Ticket.due_at))
+        due_in = self.tickets_in(m.start, self.as_of, Ticket.due_at)
+        done = (sa.select(TicketEvent.ticket_id, sa.func.min(TicketEvent.at).label("at"))
+                .where(TicketEvent.ticket_id.in_(sa.select(Ticket.id).where(due_in)), TicketEvent.kind.in_(FINISH_EVENTS))
+                .group_by(TicketEvent.ticket_id)).subquery()
+        finished = done.c.at
+        late_q = (sa.select(Ticket.id.label("id")).outerjoin(done, done.c.ticket_id == Ticket.id)
+                  .where(due_in, sa.or_(finished.is_(None), finished > Ticket.due_at))).subquery()
+        late = Ticket.id.in_(sa.select(late_q.c.id))
         due = dict(await self.rows(sa.select(Ticket.kind, sa.func.count()).where(
             self.tickets_in(m.start, self.as_of, Ticket.due_at)).group_by(Ticket.kind)))
         over = dict(await self.rows(sa.select(Ticket.kind, sa.func.count()).where(late).group_by(Ticket.kind)))
@@ -215,6 +220,7 @@ class _Builder:
         listed = await self.rows(
             sa.select(Ticket.number, Ticket.kind, Ticket.category, Project.name, Ticket.due_at, finished, Ticket.status)
             .select_from(Ticket).outerjoin(Project, Project.id == Ticket.project_id)
+            .outerjoin(done, done.c.ticket_id == Ticket.id)
             .where(late).order_by(Ticket.due_at, Ticket.id).limit(LIST_LIMIT))
         self.data["overdue"] = {"due": n_due, "overdue": n_over, "numbers": [r[0] for r in listed]}
         return Section("overdue", "三、超时工单", [
@@ -401,23 +407,26 @@ class _Builder:
 
     async def bot(self) -> Section:
         m = self.m
-        active = sa.select(Message.conversation_id).where(Message.direction == "in", Message.at >= m.start,
-                                                          Message.at < m.end)
+        # One pass over the month's messages, grouped by conversation: did the owner write, did staff?
+        per_conv = (sa.select(
+            Message.conversation_id.label("cid"),
+            sa.func.max(sa.case((Message.direction == "in", 1), else_=0)).label("owner"),
+            sa.func.max(sa.case((Message.author.like("staff:%"), 1), else_=0)).label("staff"))
+            .where(Message.at >= m.start, Message.at < m.end).group_by(Message.conversation_id))
         if self.pid is not None:
             owners = (sa.select(OwnerHouse.owner_id).join(House, House.id == OwnerHouse.house_id)
                       .join(Building, Building.id == House.building_id).where(Building.project_id == self.pid))
-            active = active.join(Conversation, Conversation.id == Message.conversation_id).where(
-                Conversation.owner_id.in_(owners))
-        active_sq = active.distinct().subquery()
-        person = sa.or_(
-            sa.exists().where(ConversationEvent.conversation_id == active_sq.c.conversation_id,
-                              ConversationEvent.kind == "hand_over", ConversationEvent.at >= m.start,
-                              ConversationEvent.at < m.end),
-            sa.exists().where(Message.conversation_id == active_sq.c.conversation_id, Message.author.like("staff:%"),
-                              Message.at >= m.start, Message.at < m.end),
-        )
+            per_conv = per_conv.where(Message.conversation_id.in_(
+                sa.select(Conversation.id).where(Conversation.owner_id.in_(owners))))
+        active = per_conv.subquery()
+        handed = (sa.select(ConversationEvent.conversation_id).where(
+            ConversationEvent.kind == "hand_over", ConversationEvent.at >= m.start, ConversationEvent.at < m.end)
+            .distinct().subquery())
+        person = sa.or_(active.c.staff == 1, handed.c.conversation_id.is_not(None))
         total, people = (await self.s.execute(
-            sa.select(sa.func.count(), sa.func.sum(sa.case((person, 1), else_=0))).select_from(active_sq))).one()
+            sa.select(sa.func.count(), sa.func.sum(sa.case((person, 1), else_=0)))
+            .select_from(active).outerjoin(handed, handed.c.conversation_id == active.c.cid)
+            .where(active.c.owner == 1))).one()
         total, people = int(total or 0), int(people or 0)
         self.data["bot"] = {"conversations": total, "with_person": people, "bot_only": total - people,
                             "share": rate(total - people, total)}

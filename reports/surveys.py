@@ -44,7 +44,7 @@ def category_label(code: str | None) -> str:
     return REPAIR_CATEGORY_LABELS.get(code) or COMPLAINT_CATEGORY_LABELS.get(code) or code
 
 
-def respondents(d: Dialect, start: Any, end: Any, project_id: int | None) -> sa.Subquery:
+def respondents(d: Dialect, start: Any, end: Any, project_id: int | None) -> sa.CTE:
     """One row per respondent in ``[start, end)``: dimensions and the three loyalty scores."""
     r = SurveyResponse
     overall, rebuy, recommend = (d.json_int(r.scores, k) for k in ("overall", "rebuy", "recommend"))
@@ -63,10 +63,10 @@ def respondents(d: Dialect, start: Any, end: Any, project_id: int | None) -> sa.
     )
     if project_id is not None:
         q = q.where(r.project_id == project_id)
-    return q.subquery("respondent")
+    return q.cte("respondent")
 
 
-def invitations(d: Dialect, start: Any, end: Any, project_id: int | None) -> sa.Subquery:
+def invitations(d: Dialect, start: Any, end: Any, project_id: int | None) -> sa.CTE:
     """One row per response invited (or due) in ``[start, end)``, with whether it was answered."""
     r = SurveyResponse
     sent = sa.func.coalesce(r.invited_at, r.due_at, r.completed_at)
@@ -83,7 +83,7 @@ def invitations(d: Dialect, start: Any, end: Any, project_id: int | None) -> sa.
     )
     if project_id is not None:
         q = q.where(r.project_id == project_id)
-    return q.subquery("invitation")
+    return q.cte("invitation")
 
 
 def _figures(responses: int, satisfied: int, base: int, loyal: int, invited: int | None = None,
@@ -97,25 +97,49 @@ def _figures(responses: int, satisfied: int, base: int, loyal: int, invited: int
     return out
 
 
-async def _grouped(s: AsyncSession, resp: sa.Subquery, inv: sa.Subquery, dim: str) -> dict[Any, dict[str, Any]]:
-    rows = (await s.execute(
-        sa.select(resp.c[dim], sa.func.count(), sa.func.sum(resp.c.satisfied), sa.func.sum(resp.c.loyalty_base),
-                  sa.func.sum(resp.c.loyal)).group_by(resp.c[dim])
-    )).all()
-    inv_rows = (await s.execute(
-        sa.select(inv.c[dim], sa.func.count(), sa.func.sum(inv.c.answered)).group_by(inv.c[dim])
-    )).all()
-    counts = {k: (int(n), int(a or 0)) for k, n, a in inv_rows}
-    out: dict[Any, dict[str, Any]] = {}
-    for key in {r[0] for r in rows} | set(counts):
-        row = next((r for r in rows if r[0] == key), None)
-        n, sat, base, loyal = (int(x or 0) for x in row[1:]) if row else (0, 0, 0, 0)
-        invited, answered = counts.get(key, (0, 0))
-        out[key] = _figures(n, sat, base, loyal, invited, answered)
+async def _grouped(s: AsyncSession, resp: sa.CTE, inv: sa.CTE, dims: tuple[str, ...]
+                   ) -> dict[str, dict[Any, dict[str, Any]]]:
+    """Every dimension's groups in two queries (one over the respondents, one over the invitations):
+    a ``UNION ALL`` of one ``GROUP BY`` per dimension over the same CTE, which PostgreSQL computes once.
+    Keys come back as text (a dimension's values are of different types) and are mapped back here."""
+
+    def union(base: sa.CTE, measures: list[Any]) -> Any:
+        parts = []
+        for dim in dims:
+            col = base.c[dim]
+            parts.append(sa.select(sa.literal(dim).label("dim"), sa.cast(col, sa.String).label("key"), *measures)
+                         .select_from(base).group_by(col))
+        return sa.union_all(*parts)
+
+    rows = (await s.execute(union(resp, [sa.func.count().label("n"), sa.func.sum(resp.c.satisfied).label("sat"),
+                                         sa.func.sum(resp.c.loyalty_base).label("base"),
+                                         sa.func.sum(resp.c.loyal).label("loyal")]))).all()
+    inv_rows = (await s.execute(union(inv, [sa.func.count().label("n"),
+                                            sa.func.sum(inv.c.answered).label("answered")]))).all()
+    counts = {(dim, key): (int(n), int(a or 0)) for dim, key, n, a in inv_rows}
+    found = {(dim, key): tuple(int(x or 0) for x in rest) for dim, key, *rest in rows}
+    out: dict[str, dict[Any, dict[str, Any]]] = {dim: {} for dim in dims}
+    for dim, key in set(found) | set(counts):
+        n, sat, base, loyal = found.get((dim, key), (0, 0, 0, 0))
+        invited, answered = counts.get((dim, key), (0, 0))
+        value: Any = int(key) if key is not None and dim in INT_DIMS else key
+        out[dim][value] = _figures(n, sat, base, loyal, invited, answered)
     return out
 
 
-async def by_area(s: AsyncSession, d: Dialect, resp: sa.Subquery) -> dict[str, dict[str, Any]]:
+INT_DIMS = frozenset({"project_id", "engineer_id", "month"})
+
+
+async def _totals(s: AsyncSession, resp: sa.CTE, inv: sa.CTE) -> tuple[int, ...]:
+    r = sa.select(sa.func.count().label("n"), sa.func.sum(resp.c.satisfied).label("sat"),
+                  sa.func.sum(resp.c.loyalty_base).label("base"), sa.func.sum(resp.c.loyal).label("loyal")).subquery()
+    i = sa.select(sa.func.count().label("n"), sa.func.sum(inv.c.answered).label("answered")).subquery()
+    row = (await s.execute(sa.select(r.c.n, r.c.sat, r.c.base, r.c.loyal, i.c.n, i.c.answered)
+                           .select_from(r).join(i, sa.true()))).one()
+    return tuple(int(x or 0) for x in row)
+
+
+async def by_area(s: AsyncSession, d: Dialect, resp: sa.CTE) -> dict[str, dict[str, Any]]:
     """Item scores per business area (the template's item ``area``), and the loyalty of the
     respondents who scored the area. JSON expansion differs by database; the rest is one query."""
     t = SurveyTemplate.__table__
@@ -166,29 +190,24 @@ async def summary(s: AsyncSession, month: Month, project_id: int | None = None) 
     d = Dialect.of(s)
     resp = respondents(d, month.start, month.end, project_id)
     inv = invitations(d, month.start, month.end, project_id)
-    total = (await s.execute(sa.select(sa.func.count(), sa.func.sum(resp.c.satisfied),
-                                       sa.func.sum(resp.c.loyalty_base), sa.func.sum(resp.c.loyal)))).one()
-    inv_total = (await s.execute(sa.select(sa.func.count(), sa.func.sum(inv.c.answered)))).one()
-    n, sat, base, loyal = (int(x or 0) for x in total)
-    figures = _figures(n, sat, base, loyal, int(inv_total[0] or 0), int(inv_total[1] or 0))
+    groups = await _grouped(s, resp, inv, ("stage", "kind", "project_id", "category", "engineer_id"))
+    n, sat, base, loyal, invited, answered = await _totals(s, resp, inv)
+    figures = _figures(n, sat, base, loyal, invited, answered)
 
     projects = dict((await s.execute(sa.select(Project.id, Project.name))).all())
     codes = dict((await s.execute(sa.select(Project.id, Project.code))).all())
     engineers = dict((await s.execute(sa.select(StaffUser.id, StaffUser.display_name))).all())
 
-    def listed(groups: dict[Any, dict[str, Any]], key: str, label: Any, order: list[Any] | None = None
-               ) -> list[dict[str, Any]]:
-        keys = order if order is not None else sorted(groups, key=lambda k: (-groups[k]["responses"], str(k)))
-        return [{key: k, "name": label(k), **groups[k]} for k in keys if k in groups]
+    def listed(groups: dict[Any, dict[str, Any]], key: str, label: Any) -> list[dict[str, Any]]:
+        keys = sorted(groups, key=lambda k: (-groups[k]["responses"], str(k)))
+        return [{key: k, "name": label(k), **groups[k]} for k in keys]
 
     areas = await by_area(s, d, resp)
-    stage = await _grouped(s, resp, inv, "stage")
-    kind = await _grouped(s, resp, inv, "kind")
+    stage = groups["stage"]
     # The trend: the same figures for the six months ending with this one.
     first = month.shift(1 - TREND_MONTHS)
-    trend_resp = respondents(d, first.start, month.end, project_id)
-    trend_inv = invitations(d, first.start, month.end, project_id)
-    trend = await _grouped(s, trend_resp, trend_inv, "month")
+    trend = (await _grouped(s, respondents(d, first.start, month.end, project_id),
+                            invitations(d, first.start, month.end, project_id), ("month",)))["month"]
     months = [first.shift(i) for i in range(TREND_MONTHS)]
     empty = _figures(0, 0, 0, 0, 0, 0)
     return {
@@ -200,11 +219,9 @@ async def summary(s: AsyncSession, month: Month, project_id: int | None = None) 
                                                 "loyalty_rate": None})}
                     for a in [*AREAS, *sorted(set(areas) - set(AREAS))]],
         "by_stage": [{"stage": st, **stage.get(st, empty)} for st in STAGES],
-        "by_project": listed(await _grouped(s, resp, inv, "project_id"), "project_id",
-                             lambda k: projects.get(k, "未关联楼盘")),
-        "by_category": listed(await _grouped(s, resp, inv, "category"), "category", category_label),
-        "by_engineer": listed(await _grouped(s, resp, inv, "engineer_id"), "engineer_id",
-                              lambda k: engineers.get(k, "未指定")),
-        "by_kind": listed(kind, "kind", lambda k: SURVEY_KIND_LABELS.get(k, k)),
+        "by_project": listed(groups["project_id"], "project_id", lambda k: projects.get(k, "未关联楼盘")),
+        "by_category": listed(groups["category"], "category", category_label),
+        "by_engineer": listed(groups["engineer_id"], "engineer_id", lambda k: engineers.get(k, "未指定")),
+        "by_kind": listed(groups["kind"], "kind", lambda k: SURVEY_KIND_LABELS.get(k, k)),
         "by_month": [{"month": m.label, **trend.get(m.key, empty)} for m in months],
     }
