@@ -456,14 +456,16 @@ class _Builder:
             .group_by(CaseEntry.category, CaseEntry.project_id)))
         rows: list[list[Any]] = []
         links: list[str | None] = []
+        spots: list[dict[str, Any]] = []
         for pid, pname, bid, bname, kind, category, n, last in rows_:
             what = category_label(category or None)
             title = f"{pname}{bname}栋{what}{kind_label(kind)}反复发生（{self.m.zh}{n}次）"
             links.append("/console/cases/new?" + urlencode({"ticket": last, "category": category, "building": bid,
                                                              "project": pid, "title": title}))
-            rows.append([f"{pname} {bname}栋", kind_label(kind), what, int(n), int(cases.get(f"{category}|{pid}", 0)),
+            rows.append([f"{bname}栋·{what}", pname, kind_label(kind), int(n), int(cases.get(f"{category}|{pid}", 0)),
                          "提议入案例库"])
-        self.data["recurring"] = [{"building": r[0], "kind": r[1], "category": r[2], "tickets": r[3]} for r in rows]
+            spots.append({"building": f"{pname} {bname}栋", "kind": kind_label(kind), "category": what, "tickets": int(n)})
+        self.data["recurring"] = spots
         q = (sa.select(UnansweredQuestion.text, sa.func.count(),
                        sa.func.sum(sa.case((UnansweredQuestion.resolved, 1), else_=0)))
              .where(UnansweredQuestion.created_at >= m.start, UnansweredQuestion.created_at < m.end)
@@ -474,7 +476,7 @@ class _Builder:
         self.data["unanswered"] = [{"text": t, "count": n, "resolved": r} for t, n, r in unanswered]
         return Section("recurring", "十一、重复问题与未解答问题", [
             Table("重复发生的问题（同一楼栋同一类别，本月 2 次及以上）",
-                  [("楼栋", TEXT), ("类型", TEXT), ("类别", TEXT), ("工单数", INT), ("已有案例", INT), ("", TEXT)],
+                  [("楼栋·类别", TEXT), ("楼盘", TEXT), ("类型", TEXT), ("工单数", INT), ("已有案例", INT), ("", TEXT)],
                   rows, links=links, empty="本月无重复发生的问题"),
             Table("最常见的未解答问题", [("问题", TEXT), ("次数", INT), ("已补充知识库", INT)], unanswered,
                   empty="本月无未解答问题"),

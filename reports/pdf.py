@@ -5,6 +5,7 @@ with the same font). Everything is built in memory; nothing is fetched."""
 from __future__ import annotations
 
 import functools
+import logging
 from io import BytesIO
 from typing import Any
 
@@ -16,6 +17,9 @@ from matplotlib.figure import Figure
 from reports.fonts import cjk_font
 from reports.model import TEXT, Chart, MonthlyReport, Section, Table, fmt
 from reports.xlsx import chart_rows
+
+# fontTools logs each step of subsetting the font at INFO: noise in the CLI's output and the app's log.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 FONT = "cjk"
 PALETTE = ("#3b6fb6", "#e0803a", "#4c9a58", "#b54a4a", "#7a5cb0")

@@ -113,7 +113,7 @@ def test_the_pdf_reads_back_in_chinese_with_the_numbers(report: MonthlyReport) -
     text = re.sub(r"\s+", "", "".join(page.extract_text() for page in reader.pages))
     assert "客服月报2026年10月（全部楼盘）" in text
     for words in ("一、工单量", "首次响应中位数", "返修率", "每百户投诉", "满意率", "忠诚度", "办证领取进度", "机器人独立解决",
-                  "物业费能开发票吗", "楼上装修噪音", "甲花园1栋"):
+                  "物业费能开发票吗", "楼上装修噪音", "1栋·给排水/漏水", "提议入案例库"):
         assert words in text, words
     assert "满意率：60.0%" in text and "忠诚度：33.3%" in text and "每百户投诉：40.00" in text
     assert "返修率：33.3%" in text and "T5" in text
