@@ -112,17 +112,20 @@ class _Builder:
             "project": sa.func.coalesce(Project.name, "未关联楼盘"),
             "channel": channel,
         }
-        both = sa.or_(self.tickets_in(m.start, m.end), self.tickets_in(prev.start, prev.end))
-        in_month = sa.case((Ticket.created_at >= m.start, 1), else_=0)
-        counts: dict[str, dict[Any, tuple[int, int]]] = {}
-        for name, dim in dims.items():
-            q = (sa.select(dim, sa.func.sum(in_month), sa.func.sum(1 - in_month))
-                 .select_from(Ticket)
-                 .outerjoin(Project, Project.id == Ticket.project_id)
-                 .outerjoin(Conversation, Conversation.id == Ticket.conversation_id)
-                 .outerjoin(Identity, Identity.id == Conversation.identity_id)
-                 .where(both).group_by(dim))
-            counts[name] = {k: (int(c or 0), int(p or 0)) for k, c, p in await self.rows(q)}
+        # The two months are contiguous: one range, one pass (a CTE), one GROUP BY per dimension.
+        base = (sa.select(*[dim.label(name) for name, dim in dims.items()],
+                          sa.case((Ticket.created_at >= m.start, 1), else_=0).label("cur"))
+                .select_from(Ticket)
+                .outerjoin(Project, Project.id == Ticket.project_id)
+                .outerjoin(Conversation, Conversation.id == Ticket.conversation_id)
+                .outerjoin(Identity, Identity.id == Conversation.identity_id)
+                .where(self.tickets_in(prev.start, m.end))).cte("month_tickets")
+        union = sa.union_all(*[
+            sa.select(sa.literal(name).label("dim"), base.c[name].label("key"), sa.func.sum(base.c.cur),
+                      sa.func.sum(1 - base.c.cur)).group_by(base.c[name]) for name in dims])
+        counts: dict[str, dict[Any, tuple[int, int]]] = {name: {} for name in dims}
+        for name, key, cur, prv in await self.rows(union):
+            counts[name][key] = (int(cur or 0), int(prv or 0))
         total = sum(c for c, _ in counts["kind"].values())
         total_prev = sum(p for _, p in counts["kind"].values())
         self.data["volumes"] = {n: {str(k): v[0] for k, v in c.items() if v[0]} for n, c in counts.items()}
