@@ -27,7 +27,7 @@ def line_chart(labels: list[str], series: list[tuple[str, list[float]]], *, perc
                width: int = 520, height: int = 220) -> Markup:
     top = 100.0 if percent else max([v for _, vs in series for v in vs] + [4.0])
     pad_l, pad_b, pad_t = 36, 28, 24
-    inner_w, inner_h = width - pad_l - 10, height - pad_b - pad_t
+    inner_w, inner_h = width - pad_l - 34, height - pad_b - pad_t  # room for the last month's label
     step = inner_w / max(1, len(labels) - 1)
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
              f'xmlns="http://www.w3.org/2000/svg">']
