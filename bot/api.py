@@ -12,7 +12,10 @@ from sqlalchemy.orm import selectinload
 
 from bot import params
 from bot.runtime import RUNTIME
-from bot.store.models import Building, Conversation, House, Identity, Message, Owner, Project, Ticket
+from bot.store.models import Building, Conversation, House, Identity, Message, Owner, Project, Ticket, utcnow
+from reports import surveys
+from reports.monthly import find_project
+from reports.period import BadPeriod, Month
 
 routes = web.RouteTableDef()
 
@@ -192,11 +195,6 @@ async def nlu_parse(request: web.Request) -> web.Response:
 async def survey_summary(request: web.Request) -> web.Response:
     """Satisfaction, loyalty and response rates for one month (default: this month, China time) and
     optionally one project (its code), as reports.surveys defines them (docs/REPORTS.md)."""
-    from bot.store.models import utcnow
-    from reports import surveys
-    from reports.monthly import find_project
-    from reports.period import BadPeriod, Month
-
     raw_month = request.query.get("month", "").strip()
     try:
         month = Month.parse(raw_month) if raw_month else Month.containing(utcnow())
