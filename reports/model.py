@@ -62,6 +62,12 @@ class MonthlyReport:
         return next(s for s in self.sections if s.key == key)
 
 
+def chart_rows(table: Table) -> int:
+    """Rows a chart draws: all but a trailing total (合计)."""
+    n = len(table.rows)
+    return n - 1 if n and table.rows[-1][0] == "合计" else n
+
+
 def fmt(value: Any, kind: str) -> str:
     """A value as the PDF and the console print it."""
     if value is None:

@@ -15,8 +15,7 @@ from matplotlib import font_manager
 from matplotlib.figure import Figure
 
 from reports.fonts import cjk_font
-from reports.model import TEXT, Chart, MonthlyReport, Section, Table, fmt
-from reports.xlsx import chart_rows
+from reports.model import TEXT, Chart, MonthlyReport, Section, Table, chart_rows, fmt
 
 # fontTools logs each step of subsetting the font at INFO: noise in the CLI's output and the app's log.
 logging.getLogger("fontTools").setLevel(logging.WARNING)

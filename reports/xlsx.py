@@ -11,17 +11,10 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from reports.model import HOURS, INT, NUM, PCT, Chart, MonthlyReport, Section, Table
+from reports.model import HOURS, INT, NUM, PCT, Chart, MonthlyReport, Section, chart_rows
 
 FORMATS = {PCT: "0.0%", HOURS: "0.0", NUM: "0.00", INT: "0"}
 HEAD = PatternFill("solid", fgColor="DDE7F3")
-TOTAL = "合计"
-
-
-def chart_rows(table: Table) -> int:
-    """Rows a chart draws: all but a trailing total."""
-    n = len(table.rows)
-    return n - 1 if n and table.rows[-1][0] == TOTAL else n
 
 
 def _sheet_name(section: Section) -> str:

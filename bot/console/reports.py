@@ -4,6 +4,7 @@ xlsx/PDF files (reports/), drawn as inline SVG, with both files to download. Rol
 
 from __future__ import annotations
 
+import asyncio
 from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -15,10 +16,9 @@ from bot import params
 from bot.console.core import audit_now, render, route, runtime_of
 from bot.console.dashboard import bar_chart
 from bot.store.models import utcnow
-from reports import monthly, pdf, xlsx
-from reports.model import Chart, MonthlyReport, Section, fmt
+from reports import monthly
+from reports.model import Chart, MonthlyReport, Section, chart_rows, fmt
 from reports.period import BadPeriod, Month
-from reports.xlsx import chart_rows
 
 SERIES = ("s-open", "s-overdue", "s-msg", "s-extra")
 
@@ -101,7 +101,13 @@ async def report_file(request: web.Request) -> web.StreamResponse:
     if ext not in ("xlsx", "pdf"):
         raise web.HTTPNotFound()
     report, month, code = await _build(request)
-    body = xlsx.render(report) if ext == "xlsx" else pdf.render(report)
+    # Imported here: matplotlib and fpdf2 cost start-up time every web process would pay otherwise.
+    # Rendering is CPU work (charts, font subsetting): a worker thread keeps the event loop answering.
+    if ext == "xlsx":
+        from reports.xlsx import render
+    else:
+        from reports.pdf import render
+    body = await asyncio.to_thread(render, report)
     await audit_now(request, "report.export", f"report:{month.label}", project=code, format=ext)
     name = f"客服月报-{month.label}{'-' + code if code else ''}.{ext}"
     ctype = "application/pdf" if ext == "pdf" else \
