@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_sync, truncate_pg
+from tests.console.conftest import fast_argon2  # noqa: F401 (fixture: cheap password hashes)
+from tests.console.live import browser, live  # noqa: F401 (fixtures for the browser test)
 from tests.reports.seed import seed
 
 

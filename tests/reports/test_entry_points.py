@@ -15,7 +15,7 @@ from bot.cli import app as cli
 from bot.runtime import RUNTIME
 from bot.store.models import StaffUser
 from tests.conftest import YezhuFactory, auth, run_sync
-from tests.console.conftest import fast_argon2, login  # noqa: F401 (fixture)
+from tests.console.conftest import login
 from tests.reports.conftest import _seed
 from tests.reports.seed import seed
 

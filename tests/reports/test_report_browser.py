@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.console.conftest import PASSWORD, fast_argon2, set_password  # noqa: F401 (fixture)
-from tests.console.live import SCREENSHOTS, Live, browser, live, new_page, screenshot  # noqa: F401 (fixtures)
+from tests.console.conftest import PASSWORD, set_password
+from tests.console.live import SCREENSHOTS, Live, new_page, screenshot
 from tests.reports.seed import seed
 
 pytestmark = pytest.mark.browser
@@ -36,5 +37,4 @@ async def test_supervisor_reads_the_monthly_report_and_downloads_it(live: Live, 
         await page.get_by_role("link", name="下载 PDF").click()
     download = await info.value
     assert download.suggested_filename == "客服月报-2026-10-a.pdf"
-    with open(await download.path(), "rb") as f:
-        assert f.read(5) == b"%PDF-"
+    assert Path(await download.path()).read_bytes()[:5] == b"%PDF-"
