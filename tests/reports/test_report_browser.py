@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -37,4 +38,4 @@ async def test_supervisor_reads_the_monthly_report_and_downloads_it(live: Live, 
         await page.get_by_role("link", name="下载 PDF").click()
     download = await info.value
     assert download.suggested_filename == "客服月报-2026-10-a.pdf"
-    assert Path(await download.path()).read_bytes()[:5] == b"%PDF-"
+    assert (await asyncio.to_thread(Path(await download.path()).read_bytes))[:5] == b"%PDF-"
