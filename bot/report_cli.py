@@ -46,8 +46,9 @@ async def render_monthly(database_url: str, month: str, project: str | None, fmt
 
 @app.command("monthly")
 def monthly_cmd(
-    month: Annotated[str, typer.Option("--month", help="The month, YYYY-MM (China time)")],
-    out: Annotated[Path, typer.Option("--out", help="Output file: .xlsx or .pdf")],
+    # Optional to typer so that a missing one is our one-line error, not typer's usage box.
+    month: Annotated[str | None, typer.Option("--month", help="The month, YYYY-MM (China time)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output file: .xlsx or .pdf")] = None,
     project: Annotated[str | None, typer.Option("--project", help="One project's code (default: all)")] = None,
     as_: Annotated[str, typer.Option("--as", help="Staff name the export is audited as")] = "admin",
 ) -> None:
@@ -58,6 +59,10 @@ def monthly_cmd(
     from reports.fonts import FontMissing
     from reports.period import BadPeriod
 
+    if not month:
+        raise fail("--month is required, e.g. --month 2026-11")
+    if out is None:
+        raise fail("--out is required: the file to write, e.g. --out 月报-2026-11.pdf (or .xlsx)")
     fmt = out.suffix.lower()
     if fmt not in FORMATS:
         raise fail(f"--out must end in .xlsx or .pdf (got {out.name!r})")
@@ -72,9 +77,14 @@ def monthly_cmd(
         raise fail(f"--project: {exc}") from None
     except FontMissing as exc:
         raise fail(str(exc)) from None
-    except (SQLAlchemyError, OSError) as exc:
-        first = " ".join(str(exc).split())[:200]
-        raise fail(f"cannot read the database ({type(exc).__name__}: {first}); run `yezhu migrate` first?") from None
+    except OSError as exc:
+        raise fail(f"cannot reach the database ({type(exc).__name__}: {exc}): is it running? "
+                   "(YEZHU_DATABASE_URL; `yezhu doctor` checks it)") from None
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        first = (str(cause).strip().splitlines() or [""])[0][:160]
+        raise fail(f"cannot read the database ({type(cause).__name__}: {first}); is the schema up to date? "
+                   "Run `yezhu migrate`") from None
     try:
         out.write_bytes(body)
     except OSError as exc:

@@ -79,12 +79,22 @@ def test_cli_writes_both_formats_and_refuses_bad_input_in_one_line(seeded_file: 
         (["--month", "2026-10", "--project", "zz", "--out", "x.pdf"], "--project: no project 'zz' (known: a, b)"),
         (["--month", "2026-10", "--out", "x.docx"], "--out must end in .xlsx or .pdf"),
         (["--month", "2026-10", "--out", "missing/x.pdf"], "the folder missing does not exist"),
+        (["--out", "x.pdf"], "--month is required"),
+        (["--month", "2026-10"], "--out is required"),
     ):
         result = runner.invoke(cli, ["report", "monthly", *args])
         assert result.exit_code == 2, args
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.output, result.output
     assert not (seeded_file / "x.pdf").exists()
+
+
+def test_cli_on_a_database_without_the_schema_says_to_migrate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YEZHU_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["report", "monthly", "--month", "2026-10", "--out", "x.xlsx"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [result.output.strip()] and "yezhu migrate" in result.output
 
 
 async def test_console_report_page_and_downloads(yezhu: YezhuFactory) -> None:
