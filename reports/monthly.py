@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actions.labels import CHANNEL_LABELS, KIND_LABELS, PRIORITY_LABELS, STATUS_LABELS
+from actions.labels import CHANNEL_LABELS, KIND_LABELS, PRIORITY_LABELS
 from actions.stages import AREAS
 from bot.store.models import (
     Building,
@@ -221,7 +221,7 @@ class _Builder:
         n_due, n_over = sum(int(v) for v in due.values()), sum(int(v) for v in over.values())
         rows.append(["合计", n_due, n_over, rate(n_over, n_due)])
         listed = await self.rows(
-            sa.select(Ticket.number, Ticket.kind, Ticket.category, Project.name, Ticket.due_at, finished, Ticket.status)
+            sa.select(Ticket.number, Ticket.kind, Ticket.category, Project.name, Ticket.due_at, finished)
             .select_from(Ticket).outerjoin(Project, Project.id == Ticket.project_id)
             .outerjoin(done, done.c.ticket_id == Ticket.id)
             .where(late).order_by(Ticket.due_at, Ticket.id).limit(LIST_LIMIT))
@@ -229,10 +229,10 @@ class _Builder:
         return Section("overdue", "三、超时工单", [
             Table("本月到期工单的超时情况", [("类型", TEXT), ("本月到期", INT), ("超时", INT), ("超时率", PCT)], rows),
             Table(f"超时工单明细（前{LIST_LIMIT}条）",
-                  [("单号", TEXT), ("类型", TEXT), ("类别", TEXT), ("楼盘", TEXT), ("时限", TEXT), ("完工时间", TEXT),
-                   ("当前状态", TEXT)],
-                  [[r[0], kind_label(r[1]), category_label(r[2]), r[3] or "", local(r[4]), local(r[5]) or "未完工",
-                    STATUS_LABELS.get(r[6], r[6])] for r in listed], empty="本月无超时工单"),
+                  [("单号", TEXT), ("类型", TEXT), ("类别", TEXT), ("楼盘", TEXT), ("时限", TEXT), ("完工时间", TEXT)],
+                  [[r[0], kind_label(r[1]), category_label(r[2]), r[3] or "", local(r[4]),
+                    local(r[5]) if r[5] is not None and r[5] < self.as_of else "未完工"] for r in listed],
+                  empty="本月无超时工单"),
         ], charts=[Chart("本月到期与超时工单", 0, [1, 2])],
             notes=["本月到期：时限落在本月（当月未结束时截至此刻）的工单；超时：到期时仍未完工（完工、待验收或关闭均视为完工）。"],
             figures=[("本月到期", str(n_due)), ("超时", str(n_over)),
@@ -273,7 +273,7 @@ class _Builder:
         total = sum(int(v) for v in by_pri.values())
         per100 = round(total * 100 / households, 2) if households else None
         listed = await self.rows(
-            sa.select(Ticket.number, Ticket.priority, Ticket.category, Project.name, Ticket.status, Ticket.created_at,
+            sa.select(Ticket.number, Ticket.priority, Ticket.category, Project.name, Ticket.closed_at, Ticket.created_at,
                       Ticket.description)
             .select_from(Ticket).outerjoin(Project, Project.id == Ticket.project_id)
             .where(cond, Ticket.priority.in_(("serious", "group"))).order_by(Ticket.created_at, Ticket.id)
@@ -286,10 +286,11 @@ class _Builder:
                 ["本月投诉", total], ["户数", households], ["每百户投诉", per100],
                 ["一般投诉", int(by_pri.get("normal", 0))], ["严重投诉", int(by_pri.get("serious", 0))],
                 ["群体投诉", int(by_pri.get("group", 0))]]),
-            Table("严重及群体投诉", [("单号", TEXT), ("级别", TEXT), ("类别", TEXT), ("楼盘", TEXT), ("状态", TEXT),
+            Table("严重及群体投诉", [("单号", TEXT), ("级别", TEXT), ("类别", TEXT), ("楼盘", TEXT), ("月末状态", TEXT),
                                   ("时间", TEXT), ("事项", TEXT)],
                   [[r[0], PRIORITY_LABELS.get(r[1], r[1]), category_label(r[2]), r[3] or "",
-                    STATUS_LABELS.get(r[4], r[4]), local(r[5]), (r[6] or "")[:40]] for r in listed],
+                    "已关闭" if r[4] is not None and r[4] < self.as_of else "未关闭", local(r[5]), (r[6] or "")[:40]]
+                   for r in listed],
                   empty="本月无严重或群体投诉"),
         ], notes=["每百户投诉 = 本月投诉单数 ÷ 楼盘房屋户数 × 100。"],
             figures=[("本月投诉", str(total)), ("每百户投诉", f"{per100:.2f}" if per100 is not None else "—"),
@@ -456,7 +457,7 @@ class _Builder:
         cases = dict(await self.rows(
             sa.select(sa.func.coalesce(CaseEntry.category, "") + "|" + sa.cast(sa.func.coalesce(CaseEntry.project_id, 0),
                                                                              sa.String), sa.func.count())
-            .group_by(CaseEntry.category, CaseEntry.project_id)))
+            .where(CaseEntry.created_at < m.end).group_by(CaseEntry.category, CaseEntry.project_id)))
         rows: list[list[Any]] = []
         links: list[str | None] = []
         spots: list[dict[str, Any]] = []
@@ -469,22 +470,22 @@ class _Builder:
                          "提议入案例库"])
             spots.append({"building": f"{pname} {bname}栋", "kind": kind_label(kind), "category": what, "tickets": int(n)})
         self.data["recurring"] = spots
-        q = (sa.select(UnansweredQuestion.text, sa.func.count(),
-                       sa.func.sum(sa.case((UnansweredQuestion.resolved, 1), else_=0)))
+        # (Whether a question was since answered has no time stamp: it would change a past month's report.)
+        q = (sa.select(UnansweredQuestion.text, sa.func.count())
              .where(UnansweredQuestion.created_at >= m.start, UnansweredQuestion.created_at < m.end)
              .group_by(UnansweredQuestion.text).order_by(sa.func.count().desc(), UnansweredQuestion.text).limit(TOP))
         if self.project is not None:
             q = q.where(UnansweredQuestion.project_code == self.project.code)
-        unanswered = [[t[:60], int(n), int(r or 0)] for t, n, r in await self.rows(q)]
-        self.data["unanswered"] = [{"text": t, "count": n, "resolved": r} for t, n, r in unanswered]
+        unanswered = [[t[:60], int(n)] for t, n in await self.rows(q)]
+        self.data["unanswered"] = [{"text": t, "count": n} for t, n in unanswered]
         return Section("recurring", "十一、重复问题与未解答问题", [
             Table("重复发生的问题（同一楼栋同一类别，本月 2 次及以上）",
                   [("楼栋·类别", TEXT), ("楼盘", TEXT), ("类型", TEXT), ("工单数", INT), ("已有案例", INT), ("", TEXT)],
                   rows, links=links, empty="本月无重复发生的问题"),
-            Table("最常见的未解答问题", [("问题", TEXT), ("次数", INT), ("已补充知识库", INT)], unanswered,
+            Table("最常见的未解答问题", [("问题", TEXT), ("次数", INT)], unanswered,
                   empty="本月无未解答问题"),
         ], charts=[Chart("重复问题（工单数）", 0, [3])] if rows else [],
-            notes=["“提议入案例库”链接打开案例库的新建页，已填好楼盘、楼栋、类别与最近一张工单。"])
+            notes=["“提议入案例库”链接打开案例库的新建页，已填好楼盘、楼栋、类别与最近一张工单；已有案例：月末前已写入案例库的同类别案例。"])
 
 
 async def build(s: AsyncSession, month: Month, project: Project | None = None,
