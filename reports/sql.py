@@ -83,8 +83,13 @@ class Dialect:
     # -- JSON ---------------------------------------------------------------------------------------
 
     def json_int(self, column: Any, key: str) -> sa.ColumnElement[int]:
-        """``column[key]`` (a JSON object) as an integer, NULL when absent."""
-        return sa.cast(column[key].as_string(), sa.Integer)
+        """``column[key]`` (a JSON object) as an integer, NULL when absent (``4``, ``"4"`` and ``4.0`` alike)."""
+        return self.score(column[key].as_string())
+
+    def score(self, text: Any) -> sa.ColumnElement[int]:
+        """A score stored as JSON text → integer; through NUMERIC on PostgreSQL, which refuses ``'4.0'``
+        as an integer."""
+        return sa.cast(sa.cast(text, sa.Numeric), sa.Integer) if self.pg else sa.cast(text, sa.Integer)
 
     # -- percentiles ----------------------------------------------------------------------------
 

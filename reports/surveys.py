@@ -151,13 +151,13 @@ async def by_area(s: AsyncSession, d: Dialect, resp: sa.CTE) -> dict[str, dict[s
         item = sa.func.json_array_elements(t.c["items"]).table_valued("value").lateral("item")
         area = item.c.value.op("->>")("area")
         code = item.c.value.op("->>")("code")
-        score = sa.cast(sa.type_coerce(SurveyResponse.__table__.c.scores, sa.JSON).op("->>")(code), sa.Integer)
+        score = d.score(sa.type_coerce(SurveyResponse.__table__.c.scores, sa.JSON).op("->>")(code))
         kind = item.c.value.op("->>")("type")
     else:
         item = sa.func.json_each(t.c["items"]).table_valued("value").alias("item")
         area = sa.func.json_extract(item.c.value, "$.area")
         code = sa.func.json_extract(item.c.value, "$.code")
-        score = sa.cast(sa.func.json_extract(SurveyResponse.__table__.c.scores, '$."' + code + '"'), sa.Integer)
+        score = d.score(sa.func.json_extract(SurveyResponse.__table__.c.scores, '$."' + code + '"'))
         kind = sa.func.json_extract(item.c.value, "$.type")
     per = (
         sa.select(

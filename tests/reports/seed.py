@@ -78,7 +78,7 @@ async def seed(s: AsyncSession) -> dict[str, Any]:
     s.add_all([p1, r1])
     await s.flush()
 
-    def resp(tpl: SurveyTemplate, project: Project, house: House, status: str, scores: dict[str, int], *,
+    def resp(tpl: SurveyTemplate, project: Project, house: House, status: str, scores: dict[str, Any], *,
              completed: str | None = "10-10 10:00", invited: str | None = "10-03 10:00", due: str | None = None,
              **kw: Any) -> SurveyResponse:
         return SurveyResponse(template_id=tpl.id, kind=tpl.kind, project_id=project.id, house_id=house.id, status=status,
@@ -88,11 +88,12 @@ async def seed(s: AsyncSession) -> dict[str, Any]:
     s.add_all([
         # R1..R5 are October's respondents; R6 completed without an overall score (not a respondent).
         resp(p1, a, h1, "complete", {"overall": 5, "rebuy": 4, "recommend": 4, "quality": 3}),   # satisfied, loyal
-        resp(p1, a, h2, "complete", {"overall": 4, "rebuy": 2, "recommend": 5, "quality": 5}),   # satisfied
+        # (R2's "5" as text and R5's 4.0 as a float: scores stored by other code count the same.)
+        resp(p1, a, h2, "complete", {"overall": 4, "rebuy": 2, "recommend": "5", "quality": 5}),  # satisfied
         resp(p1, a, h3, "complete", {"overall": 2, "rebuy": 4, "recommend": 4}),                 # neither
         resp(r1, a, h4, "complete", {"overall": 5, "timeliness": 4, "result": 2, "attitude": 5, "tidiness": 5},
              stage="稳定期", category="plumbing", engineer_id=e1.id, due="10-03 10:00", source="staff", channel="phone"),
-        resp(r1, b, h5, "partial", {"overall": 3, "timeliness": 3, "result": 4, "attitude": 4},
+        resp(r1, b, h5, "partial", {"overall": 3, "timeliness": 3, "result": 4, "attitude": 4.0},
              category="plumbing", engineer_id=e2.id, due="10-03 10:00"),
         resp(r1, a, h1, "complete", {"timeliness": 5}, due="10-03 10:00"),
         # R7: September's respondent (the trend).
