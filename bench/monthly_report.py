@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/monthly_report.py            # load the data (about 2–4 minutes), then time
     .venv/bin/python bench/monthly_report.py --reuse    # time again on the data already loaded
+    .venv/bin/python bench/monthly_report.py --resume-at messages   # carry on a load that failed there
 
 Loads, with ``INSERT … SELECT generate_series`` in the database (no ORM loops): 5 projects × 50
 buildings × 200 houses = 50,000 houses with one owner, identity and conversation each; 200,000 tickets
