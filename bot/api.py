@@ -12,7 +12,10 @@ from sqlalchemy.orm import selectinload
 
 from bot import params
 from bot.runtime import RUNTIME
-from bot.store.models import Building, Conversation, House, Identity, Message, Owner, Project, Ticket
+from bot.store.models import Building, Conversation, House, Identity, Message, Owner, Project, Ticket, utcnow
+from reports import surveys
+from reports.monthly import find_project
+from reports.period import BadPeriod, Month
 
 routes = web.RouteTableDef()
 
@@ -191,3 +194,21 @@ async def nlu_parse(request: web.Request) -> web.Response:
         return web.json_response({"error": "unavailable", "detail": "no NLU model is loaded"}, status=503)
     result = await nlu.aparse(text)
     return web.json_response(result.to_dict())
+
+
+@routes.get("/api/v1/surveys/summary")
+async def survey_summary(request: web.Request) -> web.Response:
+    """Satisfaction, loyalty and response rates for one month (default: this month, China time) and
+    optionally one project (its code), as reports.surveys defines them (docs/REPORTS.md)."""
+    raw_month = request.query.get("month", "").strip()
+    try:
+        month = Month.parse(raw_month) if raw_month else Month.containing(utcnow())
+    except BadPeriod as exc:
+        raise params.BadParameter("month", str(exc), exc.zh) from None
+    async with request.app[RUNTIME].db.session() as s:
+        try:
+            project = await find_project(s, request.query.get("project", "").strip() or None)
+        except LookupError as exc:
+            raise params.BadParameter("project", str(exc), "没有这个楼盘代码") from None
+        data = await surveys.summary(s, month, project.id if project else None)
+    return web.json_response(data)

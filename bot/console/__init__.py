@@ -26,6 +26,7 @@ from bot.console import (  # noqa: F401 (routes)
     owners,
     queue,
     repairs,
+    reports,
     search,
     tickets,
 )

@@ -211,6 +211,7 @@ NAV = [
     ("knowledge", "/console/knowledge", "知识库", "knowledge"),
     ("cases", "/console/cases", "案例库", "cases"),
     ("dashboard", "/console/dashboard", "看板", "dashboard"),
+    ("reports", "/console/reports", "月报", "dashboard"),
     ("staff", "/console/staff", "员工", "staff.admin"),
     ("imports", "/console/imports", "导入", "imports"),
     ("audit", "/console/audit", "审计日志", "audit"),
