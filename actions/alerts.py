@@ -9,6 +9,10 @@ robot (企业微信群机器人 webhook, markdown with the location, owner and t
 An emergency alert nobody acknowledged (the ticket is still ``new`` and unassigned, its conversation not
 claimed) is repeated to the roster's supervisor after ``repeat_after_minutes`` (the ``alert_escalation``
 cron job, every minute).
+
+An emergency (an urgent repair) pages the same way whoever opened the ticket: the bot in a chat
+(actions/flows/emergency.py) or the desk logging a phoned-in one in the console (bot/console/intake.py);
+both call :func:`raise_emergency`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import aiohttp
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import events
 from bot.conversation import STAFF
 from bot.events import EventBatch
 from bot.store.models import Conversation, Owner, Project, StaffAlert, StaffUser, Ticket, utcnow
@@ -75,6 +80,23 @@ async def alert(
     s.add(row)
     await s.flush()
     await _send(s, batch, runtime, row, people, ticket, summary, location, code, round_=1)
+    return row
+
+
+async def raise_emergency(
+    s: AsyncSession, batch: EventBatch, runtime: Any, *, ticket: Ticket, what: str, location: str,
+    now: dt.datetime | None = None, conversation_id: int | None = None, update: str = "", key_suffix: str = "",
+) -> StaffAlert:
+    """Page the people on duty about an emergency (``what``: 燃气泄漏, 有人被困电梯 …) at ``location``, and
+    show it on the console's live screens. ``update`` is later news of the same emergency (a location
+    given afterwards): a second alert, keyed by ``key_suffix``. The first alert is the one repeated to
+    the supervisor when nobody takes the ticket (:func:`escalate`)."""
+    row = await alert(s, batch, runtime, level="emergency_update" if update else "emergency", ticket=ticket,
+                      summary=("位置更新·" if update else "") + what, location=location or "位置待确认", now=now,
+                      key_suffix=key_suffix)
+    batch.emit(events.STAFF_ALERT, level="emergency", ticket_id=ticket.id, number=ticket.number,
+               recipients=list(row.recipients), conversation_id=conversation_id,
+               summary=f"紧急：{what}" + (f"（{location}）" if location else ""), update=update or None)
     return row
 
 
