@@ -24,11 +24,12 @@ from typing import Any
 import aiohttp
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from bot import events
 from bot.conversation import STAFF
 from bot.events import EventBatch
-from bot.store.models import Conversation, Owner, Project, StaffAlert, StaffUser, Ticket, utcnow
+from bot.store.models import Conversation, House, Owner, Project, StaffAlert, StaffUser, Ticket, utcnow
 from channels.sms.base import CHINA
 
 log = logging.getLogger("yezhu.alerts")
@@ -54,6 +55,18 @@ async def supervisor(s: AsyncSession, runtime: Any, project_code: str | None) ->
     q = sa.select(StaffUser).where(StaffUser.active.is_(True))
     q = q.where(StaffUser.username == name) if name else q.where(StaffUser.role == "supervisor")
     return (await s.execute(q.order_by(StaffUser.id).limit(1))).scalar_one_or_none()
+
+
+async def where(s: AsyncSession, ticket: Ticket) -> str:
+    """Where a repeat or overdue alert sends the duty: the ticket's spot, else its house (3栋2单元501)."""
+    if ticket.location:
+        return ticket.location
+    if ticket.house_id is not None:
+        house = (await s.execute(sa.select(House).where(House.id == ticket.house_id)
+                                 .options(selectinload(House.building)))).scalar_one_or_none()
+        if house is not None:
+            return house.label
+    return "见工单"
 
 
 def ticket_link(runtime: Any, ticket: Ticket) -> str:
@@ -173,7 +186,7 @@ async def overdue(runtime: Any, now: dt.datetime | None = None) -> int:
         for ticket in tickets:
             late = max(1, round((now - ticket.due_at).total_seconds() / 60)) if ticket.due_at else 0
             await alert(s, batch, runtime, level="overdue", ticket=ticket, summary=f"紧急工单已超时{late}分钟未完成",
-                        location=ticket.location or "见工单", now=now)
+                        location=await where(s, ticket), now=now)
             alerted += 1
     await batch.publish(runtime.services.pubsub)
     return alerted
@@ -202,7 +215,7 @@ async def escalate(runtime: Any, now: dt.datetime | None = None) -> int:
             row.escalated_at = now
             if boss is not None:
                 await _send(s, batch, runtime, row, [boss], ticket, "无人确认：" + row.summary,
-                            ticket.location or "见工单", code, round_=2)
+                            await where(s, ticket), code, round_=2)
                 repeated += 1
     await batch.publish(runtime.services.pubsub)
     return repeated
