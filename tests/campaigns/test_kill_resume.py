@@ -82,14 +82,13 @@ async def kill_and_resume(db_url: str, tmp_path: Path, redis_url: str | None = N
             "YEZHU_SMS_ENDPOINT": f"http://127.0.0.1:{sms_server.port}",
             "YEZHU_ALIYUN_ACCESS_KEY_ID": sms.access_key_id, "YEZHU_ALIYUN_ACCESS_KEY_SECRET": sms.access_key_secret,
             "YEZHU_SMS_WINDOW": "00:00-24:00", "YEZHU_SMS_RATE_LIMIT": "1000", "YEZHU_CAMPAIGN_LEASE": "1",
-            "YEZHU_CAMPAIGN_BATCH": "10", "YEZHU_CAMPAIGN_CONCURRENCY": "4", "YEZHU_SCHEDULER": "false",
+            "YEZHU_CAMPAIGN_BATCH": "20", "YEZHU_CAMPAIGN_CONCURRENCY": "8", "YEZHU_SCHEDULER": "false",
             "YEZHU_JOB_REDELIVERY_SECONDS": "1", "YEZHU_LOG_LEVEL": "WARNING",
         })
         if redis_url:
             env["YEZHU_REDIS_URL"] = redis_url
         log = tmp_path / "send.log"
         sent = lambda: len(wechat.template_messages) + len(sms.sent)  # noqa: E731
-        print("start", asyncio.get_running_loop().time())
         try:
             if redis_url is None:
                 victim = await spawn(["campaign", "send", str(campaign.id), "--yes", "--quiet"], env, log)
@@ -101,7 +100,6 @@ async def kill_and_resume(db_url: str, tmp_path: Path, redis_url: str | None = N
             victim.send_signal(signal.SIGKILL)
             await victim.wait()
             at_kill = sent()
-            print("killed at", at_kill, asyncio.get_running_loop().time())
             assert at_kill < OWNERS, "the campaign finished before it could be interrupted"
             if redis_url is None:
                 again = await spawn(["campaign", "send", str(campaign.id), "--yes", "--quiet"], env, log)
@@ -118,7 +116,6 @@ async def kill_and_resume(db_url: str, tmp_path: Path, redis_url: str | None = N
                     await asyncio.wait_for(p.wait(), 15)
             await sms_server.close()
 
-        print("done", asyncio.get_running_loop().time(), log.read_text()[-3000:])
         # Every owner got exactly one message: 100 template messages, 100 SMS, nobody twice.
         per_openid = collections.Counter(m.touser for m in wechat.template_messages)
         per_phone = collections.Counter(x.phone for x in sms.sent)
