@@ -77,9 +77,9 @@ def serve_fakes() -> None:
 
 async def prepare(owners: int, wechat_share: float) -> None:
     import sqlalchemy as sa
+    from webhook_load import recreate_pg_database
 
     from bot.store.db import Database
-    from webhook_load import recreate_pg_database
 
     await recreate_pg_database(PG_DB)
     db = Database(PG_URL)
@@ -120,6 +120,22 @@ def env() -> dict[str, str]:
     return e
 
 
+def start(cmd: list[str], extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, *cmd], env={**env(), **(extra or {})}, cwd=ROOT)
+
+
+def read_counts(path: Path) -> tuple[int, ...]:
+    counts = tuple(map(int, path.read_text().split()))
+    path.unlink(missing_ok=True)
+    return counts
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_peak(pid: int) -> tuple[int, int]:
     """(VmHWM, VmRSS) of ``pid`` in MB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
@@ -151,12 +167,12 @@ async def run(owners: int, wechat_share: float) -> None:
     cid = created.campaign.id
 
     counts_file = Path(f"/tmp/campaignbench-{os.getpid()}.counts")
-    fakes = subprocess.Popen([sys.executable, __file__, "--serve-fakes"], env={**env(), "BENCH_COUNTS": str(counts_file)},
-                             cwd=ROOT)
-    worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env(), cwd=ROOT)
+    fakes = start([__file__, "--serve-fakes"], {"BENCH_COUNTS": str(counts_file)})
+    worker = start(["-m", "bot.cli", "worker"])
     try:
         await asyncio.sleep(8)  # both listening, the worker started (its NLU model loaded)
         base_rss = rss_peak(worker.pid)
+        cpu_before = cpu_seconds(worker.pid), cpu_seconds(fakes.pid)
         t = time.perf_counter()
         materialise_t = time.perf_counter()
         assert await campaigns.send(rt, cid, "admin") == "queued"
@@ -174,8 +190,13 @@ async def run(owners: int, wechat_share: float) -> None:
             if (await campaigns.status(rt, cid))["status"] == "done":
                 break
         elapsed = time.perf_counter() - t
+        worker_cpu = cpu_seconds(worker.pid) - cpu_before[0]
+        fakes_cpu = cpu_seconds(fakes.pid) - cpu_before[1]
         c = await counts(rt, cid)
         total = sum(c.values())
+        print(f"CPU: worker {worker_cpu:.1f} s ({worker_cpu / total * 1000:.2f} ms per delivery: "
+              f"{total / worker_cpu:.0f} deliveries per CPU-second), fake providers {fakes_cpu:.1f} s; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         import sqlalchemy as sa
 
         from bot.store.models import Delivery
@@ -187,9 +208,9 @@ async def run(owners: int, wechat_share: float) -> None:
         print(f"dispatcher span (first claim to last outcome): {span:.1f} s = {total / span:.0f} deliveries/s")
         fakes.send_signal(__import__("signal").SIGUSR1)
         await asyncio.sleep(0.5)
-        tpl, users, texts, phones = map(int, counts_file.read_text().split())
+        tpl, users, texts, phones = read_counts(counts_file)
         print(f"dispatch: {total} deliveries in {elapsed:.1f} s = {total / elapsed:.0f}/s "
-              f"(WeChat {c['sent'] and tpl}, SMS {texts}); worker peak RSS {peak} MB (at start {base_rss[0]} MB)")
+              f"(WeChat {tpl}, SMS {texts}); worker peak RSS {peak} MB (at start {base_rss[0]} MB)")
         print(f"exactly once: {tpl} template messages to {users} openids, {texts} SMS to {phones} phones; "
               f"statuses {c}")
     finally:
@@ -197,7 +218,6 @@ async def run(owners: int, wechat_share: float) -> None:
         fakes.terminate()
         worker.wait(15)
         fakes.wait(15)
-        counts_file.unlink(missing_ok=True)
         await rt.jobs.broker.shutdown()
         await rt.db.close()
 

@@ -14,7 +14,6 @@ process in production too. Sending again after an interruption goes on where it 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from channels.sms.base import CHINA
 
 app = typer.Typer(help="广播通知 Campaigns: create, preview, approve, send, follow.", no_args_is_help=True)
 
@@ -205,7 +206,8 @@ def schedule(campaign_id: IdArg, at: Annotated[str, typer.Option("--at", help="e
         from actions import campaigns
 
         c = await campaigns.schedule(rt, campaign_id, at, as_)
-        typer.echo(f"通知 {c.id} 将于 {c.scheduled_at.astimezone(dt.timezone(dt.timedelta(hours=8))):%Y-%m-%d %H:%M} 发送")
+        when = c.scheduled_at.astimezone(CHINA) if c.scheduled_at is not None else None
+        typer.echo(f"通知 {c.id} 将于 {when:%Y-%m-%d %H:%M} 发送")
         return 0
 
     run(body)

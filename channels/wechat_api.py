@@ -37,10 +37,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from urllib.parse import quote
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential

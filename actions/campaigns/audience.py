@@ -38,9 +38,16 @@ from actions.campaigns.context import Ctx, today_china
 from actions.campaigns.kinds import KindError
 from actions.stages import PRE_OWNER, SETTLING, STABLE, STAGES, VETERAN, anniversary
 from bot.store.models import (
-    Building, CertificateRecord, House, Identity, Owner, OwnerHouse, OwnerTag, Project,
+    Building,
+    CertificateRecord,
+    House,
+    Identity,
+    Owner,
+    OwnerHouse,
+    OwnerTag,
+    Project,
 )
-from channels.sms.base import measure, segments
+from channels.sms.base import measure
 
 REASONS = {
     "opted_out": "已退订短信",
@@ -259,7 +266,7 @@ async def preview(s: AsyncSession, ctx: Ctx, audience: Mapping[str, Any], thresh
         col = aud.c.wechat if channel == "wechat" else aud.c.sms
         first = (await s.execute(sa.select(aud.c.owner_id, aud.c.house_id, aud.c.houses).where(col == 1)
                                  .limit(1))).first()
-        if first is None and not (channel == "wechat" and ctx.can_wechat or channel == "sms" and ctx.can_sms):
+        if first is None and not ((channel == "wechat" and ctx.can_wechat) or (channel == "sms" and ctx.can_sms)):
             continue
         owner = (await owner_details(s, [(first.owner_id, first.house_id, first.houses)]))[0] if first else None
         if channel == "wechat" and ctx.can_wechat:
@@ -284,7 +291,7 @@ async def excluded(s: AsyncSession, ctx: Ctx, audience: Mapping[str, Any], *, li
     rows = (await s.execute(sa.select(aud.c.owner_id, aud.c.house_id, aud.c.houses, aud.c.reason)
                             .where(aud.c.reason.is_not(None)).order_by(aud.c.owner_id).limit(limit).offset(offset))).all()
     details = await owner_details(s, [(r.owner_id, r.house_id, r.houses) for r in rows])
-    return [{**d, "reason": r.reason, "reason_label": REASONS.get(r.reason, r.reason)} for d, r in zip(details, rows)]
+    return [{**d, "reason": r.reason, "reason_label": REASONS.get(r.reason, r.reason)} for d, r in zip(details, rows, strict=True)]
 
 
 async def owner_details(s: AsyncSession, rows: Sequence[tuple[int, int | None, int | None]]) -> list[dict[str, Any]]:

@@ -80,7 +80,7 @@ async def materialise(s: Any, campaign: Campaign, ctx: Ctx) -> int:
     now = utcnow()
     cols = ["campaign_id", "owner_id", "house_id", "channel", "recipient", "idempotency_key", "status", "error",
             "attempts", "created_at", "updated_at"]
-    dialect = s.bind.dialect.name
+    dialect = s.get_bind().dialect.name
     cid = campaign.id
 
     def part(channel: str, cond: Any, recipient: Any, status: str, error: Any) -> sa.Select[Any]:
@@ -183,21 +183,38 @@ async def dispatch(rt: Any, campaign_id: int, progress: Progress | None = None) 
             ctx = await context(s, rt.settings, campaign)
         await resolve_interrupted(rt, ctx)
         shown = 0.0
-        while True:
-            status = await lease.renew()
-            if status is None:
-                return "lost"
-            if status != "sending":
-                return status
-            batch = await claim(rt, campaign_id, rt.settings.campaign_batch)
-            if not batch:
-                return await finish(rt, campaign_id)
-            await send_batch(rt, ctx, batch)
-            if progress is not None and asyncio.get_running_loop().time() >= shown + 0.5:
-                progress(await counts(rt, campaign_id))  # a GROUP BY: twice a second is plenty
-                shown = asyncio.get_running_loop().time()
+        beat = asyncio.ensure_future(_keep(lease))  # a batch slower than the lease must not lose it
+        try:
+            while True:
+                status = await lease.renew()
+                if status is None:
+                    return "lost"
+                if status != "sending":
+                    return status
+                batch = await claim(rt, campaign_id, rt.settings.campaign_batch)
+                if not batch:
+                    return await finish(rt, campaign_id)
+                await send_batch(rt, ctx, batch)
+                if progress is not None and asyncio.get_running_loop().time() >= shown + 0.5:
+                    progress(await counts(rt, campaign_id))  # a GROUP BY: twice a second is plenty
+                    shown = asyncio.get_running_loop().time()
+        finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
     finally:
         await lease.release()
+
+
+async def _keep(lease: Lease) -> None:
+    """Renew the lease every third of its length while this dispatcher lives."""
+    interval = max(0.2, lease.rt.settings.campaign_lease / 3)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if await lease.renew() is None:
+                return
+        except Exception:
+            log.warning("campaign %s: could not renew the lease", lease.campaign_id, exc_info=True)
 
 
 async def claim(rt: Any, campaign_id: int, n: int) -> list[Any]:
@@ -489,6 +506,13 @@ async def template_finished(rt: Any, openid: str, msgid: str, status: str) -> bo
                                                                  d.c.recipient == openid))).first()
             if known is None:
                 return False
+    if not ok:  # a survey invitation that never arrived is not an open invitation
+        sr = t(SurveyResponse)
+        async with rt.db.autocommit() as conn:
+            for campaign_id, owner_id in rows:
+                await conn.execute(sa.update(sr).where(
+                    sr.c.campaign_id == campaign_id, sr.c.owner_id == owner_id, sr.c.channel == "wechat",
+                    sr.c.status == "invited").values(status="cancelled"))
     if not ok and "block" in status.lower():
         for campaign_id, owner_id in rows:
             if owner_id is not None:

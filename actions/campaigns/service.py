@@ -173,7 +173,7 @@ def campaign_params_given(params: Mapping[str, Any] | None) -> dict[str, Any]:
 
 async def _load(s: AsyncSession, campaign_id: int, *, lock: bool = False) -> Campaign:
     q = sa.select(Campaign).where(Campaign.id == campaign_id)
-    if lock and s.bind.dialect.name == "postgresql":
+    if lock and s.get_bind().dialect.name == "postgresql":
         q = q.with_for_update()
     campaign = (await s.execute(q)).scalar_one_or_none()
     if campaign is None:

@@ -16,7 +16,16 @@ from bot.demo import DEFAULT_WARRANTY
 from bot.runtime import RUNTIME, Runtime
 from bot.security import hash_password
 from bot.store.models import (
-    Building, CertificateRecord, House, Identity, Owner, OwnerHouse, OwnerTag, Project, StaffUser, SurveyTemplate,
+    Building,
+    CertificateRecord,
+    House,
+    Identity,
+    Owner,
+    OwnerHouse,
+    OwnerTag,
+    Project,
+    StaffUser,
+    SurveyTemplate,
 )
 from tests.conftest import WECHAT
 from tests.fakes.sms_providers import FakeSmsProviders
@@ -55,15 +64,16 @@ async def seed(rt: Runtime) -> Seeded:
         await s.flush()
         buildings = {}
         for name in ("1", "2"):
-            b = Building(project_id=project.id, name=name)
-            s.add(b)
+            building = Building(project_id=project.id, name=name)
+            s.add(building)
             await s.flush()
-            buildings[name] = b.id
+            buildings[name] = building.id
         houses: dict[str, int] = {}
         owners: dict[str, int] = {}
         for name, (label, offset, openid, phone, extra) in OWNERS.items():
             if label not in houses:
                 b, unit, room = label.split("-")
+                handover: dt.date | None
                 if offset == "warranty":  # the electrical warranty (2 years) ends in 30 days
                     handover = anniversary(today + dt.timedelta(days=30), -2)
                 else:

@@ -42,7 +42,7 @@ async def seed_many(rt: Runtime) -> None:
         await s.execute(sa.insert(Owner), [{"name": f"业主{i}", "phone": f"1380000{i:04d}"} for i in range(OWNERS)])
         houses = (await s.execute(sa.select(House.id).order_by(House.id))).scalars().all()
         owners = (await s.execute(sa.select(Owner.id).order_by(Owner.id))).scalars().all()
-        await s.execute(sa.insert(OwnerHouse), [{"owner_id": o, "house_id": h} for o, h in zip(owners, houses)])
+        await s.execute(sa.insert(OwnerHouse), [{"owner_id": o, "house_id": h} for o, h in zip(owners, houses, strict=True)])
         await s.execute(sa.insert(Identity), [
             {"channel": "wechat", "account": "default", "external_id": f"oBIG{i:04d}", "owner_id": o, "subscribed": True}
             for i, o in enumerate(owners) if i % 2 == 0])
@@ -58,7 +58,7 @@ async def spawn(args: list[str], env: dict[str, str], log: Path) -> asyncio.subp
 
 async def until(predicate: Any, timeout: float, what: str) -> None:
     async with asyncio.timeout(timeout):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 -- polls the fakes' counters, which signal nothing
             await asyncio.sleep(0.01)
 
 
