@@ -72,6 +72,11 @@ async def test_send_record_and_results_end_to_end(yezhu: Any, db_url: str, fakes
     assert {x["reason"] for x in skipped["deliveries"]} == {"已退订短信", "同一房屋已有收件人"}
     assert (await client.get(f"/api/v1/campaigns/{cid}/deliveries?status=bogus", headers=auth())).status == 400
     assert (await client.get("/api/v1/campaigns/99999", headers=auth())).status == 404
+    for path in ("/api/v1/campaigns/%EF%BC%91", "/api/v1/campaigns/99999999999999999999999",
+                 "/api/v1/campaigns/-1/deliveries"):
+        assert (await client.get(path, headers=auth())).status == 404, path
+    for query in ("limit=-1", "offset=%C2%B2", "channel=fax", "limit=100000"):
+        assert (await client.get(f"/api/v1/campaigns/{cid}/deliveries?{query}", headers=auth())).status == 400, query
     assert (await client.get(f"/api/v1/campaigns/{cid}")).status == 401
 
     # A survey campaign: a follower blocks the account's messages -> SMS instead, exactly once; each
