@@ -291,9 +291,10 @@ async def resume(rt: Any, campaign_id: int, actor: str, *, progress: Progress | 
     async with rt.db.session() as s:
         campaign = await _load(s, campaign_id)
         started = campaign.started_at is not None
-    await _set(rt, campaign_id, "resume", actor, "sending" if started else "approved")
-    if not started:
-        return "approved"
+        later = campaign.scheduled_at is not None and campaign.scheduled_at > utcnow()
+    if not started:  # paused before it started: back to waiting for its time (or for a send)
+        return (await _set(rt, campaign_id, "resume", actor, "scheduled" if later else "approved")).status
+    await _set(rt, campaign_id, "resume", actor, "sending")
     if local if local is not None else rt.jobs.in_process:
         return await dispatch(rt, campaign_id, progress)
     await rt.jobs.enqueue_campaign(campaign_id)

@@ -155,7 +155,7 @@ async def test_approval_schedule_pause_cancel_and_the_audit_log(yezhu: Any, fake
     paused = (await campaigns.create(rt, kind="notice", project="camp", buildings="2", at=at,
                                      params={"content": "x"})).campaign
     assert (await campaigns.pause(rt, paused.id, "kefu")).status == "paused"
-    assert await campaigns.resume(rt, paused.id, "kefu") == "approved"
+    assert await campaigns.resume(rt, paused.id, "kefu") == "scheduled"  # its time is still to come
     draft = (await campaigns.create(rt, kind="notice", project="camp", buildings="1", params={"content": "y"})).campaign
     assert (await campaigns.cancel(rt, draft.id, "kefu")).status == "cancelled"
     with pytest.raises(campaigns.CampaignError, match="已取消"):
