@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -57,6 +58,7 @@ async def _runtime(settings: Any) -> Any:
 def run(body: Callable[[Any], Awaitable[int | None]]) -> None:
     """Run ``body(rt)`` with one clear line for every failure it can meet."""
     import sqlalchemy.exc
+    from redis.exceptions import RedisError
 
     from actions.campaigns import CampaignError, KindError
     from bot.cli import new_event_loop, settings
@@ -86,6 +88,13 @@ def run(body: Callable[[Any], Awaitable[int | None]]) -> None:
         fail(f"数据库错误（{type(exc.orig).__name__ if exc.orig else type(exc).__name__}）：请运行 yezhu doctor 检查", 2)
     except KeyboardInterrupt:
         fail("已中断（再次运行同一命令会从中断处继续，不会重复发送）", 130)
+    except (RedisError, OSError) as exc:
+        fail(f"Redis 或网络不可用（{type(exc).__name__}）：请检查 YEZHU_REDIS_URL，或运行 yezhu doctor", 2)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # never a traceback: one line, the details in the log
+        logging.getLogger("yezhu.cli").debug("campaign command failed", exc_info=True)
+        fail(f"意外错误（{type(exc).__name__}: {' '.join(str(exc).split())[:200]}）", 1)
     finally:
         loop.close()
     raise typer.Exit(code or 0)

@@ -449,7 +449,7 @@ async def sms_fallback(rt: Any, campaign_id: int, owner_ids: Sequence[int], *, r
         if campaign is None or campaign.status == "cancelled":
             return 0
         ctx = await context(s, rt.settings, campaign)
-    if not ctx.can_sms and not (ctx.sms_code is not None):
+    if not ctx.can_sms:  # a WeChat-only campaign (or no approved SMS template): nothing else to try
         return 0
     o, d, c = t(Owner), t(Delivery), t(Campaign)
     now = utcnow()

@@ -129,8 +129,7 @@ async def create(
         spec = spec_for(kind, rt.settings.campaigns_config, proj.code, urgent=urgent)
         if urgent and kind != "outage":
             raise CampaignError("只有停水停电停气通知（outage）可以标为紧急")
-        merged = {**dict(spec.params), **dict(((rt.settings.campaigns_config.get("kinds") or {}).get(kind) or {})
-                                               .get("params") or {})}
+        merged = dict(spec.params)  # the kind's defaults under the config's (kinds, then the project's)
         if kind == "certificate_collection":  # the project's counter, unless the campaign says otherwise
             counter = (proj.settings or {}).get("certificate_collection") or {}
             merged = {**{k: v for k, v in counter.items() if k in ("place", "hours")}, **merged}
