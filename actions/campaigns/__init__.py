@@ -11,6 +11,8 @@ Public API (everything takes the process's ``Runtime`` as ``rt``; verbs raise :c
 ``create(rt, *, kind, project, actor="admin", buildings=None, audience=None, channels=None, urgent=False,
 at=None, params=None, name=None) -> Created(campaign, preview)``
     Draft (or ``pending_approval`` over the threshold, or ``scheduled`` with ``at``) and preview it.
+``preview_new(rt, **create's arguments) -> Preview`` — the same preview without creating anything (the
+    wizard's live preview); ``create(..., dry_run=True)`` likewise.
 ``get_preview(rt, id) -> Preview`` — recipients per channel, ``excluded`` {reason: n}, ``sms_segments``,
     ``sms_cost``, ``samples`` per channel, ``needs_approval``; ``Preview.as_dict()`` / ``.lines()``.
 ``excluded(s, ctx, audience, limit=, offset=)`` (``audience`` module) — everyone excluded, with the reason;
@@ -46,6 +48,7 @@ from actions.campaigns.service import (
     get_preview,
     list_campaigns,
     pause,
+    preview_new,
     resume,
     schedule,
     send,
@@ -58,5 +61,5 @@ from actions.campaigns.service import (
 __all__ = [
     "KINDS", "REASONS", "STATUS_LABELS", "CampaignError", "Created", "KindError", "Preview", "approve", "cancel",
     "certificate_ready", "create", "deliveries", "excluded", "get_context", "get_preview", "list_campaigns",
-    "pause", "read_list", "resume", "schedule", "send", "status", "test_send", "tick", "warranty_reminders",
+    "pause", "preview_new", "read_list", "resume", "schedule", "send", "status", "test_send", "tick", "warranty_reminders",
 ]

@@ -105,9 +105,12 @@ async def create(
     rt: Any, *, kind: str, project: str, actor: str = "admin", buildings: Sequence[str] | str | None = None,
     audience: Mapping[str, Any] | None = None, channels: Sequence[str] | None = None, urgent: bool = False,
     at: str | dt.datetime | None = None, params: Mapping[str, Any] | None = None, name: str | None = None,
-    system: bool = False, force_approval: bool = False,
+    system: bool = False, force_approval: bool = False, dry_run: bool = False,
 ) -> Created:
     """Draft a campaign of ``kind`` for ``project`` (code or name) and preview it.
+
+    ``dry_run``: check and preview only; nothing is stored or audited (the console's wizard previews
+    every change of the rule this way, see :func:`preview_new`).
 
     ``audience``: the rule (module :mod:`audience`); ``buildings`` adds to it. ``channels``: a subset of
     the kind's (default: the kind's). ``at``: send at that time (Beijing time unless given). Raises
@@ -123,6 +126,26 @@ async def create(
     when = parse_at(at)
     if when is not None and when < utcnow() - dt.timedelta(minutes=1):
         raise CampaignError("定时发送的时间已经过去")
+    try:
+        return await _create(rt, kind, project, actor, rule, channels, urgent, when, params, name, system,
+                             force_approval, dry_run)
+    except _DryRun as done:
+        return done.created
+
+
+class _DryRun(Exception):
+    def __init__(self, created: Created) -> None:
+        self.created = created
+
+
+async def preview_new(rt: Any, **options: Any) -> aud.Preview:
+    """The preview of a campaign not yet created (``create``'s arguments): nothing is stored."""
+    return (await create(rt, dry_run=True, **options)).preview
+
+
+async def _create(rt: Any, kind: str, project: str, actor: str, rule: dict[str, Any], channels: Sequence[str] | None,
+                  urgent: bool, when: dt.datetime | None, params: Mapping[str, Any] | None, name: str | None,
+                  system: bool, force_approval: bool, dry_run: bool) -> Created:
     async with rt.db.session() as s, s.begin():
         user = await _actor(s, actor, system=system)
         proj = await aud.project_by_code(s, project)
@@ -160,6 +183,8 @@ async def create(
             preview.needs_approval = True
         elif when is not None:
             campaign.status = "scheduled"
+        if dry_run:
+            raise _DryRun(Created(campaign, preview))  # rolls the transaction back
         audit(s, campaign.created_by or actor, "create", campaign.id, kind=kind, project=proj.code, audience=rule,
               channels=chosen, urgent=urgent, at=when.isoformat() if when else None,
               recipients=preview.recipients, status=campaign.status)

@@ -99,6 +99,9 @@ async def test_an_uploaded_list_reports_bad_rows_by_number(rt_sqlite: Any, tmp_p
 
 async def test_bad_input_gets_one_clear_error(rt_sqlite: Any) -> None:
     rt = rt_sqlite
+    # The wizard's live preview stores nothing.
+    p = await campaigns.preview_new(rt, kind="notice", project="camp", buildings="1", params={"content": "x"})
+    assert p.recipients == 3 and await campaigns.list_campaigns(rt) == []
     with pytest.raises(KindError, match="未知的通知类型"):
         await campaigns.create(rt, kind="party", project="camp")
     with pytest.raises(KindError, match="缺少参数：content"):
