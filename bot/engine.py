@@ -112,8 +112,8 @@ class Engine:
         """``TEMPLATESENDJOBFINISH``: the result of a campaign's template message goes to its delivery, not
         into a conversation (nothing to answer). A database error raises: the webhook answers 503 and WeChat
         pushes the event again. An event that overtakes the dispatcher's write of the msgid is applied
-        again a few times in the background (``campaigns.dispatch.template_finished``)."""
-        from actions.campaigns.dispatch import template_finished
+        again a few times in the background (``actions.campaigns.results.template_finished``)."""
+        from actions.campaigns.results import template_finished
 
         msgid, status = str(msg.media.get("msg_id") or ""), str(msg.media.get("status") or "")
         done: asyncio.Future[list[OutboundMessage]] = asyncio.get_running_loop().create_future()

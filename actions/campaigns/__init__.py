@@ -29,8 +29,8 @@ at=None, params=None, name=None) -> Created(campaign, preview)``
 
 Jobs (bot/jobs): ``campaign_dispatch`` (one campaign), ``campaign_tick`` (every minute: scheduled
 campaigns, orphaned ones), ``warranty_reminders`` (daily). The certificate import calls
-``certificate_ready``; the WeChat webhook ``dispatch.template_finished``; the SMS receipts job
-``dispatch.apply_sms_receipts``.
+``certificate_ready``; the WeChat webhook ``results.template_finished``; the SMS receipts job
+``results.apply_sms_receipts``.
 """
 
 from actions.campaigns.audience import REASONS, Preview, excluded, read_list

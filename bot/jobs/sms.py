@@ -289,7 +289,7 @@ async def _apply_receipts(rt: Any, receipts: list[tuple[int, Receipt]]) -> dict[
                 updates,
             )
         # Campaign SMS carry their delivery in the OutId (``d{id}``): the delivery learns the verdict too.
-        from actions.campaigns.dispatch import apply_sms_receipts
+        from actions.campaigns.results import apply_sms_receipts
 
         await apply_sms_receipts(s, [r for _, r in receipts], now)
         if failed_messages:
