@@ -16,6 +16,8 @@ from aiohttp import web
 from bot.console import (  # noqa: F401 (routes)
     admin,
     auth,
+    campaigns,
+    certificates,
     chat,
     dashboard,
     imports,

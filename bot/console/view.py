@@ -36,6 +36,7 @@ AUDIT_ACTION_LABELS = {
     "staff.login_throttled": "登录受限", "staff.logout": "退出", "staff.update": "修改员工", "staff.passwd": "修改密码",
     "ticket.view": "查看工单", "ticket.create": "新建工单", "ticket.edit": "修改工单", "ticket.photo": "上传照片",
     "ticket.quote": "报价", "import.run": "导入名册",
+    "certificate.collect": "登记证书领取", "certificate.register": "导出签收登记表",
     **{f"ticket.{verb}": f"工单：{word}" for verb, word in {
         "dispatch": "派单", "start": "开始处理", "complete": "完工", "request_acceptance": "请业主验收",
         "close": "关闭", "reopen": "返修", "reassign": "更换负责人", "visit_time": "改约上门时间", "note": "备注",
@@ -45,13 +46,14 @@ IMPORT_KIND_LABELS = {"owners": "业主花名册", "certificates": "办证台账
 CHANGE_LABELS = {"category": "类别", "priority": "紧急程度", "location": "位置", "description": "问题描述",
                  "warranty": "保修判定", "due_at": "处理时限", "visit_time": "上门时间"}
 TARGET_LABELS = {"owner": "业主", "ticket": "工单", "conversation": "会话", "staff": "员工", "knowledge": "词条",
-                 "import": "导入"}
+                 "import": "导入", "certificate": "办证记录", "batch": "办证批次", "campaign": "群发通知"}
 FIELD_LABELS = {
     "ip": "地址", "message_id": "消息", "note": "备注", "owner_id": "业主", "query": "搜索", "question": "问题",
     "reason": "原因", "results": "结果数", "role": "角色", "sms_outbox_id": "短信", "to": "转交给",
     "unanswered_id": "未答问题", "assignee_id": "负责人", "visit_time": "上门时间", "changes": "修改",
     "origin": "来源", "kind": "类型", "amount": "金额", "file": "文件", "rows": "行数", "errors": "错误",
     "slug": "词条", "active": "在岗", "password": "密码", "name": "姓名",
+    "house": "房屋", "batch": "批次", "relation": "领取方式", "proxy_letter": "委托书", "id_checked": "核验身份证",
 }
 
 
@@ -71,6 +73,17 @@ def delivery_error(value: str | None) -> str:
     if code.isdigit():
         return f"微信接口错误（错误码 {code}）"
     return "" if text.isascii() else text
+
+
+def delivery_reason(value: str | None) -> str:
+    """A campaign delivery's reason (``Delivery.error``) in words."""
+    text = (value or "").strip()
+    if not text:
+        return ""
+    if text in L.CAMPAIGN_REASON_LABELS:
+        return L.CAMPAIGN_REASON_LABELS[text]
+    code = text.split(":", 1)[0].strip()
+    return L.CAMPAIGN_REASON_LABELS.get(code) or delivery_error(text) or "发送失败"
 
 
 def actor(value: str | None, names: dict[str, str] | None = None) -> str:
@@ -110,6 +123,10 @@ def audit_details(data: dict[str, Any] | None, names: dict[str, str] | None = No
             value = "、".join(CHANGE_LABELS.get(str(v), "其他") for v in value)
         elif key == "to":
             value = actor(str(value), names)
+        elif key == "relation":
+            value = L.label(L.COLLECTOR_RELATION_LABELS, str(value))
+        elif isinstance(value, bool):
+            value = "是" if value else "否"
         elif isinstance(value, dict | list):
             value = json.dumps(value, ensure_ascii=False)
         parts.append(f"{FIELD_LABELS.get(key, '其他')}：{value}")
@@ -139,7 +156,7 @@ def register(env: jinja2.Environment) -> None:
         origin=lambda c: L.label(L.ORIGIN_LABELS, c), cert=lambda c: L.label(L.CERT_LABELS, c),
         mode=lambda c: L.label(L.MODE_LABELS, c), action=lambda c: AUDIT_ACTION_LABELS.get(c, "其他操作"),
         warranty_item=lambda c: L.label(L.WARRANTY_ITEM_LABELS, c), delivery=lambda c: L.label(L.DELIVERY_LABELS, c),
-        delivery_error=delivery_error,
+        delivery_error=delivery_error, delivery_reason=delivery_reason,
     )
     env.globals.update(
         KIND_LABELS=L.KIND_LABELS, STATUS_LABELS=L.STATUS_LABELS, PRIORITY_LABELS=L.PRIORITY_LABELS,
@@ -189,6 +206,8 @@ NAV = [
     ("knowledge", "/console/knowledge", "知识库", "knowledge"),
     ("dashboard", "/console/dashboard", "看板", "dashboard"),
     ("staff", "/console/staff", "员工", "staff.admin"),
+    ("campaigns", "/console/campaigns", "群发通知", "campaigns"),
+    ("certificates", "/console/certificates", "办证签收", "certificates"),
     ("imports", "/console/imports", "导入", "imports"),
     ("audit", "/console/audit", "审计日志", "audit"),
 ]

@@ -37,7 +37,7 @@ from bot import events
 from bot.conversation import BOT, hand_over
 from bot.events import EventBatch
 from bot.jobs import sms as sms_jobs
-from bot.jobs.schedule import ALERT_ESCALATION, SMS_SWEEP, Scheduler, schedule_labels
+from bot.jobs.schedule import ALERT_ESCALATION, CERTIFICATE_REMINDERS, SMS_SWEEP, Scheduler, schedule_labels
 from bot.store.hot_path import table
 from bot.store.models import Conversation, Identity, Message, utcnow
 from channels.base import OutboundMessage, SendResult
@@ -159,10 +159,17 @@ class Jobs:
 
             return await escalate(self.rt) + await overdue(self.rt)
 
+        async def certificate_reminders() -> int:
+            from actions.collection import remind_uncollected
+
+            return await remind_uncollected(self.rt)
+
         self._send_sms = self.broker.register_task(send_sms, task_name=SEND_SMS)
         self._sms_callbacks = self.broker.register_task(sms_callbacks, task_name=SMS_CALLBACKS)
         self.broker.register_task(sms_sweep, task_name=SMS_SWEEP, **schedule_labels(SMS_SWEEP))
         self.broker.register_task(alert_escalation, task_name=ALERT_ESCALATION, **schedule_labels(ALERT_ESCALATION))
+        self.broker.register_task(certificate_reminders, task_name=CERTIFICATE_REMINDERS,
+                                  **schedule_labels(CERTIFICATE_REMINDERS))
         self.scheduler = Scheduler(self.broker, runtime.services.dedup)
         self.callbacks_lock = asyncio.Lock()
         """One drain of stored SMS pushes per process at a time (``bot/jobs/sms.py``)."""

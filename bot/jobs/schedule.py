@@ -35,11 +35,14 @@ class CronJob:
 
 SMS_SWEEP = "yezhu.sms_sweep"
 ALERT_ESCALATION = "yezhu.alert_escalation"
+CERTIFICATE_REMINDERS = "yezhu.certificate_reminders"
 
 SCHEDULES: tuple[CronJob, ...] = (
     CronJob(SMS_SWEEP, "* * * * *", "send deferred SMS that are due, settle stale sends, query unknown ones"),
     CronJob(ALERT_ESCALATION, "* * * * *",
             "repeat unacknowledged emergency alerts to the supervisor; alert overdue emergency tickets"),
+    CronJob(CERTIFICATE_REMINDERS, "0 10 * * *",
+            "remind owners who have not collected a ready certificate N days after the notice (actions/collection.py)"),
     # Campaigns and reports add theirs here, e.g. CronJob("yezhu.monthly_report", "0 8 1 * *", "…").
 )
 
