@@ -32,6 +32,7 @@ from sqlalchemy.orm import selectinload
 
 from actions.flows.context import mask_phone
 from actions.labels import CERT_LABELS, CHANNEL_LABELS, COLLECTOR_RELATION_LABELS
+from actions.workflow import CHINA
 from bot.events import EventBatch
 from bot.store.models import (
     AuditLog,
@@ -45,7 +46,6 @@ from bot.store.models import (
     Project,
     utcnow,
 )
-from channels.sms.base import CHINA
 
 log = logging.getLogger("yezhu.collection")
 
