@@ -159,11 +159,11 @@ def other_business(ctx: Ctx, text: str, topics: frozenset[str]) -> bool:
     parse = ctx.parse
     if parse is None:
         return False
+    if "certificate" in topics and (CERT_WORDS.search(text) or PROXY.search(text) or DOCUMENTS.search(text)):
+        return False  # "要带购房合同吗": a contract is sales business to the topic model, a document here
     if parse.topic is not None and parse.topic not in topics:
         return True
     if "certificate" in topics:
-        if CERT_WORDS.search(text):
-            return False
         if parse.entity("repair_category") is not None or parse.entity("complaint_category") is not None:
             return True
         return parse.intent in ("repair", "complaint", "human") and parse.confidence >= 0.6
