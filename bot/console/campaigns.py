@@ -47,7 +47,7 @@ async def counts(s: AsyncSession, campaign_ids: list[int]) -> dict[int, dict[str
 async def campaign_list(request: web.Request) -> web.StreamResponse:
     status = request.query.get("status", "")
     if status and status not in CAMPAIGN_STATUS_LABELS:
-        raise params.BadParameter("status", "状态参数无效")
+        raise params.BadParameter("status", "unknown status", "状态参数无效")
     page = page_param(request)
     query = sa.select(Campaign, Project.name).outerjoin(Project, Project.id == Campaign.project_id)
     if status:
@@ -56,7 +56,7 @@ async def campaign_list(request: web.Request) -> web.StreamResponse:
         rows = (await s.execute(query.order_by(Campaign.id.desc()).offset((page - 1) * 50).limit(51))).all()
         by_id = await counts(s, [c.id for c, _ in rows[:50]])
     return render(request, "campaigns.html", title="群发通知", page="campaigns", rows=rows[:50], counts=by_id,
-                  more=len(rows) > 50, page_no=page, status=status, KINDS=CAMPAIGN_KIND_LABELS,
+                  more=len(rows) > 50, page_no=page, filter_status=status, KINDS=CAMPAIGN_KIND_LABELS,
                   STATUSES=CAMPAIGN_STATUS_LABELS, wizard=_wizard_available())
 
 
@@ -82,10 +82,10 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
     campaign_id = match_id(request)
     status = request.query.get("status", "")
     if status and status not in CAMPAIGN_DELIVERY_LABELS:
-        raise params.BadParameter("status", "状态参数无效")
+        raise params.BadParameter("status", "unknown status", "状态参数无效")
     channel = request.query.get("channel", "")
     if channel and channel not in ("wechat", "sms"):
-        raise params.BadParameter("channel", "渠道参数无效")
+        raise params.BadParameter("channel", "unknown channel", "渠道参数无效")
     page = page_param(request)
     async with runtime_of(request).db.session() as s:
         campaign, project_name = await _campaign(s, campaign_id)
@@ -109,7 +109,7 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
     actions = _actions(staff, campaign, progress)
     return render(request, "campaign.html", title=f"群发通知 · {campaign.name}", page="campaigns", c=campaign,
                   project_name=project_name, progress=progress, recipients=recipients, more=len(rows) > PAGE_SIZE,
-                  page_no=page, status=status, channel=channel, KINDS=CAMPAIGN_KIND_LABELS,
+                  page_no=page, filter_status=status, channel=channel, KINDS=CAMPAIGN_KIND_LABELS,
                   STATUSES=CAMPAIGN_STATUS_LABELS, DSTATUS=CAMPAIGN_DELIVERY_LABELS, CHANNELS=CHANNEL_LABELS,
                   live=campaign.status in LIVE, actions=actions)
 

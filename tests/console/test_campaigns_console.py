@@ -1,0 +1,63 @@
+"""The console's campaign pages (群发通知): the list, a campaign's progress and its per-recipient table
+with status filters, read from ``campaign``/``delivery`` rows made here directly."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+from bot.runtime import RUNTIME
+from bot.store.models import Campaign, Delivery, House, Owner, Project
+from tests.console.conftest import js, login, visible_text
+
+
+async def outage_campaign(client: Any) -> int:
+    """An outage notice to four owners: two delivered (one acknowledged), one failed (blocked), one skipped."""
+    async with client.app[RUNTIME].db.session() as s, s.begin():
+        project = (await s.execute(sa.select(Project).where(Project.code == "demo"))).scalar_one()
+        owners = (await s.execute(sa.select(Owner).order_by(Owner.id).limit(4))).scalars().all()
+        house = (await s.execute(sa.select(House).order_by(House.id).limit(1))).scalar_one()
+        c = Campaign(name="3栋停水通知", kind="outage", text="12月3日9:00-17:00 3栋停水", status="sending",
+                     project_id=project.id, params={"utility": "water"}, channels=["wechat", "sms"],
+                     created_by="kefu")
+        s.add(c)
+        await s.flush()
+        now = dt.datetime.now(dt.UTC)
+        rows = [("wechat", "delivered", None, None), ("wechat", "acknowledged", None, now),
+                ("wechat", "failed", "failed:user block", None), ("sms", "skipped", "opted_out", None)]
+        for owner, (channel, status, error, ack) in zip(owners, rows, strict=True):
+            s.add(Delivery(campaign_id=c.id, owner_id=owner.id, house_id=house.id, channel=channel,
+                           recipient=owner.phone if channel == "sms" else "oABCDEFG", idempotency_key=f"t:{owner.id}",
+                           status=status, error=error, sent_at=now if status != "skipped" else None,
+                           acknowledged_at=ack))
+        return c.id
+
+
+async def test_campaign_list_progress_and_recipients(yezhu: Any) -> None:
+    client = await yezhu()
+    cid = await outage_campaign(client)
+    csrf = await login(client, "kefu")
+
+    listing = visible_text(await (await client.get("/console/campaigns")).text())
+    assert "3栋停水通知" in listing and "停水停电通知" in listing and "发送中" in listing
+
+    page = visible_text(await (await client.get(f"/console/campaigns/{cid}")).text())
+    for words in ("4\n收件人", "2\n已发送", "1\n业主已确认", "1\n失败", "业主拒收公众号消息", "业主已退订短信通知"):
+        assert words in page, words
+    failed = visible_text(await (await client.get(f"/console/campaigns/{cid}", params={"status": "failed"})).text())
+    assert "业主拒收公众号消息" in failed and "业主已退订短信通知" not in failed
+    sms = visible_text(await (await client.get(f"/console/campaigns/{cid}", params={"channel": "sms"})).text())
+    assert "业主已退订短信通知" in sms and "业主拒收公众号消息" not in sms
+
+    progress = await (await client.get(f"/console/campaigns/{cid}/progress", headers=js(csrf))).json()
+    assert progress["status"] == "sending" and progress["live"] is True
+    counts = progress["counts"]
+    assert (counts["total"], counts["reached"], counts["acknowledged"], counts["failed"], counts["skipped"]) == \
+        (4, 2, 1, 1, 1)
+    assert (await client.get(f"/console/campaigns/{cid}", params={"status": "nonsense"})).status == 400
+    assert (await client.get("/console/campaigns/999999")).status == 404
+
+    await login(client, "gongcheng")
+    assert (await client.get("/console/campaigns")).status == 403
