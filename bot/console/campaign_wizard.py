@@ -17,3 +17,8 @@ AVAILABLE = False
 def actions_for(staff: Any, campaign: Campaign) -> list[tuple[str, str, str]]:
     """The buttons ``staff`` may press on ``campaign`` now: (verb, words, style)."""
     return []
+
+
+async def preview_of(request: Any, campaign: Campaign) -> dict[str, Any] | None:
+    """The preview of a campaign that has not started (none without the campaigns module)."""
+    return None

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from actions.labels import CAMPAIGN_DELIVERY_LABELS, CAMPAIGN_KIND_LABELS, CAMPAIGN_STATUS_LABELS, CHANNEL_LABELS
 from bot import params
 from bot.console.core import match_id, page_param, render, route, runtime_of, shown_phone, staff_of
-from bot.store.models import Campaign, Delivery, House, Owner, Project
+from bot.store.models import Campaign, Delivery, House, Owner, Project, StaffUser
 
 PAGE_SIZE = 100
 PROGRESS = ("queued", "sending", "sent", "delivered", "acknowledged", "failed", "skipped")
@@ -106,23 +106,25 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
         recipient = shown_phone(staff, d.recipient) if d.channel == "sms" else _mask_openid(d.recipient)
         recipients.append({"d": d, "owner": owner_name or "", "house": house.label if house else "",
                            "recipient": recipient})
-    actions = _actions(staff, campaign, progress)
+    from bot.console import campaign_wizard
+
+    actions = campaign_wizard.actions_for(staff, campaign)
+    preview = await campaign_wizard.preview_of(request, campaign)
     return render(request, "campaign.html", title=f"群发通知 · {campaign.name}", page="campaigns", c=campaign,
                   project_name=project_name, progress=progress, recipients=recipients, more=len(rows) > PAGE_SIZE,
                   page_no=page, filter_status=status, channel=channel, KINDS=CAMPAIGN_KIND_LABELS,
                   STATUSES=CAMPAIGN_STATUS_LABELS, DSTATUS=CAMPAIGN_DELIVERY_LABELS, CHANNELS=CHANNEL_LABELS,
-                  live=campaign.status in LIVE, actions=actions)
+                  live=campaign.status in LIVE, actions=actions, preview=preview,
+                  staff_phone=await _staff_phone(request, staff.id))
 
 
 def _mask_openid(value: str | None) -> str:
     return (value[:4] + "***") if value else ""
 
 
-def _actions(staff: Any, campaign: Campaign, progress: dict[str, int]) -> list[tuple[str, str, str]]:
-    """The buttons this staff member may press now: (verb, words, style)."""
-    from bot.console import campaign_wizard
-
-    return campaign_wizard.actions_for(staff, campaign)
+async def _staff_phone(request: web.Request, staff_id: int) -> str:
+    async with runtime_of(request).db.session() as s:
+        return str(await s.scalar(sa.select(StaffUser.phone).where(StaffUser.id == staff_id)) or "")
 
 
 @route("GET", "/campaigns/{id}/progress", "campaigns")

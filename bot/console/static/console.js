@@ -371,4 +371,11 @@
     });
   }
   if (progressUrl) window.setTimeout(pollProgress, 2000);
+
+  // The campaign wizard shows only the chosen kind's fields (without script every field shows).
+  var kindSelect = document.getElementById("wizard-kind");
+  function showKind() {
+    document.querySelectorAll(".kind-params").forEach(function (el) { el.hidden = el.dataset.kind !== kindSelect.value; });
+  }
+  if (kindSelect) { kindSelect.addEventListener("change", showKind); showKind(); }
 })();
