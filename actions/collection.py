@@ -182,7 +182,7 @@ async def last_notices(s: AsyncSession, house_ids: list[int]) -> dict[int, dt.da
         .where(Campaign.kind == CAMPAIGN_KIND, Delivery.status.in_(NOTIFIED), Delivery.house_id.in_(house_ids))
         .group_by(Delivery.house_id)
     )).all()
-    return {h: _aware(at) for h, at in rows if at is not None}
+    return {h: _aware(at) for h, at in rows if at is not None and h is not None}
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -174,7 +174,7 @@ async def _register(settings: Settings, batch: str, out: Path) -> int:
             data = register_xlsx(rows, title=batch, names=names)
             s.add(AuditLog(actor="cli", action="certificate.register", target=f"batch:{batch}",
                            data={"rows": len(rows), "file": out.name}, at=utcnow()))
-        out.write_bytes(data)
-        return len(rows)
     finally:
         await db.close()
+    await asyncio.to_thread(out.write_bytes, data)
+    return len(rows)

@@ -202,7 +202,7 @@ def certificate_aspects(ctx: Ctx, text: str) -> list[str]:
         asked.append("hours")
     if PLACE.search(text):
         asked.append("place")
-    if not asked and "collection" in topics or not asked and question and COLLECT.search(text):
+    if (not asked and "collection" in topics) or (not asked and question and COLLECT.search(text)):
         asked += ["hours", "place", "documents"]  # "怎么领" / "能领了吗": the whole of it
     return asked if asked and (question or "proxy" in asked or "mail" in asked or len(text) <= 12) else []
 

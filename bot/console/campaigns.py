@@ -14,7 +14,12 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actions.labels import CAMPAIGN_DELIVERY_LABELS, CAMPAIGN_KIND_LABELS, CAMPAIGN_STATUS_LABELS, CHANNEL_LABELS
+from actions.labels import (
+    CAMPAIGN_DELIVERY_LABELS,
+    CAMPAIGN_KIND_LABELS,
+    CAMPAIGN_STATUS_LABELS,
+    CHANNEL_LABELS,
+)
 from bot import params
 from bot.console.core import match_id, page_param, render, route, runtime_of, shown_phone, staff_of
 from bot.store.models import Campaign, Delivery, House, Owner, Project, StaffUser
