@@ -186,3 +186,55 @@ async def nlu_parse(request: web.Request) -> web.Response:
         return web.json_response({"error": "unavailable", "detail": "no NLU model is loaded"}, status=503)
     result = await nlu.aparse(text)
     return web.json_response(result.to_dict())
+
+
+# --- campaigns ------------------------------------------------------------------------------------
+
+DELIVERY_STATUSES = frozenset({"queued", "sending", "sent", "delivered", "acknowledged", "failed", "skipped"})
+
+
+def _campaign_id(request: web.Request) -> int | None:
+    return params.parse_id(request.match_info["id"])
+
+
+@routes.get("/api/v1/campaigns/{id}")
+async def get_campaign(request: web.Request) -> web.Response:
+    """A campaign with its deliveries' counts by status (``acknowledged`` included)."""
+    from actions.campaigns import CampaignError, status
+
+    campaign_id = _campaign_id(request)
+    try:
+        if campaign_id is None:
+            raise CampaignError("no such campaign")
+        data = await status(request.app[RUNTIME], campaign_id)
+    except CampaignError:
+        return web.json_response({"error": "not_found", "detail": f"no campaign {request.match_info['id']}"},
+                                 status=404)
+    return web.json_response(data)
+
+
+@routes.get("/api/v1/campaigns/{id}/deliveries")
+async def get_campaign_deliveries(request: web.Request) -> web.Response:
+    """The campaign's deliveries (``?status=…&channel=…&limit=…&offset=…``), in id order."""
+    from actions.campaigns import CampaignError, deliveries
+
+    wanted = request.query.get("status") or None
+    if wanted is not None and wanted not in DELIVERY_STATUSES:
+        return web.json_response({"error": "bad_request", "parameter": "status",
+                                  "detail": f"one of {', '.join(sorted(DELIVERY_STATUSES))}"}, status=400)
+    channel = request.query.get("channel") or None
+    if channel is not None and channel not in ("wechat", "sms"):
+        return web.json_response({"error": "bad_request", "parameter": "channel", "detail": "wechat or sms"},
+                                 status=400)
+    limit = params.int_param(request.query, "limit", default=100, minimum=1, maximum=1000)
+    offset = params.int_param(request.query, "offset", default=0, minimum=0, maximum=10_000_000)
+    campaign_id = _campaign_id(request)
+    try:
+        if campaign_id is None:
+            raise CampaignError("no such campaign")
+        rows = await deliveries(request.app[RUNTIME], campaign_id, status=wanted, channel=channel, limit=limit,
+                                offset=offset)
+    except CampaignError:
+        return web.json_response({"error": "not_found", "detail": f"no campaign {request.match_info['id']}"},
+                                 status=404)
+    return web.json_response({"campaign_id": campaign_id, "deliveries": rows})

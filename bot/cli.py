@@ -393,6 +393,7 @@ _mount("nlu", "nlu.cli", "Train, run and evaluate the NLU model.")
 _mount("kb", "bot.kb_cli", "The knowledge base: import, export, ask.")
 _mount("staff", "bot.staff_cli", "Staff accounts.")
 _mount("owners", "bot.import_cli", "业主花名册: import the owner roster (xlsx/csv).", attr="owners_app")
+_mount("campaign", "bot.campaign_cli", "广播通知: create, approve, send and follow campaigns.")
 _mount("certificates", "bot.import_cli", "办证台账: import certificate records (xlsx/csv).", attr="certificates_app")
 
 

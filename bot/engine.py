@@ -44,6 +44,8 @@ Enqueue = Callable[..., Awaitable[None]]
 
 PARSED_KINDS = frozenset({"text", "voice", "link", "location"})
 SUBSCRIPTION_EVENTS = frozenset({"subscribe", "unsubscribe"})
+TEMPLATE_RESULT = "templatesendjobfinish"
+"""WeChat's result of a template message: applied to its campaign delivery, never a conversation turn."""
 OPEN_CACHE_SIZE = 100_000
 RECOVERY_ATTEMPTS = 3
 RECOVERY_HORIZON = dt.timedelta(hours=24)
@@ -94,6 +96,8 @@ class Engine:
 
         Raises (and the channel answers 503, so its sender retries) when the message could not be
         stored. No Redis call here: de-duplication is the insert itself."""
+        if msg.kind == "event" and msg.event == TEMPLATE_RESULT:
+            return await self._template_result(msg)
         started = time.perf_counter()
         parse = await self._parse(msg)
         try:
@@ -103,6 +107,28 @@ class Engine:
             # database decides what is left to do.
             return await self._resume(msg, parse, started)
         return self._start_turn(msg, stored, parse, started)
+
+    async def _template_result(self, msg: InboundMessage) -> Accepted:
+        """``TEMPLATESENDJOBFINISH``: the result of a campaign's template message goes to its delivery, not
+        into a conversation (nothing to answer). A database error raises: the webhook answers 503 and WeChat
+        pushes the event again. An event that overtakes the dispatcher's write of the msgid is applied
+        again a few times in the background (``campaigns.dispatch.template_finished``)."""
+        from actions.campaigns.dispatch import template_finished
+
+        msgid, status = str(msg.media.get("msg_id") or ""), str(msg.media.get("status") or "")
+        done: asyncio.Future[list[OutboundMessage]] = asyncio.get_running_loop().create_future()
+        done.set_result([])
+        if msgid and status and not await template_finished(self.rt, msg.sender, msgid, status):
+
+            async def later() -> None:
+                for wait in (1, 2, 4, 8, 16, 30):
+                    await asyncio.sleep(wait)
+                    if await template_finished(self.rt, msg.sender, msgid, status):
+                        return
+                log.info("TEMPLATESENDJOBFINISH for msgid %s matches no campaign delivery", msgid)
+
+            self._spawn(later())
+        return Accepted(replies=done, defer=lambda: None)
 
     def _start_turn(
         self, msg: InboundMessage, stored: tuple[int, int], parse: Any | None, started: float

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated
 
 import typer
@@ -114,6 +115,16 @@ def _run(kind: str, file: Path, errors: Path | None, quiet: bool, **options: obj
     raise typer.Exit(1)
 
 
+async def draft_collection_notices(rt: object, report: ImportReport) -> None:
+    """Houses the import made ready: a certificate-collection notice each project, for approval."""
+    from actions.campaigns import certificate_ready
+
+    for project_id, houses in report.ready_houses.items():
+        campaign = await certificate_ready(rt, project_id, houses)
+        if campaign is not None:
+            typer.echo(f"已生成办证通知 {campaign.id}（{len(houses)} 套房屋，待主管审批）：yezhu campaign status {campaign.id}")
+
+
 async def _import(kind: str, settings: Settings, file: Path, quiet: bool, options: dict[str, object]) -> ImportReport:
     from tqdm import tqdm
 
@@ -127,7 +138,9 @@ async def _import(kind: str, settings: Settings, file: Path, quiet: bool, option
             await db.migrate()  # the embedded database may be brand new, as with `yezhu run`
         if kind == "owners":
             return await import_owners(db, file, progress=bar, **options)  # type: ignore[arg-type]
-        return await import_certificates(db, file, progress=bar, **options)  # type: ignore[arg-type]
+        report = await import_certificates(db, file, progress=bar, **options)  # type: ignore[arg-type]
+        await draft_collection_notices(SimpleNamespace(db=db, settings=settings), report)
+        return report
     finally:
         bar.close()
         await db.close()

@@ -621,6 +621,9 @@ class ImportReport:
     certificates_updated: int = 0
     errors: list[RowError] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    ready_houses: dict[int, list[int]] = field(default_factory=dict)
+    """Certificates: per project id, the houses this import made ``ready`` (their collection notice is
+    drafted for approval by :func:`actions.campaigns.certificate_ready`)."""
 
     @property
     def rows_rejected(self) -> int:
@@ -1233,10 +1236,14 @@ class _CertificateImporter(_Importer):
                 if hid in existing:
                     merged = {**existing[hid], **r.values}
                     if merged != existing[hid]:
+                        if merged.get("status") == "ready" and existing[hid].get("status") != "ready":
+                            report.ready_houses.setdefault(r.project, []).append(hid)
                         existing[hid] = merged
                         updates[hid] = merged
                 elif hid not in inserts:
                     inserts[hid] = {name: r.values.get(name) for name in _CERT_FIELDS}
+                    if inserts[hid].get("status") == "ready":
+                        report.ready_houses.setdefault(r.project, []).append(hid)
             if inserts:
                 await conn.execute(_insert(conn, table), [{"house_id": h, **v} for h, v in inserts.items()])
                 report.certificates_created += len(inserts)

@@ -190,6 +190,16 @@ class Settings(BaseSettings):
     """WeCom group robot (企业微信群机器人) webhook URL for staff alerts (a roster's ``wecom_webhook`` wins)."""
     alert_repeat_minutes: float = 10.0
     """An unacknowledged emergency alert is repeated to the supervisor after this many minutes."""
+    campaign_approval_threshold: int = 200
+    """A campaign to more owners than this needs a supervisor's approval (the YAML ``campaigns:``
+    ``approval_threshold`` and a project's own value win)."""
+    campaign_batch: int = 200
+    """Deliveries one dispatcher claims (``queued`` → ``sending``) at a time."""
+    campaign_concurrency: int = 64
+    """Sends one dispatcher has in flight at once."""
+    campaign_lease: float = 30.0
+    """Seconds a campaign's dispatcher holds it without renewing; after that (its process died) the next
+    ``yezhu campaign send``, worker or the minute's tick takes over and resolves its ``sending`` rows."""
     certificate_reminder_days: int = Field(default=14, ge=0)
     """Days after the last certificate notice (or reminder) before an owner who has not collected a ready
     certificate is reminded; 0 = never (per project: ``certificate_reminders`` in the YAML config)."""
@@ -276,6 +286,17 @@ class Settings(BaseSettings):
         if raw is None:
             raw = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8")).get("wechat_templates") or {}
         return {kind: WeChatTemplate(kind=kind, **spec) for kind, spec in raw.items()}
+
+    @cached_property
+    def campaigns_config(self) -> dict[str, Any]:
+        """The ``campaigns:`` section (kinds' texts, channels, params; per-project overrides; the approval
+        threshold): the config file's, else the demo's."""
+        raw = self.file_config.get("campaigns")
+        if raw is None:
+            raw = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8")).get("campaigns") or {}
+        if not isinstance(raw, dict):
+            raise ValueError("campaigns: must be a mapping")
+        return raw
 
     @cached_property
     def duty_rosters(self) -> dict[str, dict[str, Any]]:

@@ -206,6 +206,11 @@ def _event_details(event: str, fields: Mapping[str, Any]) -> tuple[str, dict[str
         media["url"] = event_key
         if menu_id := text_of(fields, "MenuId"):
             media["menu_id"] = menu_id
+    elif event == "templatesendjobfinish":
+        # 模板消息发送结果: MsgID is the template send's msgid, Status ``success`` | ``failed:user block`` |
+        # ``failed: system failed`` (模板消息接口, 事件推送).
+        media["msg_id"] = text_of(fields, "MsgID") or text_of(fields, "MsgId")
+        media["status"] = text_of(fields, "Status")
     elif event == "location":
         media.update(
             lat=_float_of(fields, "Latitude"),

@@ -110,6 +110,11 @@ async def _run(runtime: Any, job: str, kind: str, path: Path, options: dict[str,
     try:
         run = import_owners if kind == "owners" else import_certificates
         report = await run(runtime.db, path, progress=progress, **options)  # type: ignore[operator]
+        if kind != "owners":  # houses made ready: their collection notice, drafted for approval
+            from actions.campaigns import certificate_ready
+
+            for project_id, houses in report.ready_houses.items():
+                await certificate_ready(runtime, project_id, houses)
         async with runtime.db.session() as s:
             projects = dict((await s.execute(sa.select(Project.code, Project.name))).all())
         state.update(status="done", report=report_state(report, {str(k): str(v) for k, v in projects.items()}))

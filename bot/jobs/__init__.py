@@ -37,7 +37,15 @@ from bot import events
 from bot.conversation import BOT, hand_over
 from bot.events import EventBatch
 from bot.jobs import sms as sms_jobs
-from bot.jobs.schedule import ALERT_ESCALATION, CERTIFICATE_REMINDERS, SMS_SWEEP, Scheduler, schedule_labels
+from bot.jobs.schedule import (
+    ALERT_ESCALATION,
+    CAMPAIGN_TICK,
+    CERTIFICATE_REMINDERS,
+    SMS_SWEEP,
+    WARRANTY_REMINDERS,
+    Scheduler,
+    schedule_labels,
+)
 from bot.store.hot_path import table
 from bot.store.models import Conversation, Identity, Message, utcnow
 from channels.base import OutboundMessage, SendResult
@@ -50,6 +58,7 @@ DELIVERY_HORIZON = dt.timedelta(hours=24)
 window is 48 hours from the owner's last message; staff see the failure in the console)."""
 SEND_SMS = "yezhu.send_sms"
 SMS_CALLBACKS = "yezhu.sms_callbacks"
+CAMPAIGN_DISPATCH = "yezhu.campaign_dispatch"
 
 
 class ReclaimingStreamBroker(RedisStreamBroker):
@@ -158,6 +167,26 @@ class Jobs:
             from actions.alerts import escalate, overdue
 
             return await escalate(self.rt) + await overdue(self.rt)
+
+        async def campaign_dispatch(campaign_id: int) -> str:
+            from actions.campaigns.dispatch import dispatch
+
+            return await dispatch(self.rt, campaign_id)
+
+        async def campaign_tick() -> dict[str, int]:
+            from actions.campaigns import tick
+
+            return await tick(self.rt)
+
+        async def warranty_reminders() -> list[int]:
+            from actions.campaigns import warranty_reminders as reminders
+
+            return await reminders(self.rt)
+
+        self._campaign = self.broker.register_task(campaign_dispatch, task_name=CAMPAIGN_DISPATCH)
+        self.broker.register_task(campaign_tick, task_name=CAMPAIGN_TICK, **schedule_labels(CAMPAIGN_TICK))
+        self.broker.register_task(warranty_reminders, task_name=WARRANTY_REMINDERS,
+                                  **schedule_labels(WARRANTY_REMINDERS))
 
         async def certificate_reminders() -> int:
             from actions.collection import remind_uncollected
@@ -284,6 +313,11 @@ class Jobs:
 
     async def enqueue_sms(self, sms_id: int) -> None:
         await self._send_sms.kiq(sms_id)
+
+    async def enqueue_campaign(self, campaign_id: int) -> None:
+        """Hand a ``sending`` campaign to a dispatcher (a worker, or this process in the embedded mode);
+        a second dispatcher for the same campaign finds its lease held and leaves it."""
+        await self._campaign.kiq(campaign_id)
 
     async def enqueue_sms_callbacks(self, ids: list[int]) -> None:
         await self._sms_callbacks.kiq(ids)

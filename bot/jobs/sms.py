@@ -288,6 +288,10 @@ async def _apply_receipts(rt: Any, receipts: list[tuple[int, Receipt]]) -> dict[
                     error_code=sa.bindparam("ec"), error=sa.bindparam("er"), updated_at=now),
                 updates,
             )
+        # Campaign SMS carry their delivery in the OutId (``d{id}``): the delivery learns the verdict too.
+        from actions.campaigns.dispatch import apply_sms_receipts
+
+        await apply_sms_receipts(s, [r for _, r in receipts], now)
         if failed_messages:
             mt = cast(sa.Table, Message.__table__)
             await s.execute(mt.update().where(mt.c.id == sa.bindparam("mid")).values(

@@ -609,6 +609,10 @@ class Campaign(Created, Base):
     approved_at: Mapped[dt.datetime | None]
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(64))
+    """The dispatcher sending the campaign now (one at a time; migration 0010)."""
+    lease_until: Mapped[dt.datetime | None]
+    """Its lease: renewed while it lives; once past, the next dispatcher takes the campaign over."""
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -638,7 +642,21 @@ class Delivery(Created, Base):
     sent_at: Mapped[dt.datetime | None]
     delivered_at: Mapped[dt.datetime | None]
     acknowledged_at: Mapped[dt.datetime | None]
+    not_before: Mapped[dt.datetime | None]
+    """A ``queued`` SMS waiting for the sending window or the daily cap (migration 0010)."""
+    claimed_at: Mapped[dt.datetime | None]
+    """When a dispatcher moved it to ``sending`` (WeChat de-duplicates ``client_msg_id`` for 10 minutes)."""
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OwnerTag(Base):
+    """A free tag on an owner (VIP, 商铺, 出租 …) a campaign's audience can select (migration 0010)."""
+
+    __tablename__ = "owner_tag"
+    __table_args__ = (sa.UniqueConstraint("owner_id", "tag"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("owner.id", ondelete="CASCADE"))
+    tag: Mapped[str] = mapped_column(sa.String(30), index=True)
 
 
 class CaseEntry(Created, Base):

@@ -309,6 +309,8 @@ class FakeWeChatAPI:
         answers ``{"errcode":0,"errmsg":"ok","msgid":…}``. The same ``client_msg_id`` for the same
         owner is sent once (WeChat's de-duplication); the answer repeats the first msgid."""
         self.send_requests += 1
+        if self.send_delay:
+            await asyncio.sleep(self.send_delay)
         checked = await self._authorised_body(request)
         if isinstance(checked, web.Response):
             return checked
