@@ -16,6 +16,7 @@ from aiohttp import web
 from bot.console import (  # noqa: F401 (routes)
     admin,
     auth,
+    campaign_wizard,
     campaigns,
     certificates,
     chat,

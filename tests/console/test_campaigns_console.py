@@ -61,3 +61,43 @@ async def test_campaign_list_progress_and_recipients(yezhu: Any) -> None:
 
     await login(client, "gongcheng")
     assert (await client.get("/console/campaigns")).status == 403
+
+
+async def test_the_wizard_keeps_bad_input_and_approval_belongs_to_a_supervisor(yezhu: Any) -> None:
+    client = await yezhu()
+    async with client.app[RUNTIME].db.session() as s, s.begin():  # the project's own approval size
+        project = (await s.execute(sa.select(Project).where(Project.code == "demo"))).scalar_one()
+        project.settings = {**(project.settings or {}), "campaign_approval_threshold": 10}
+    csrf = await login(client, "kefu")
+    form = visible_text(await (await client.get("/console/campaigns/new")).text())
+    assert "新建群发通知" in form and "领取地点" in form and "预计恢复时间" in form
+
+    fields = {"_csrf": csrf, "kind": "outage", "project": "demo", "buildings": "3", "units": "2", "ch_wechat": "1",
+              "ch_sms": "1", "p_outage_utility": "water", "p_outage_area": "3栋2单元", "p_outage_reason": "水箱清洗",
+              "p_outage_end": "2026-12-20T17:00"}
+    refused = await client.post("/console/campaigns", data=fields)  # no start time
+    assert refused.status == 400
+    html = await refused.text()
+    assert "start" in visible_text(html) or "开始" in visible_text(html)
+    assert 'value="水箱清洗"' in html and 'value="3栋2单元"' in html  # nothing typed is lost
+
+    created = await client.post("/console/campaigns", data={**fields, "p_outage_start": "2026-12-20T09:00"},
+                                allow_redirects=False)
+    assert created.status == 303, await created.text()
+    page_url = created.headers["Location"]
+    cid = int(page_url.rsplit("/", 1)[1])
+    page = visible_text(await (await client.get(page_url)).text())
+    assert "待审批" in page and "须主管审批后才能发送" in page and "样例 · 短信" in page
+    assert "审批通过" not in page and "取消通知" in page
+    refused = await client.post(f"/console/campaigns/{cid}/approve", headers=js(csrf))
+    assert refused.status == 403
+    refused = await client.post(f"/console/campaigns/{cid}/send", headers=js(csrf))
+    assert refused.status == 400 and "待主管审批" in (await refused.json())["detail"]
+
+    boss = await login(client, "zhuguan")
+    assert "审批通过" in visible_text(await (await client.get(page_url)).text())
+    ok = await client.post(f"/console/campaigns/{cid}/approve", headers=js(boss))
+    assert ok.status == 200, await ok.text()
+    async with client.app[RUNTIME].db.session() as s:
+        campaign = await s.get_one(Campaign, cid)
+        assert (campaign.status, campaign.approved_by) == ("approved", "zhuguan")
