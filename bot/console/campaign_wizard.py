@@ -34,6 +34,7 @@ from bot.console.core import (
     Staff,
     close_files,
     done,
+    form,
     match_id,
     render,
     route,
@@ -137,8 +138,8 @@ def _rule(values: dict[str, str]) -> dict[str, Any]:
 async def create_campaign(request: web.Request) -> web.StreamResponse:
     staff = staff_of(request)
     rt = runtime_of(request)
-    data = await request.post()
-    values = {k: v for k, v in data.items() if isinstance(v, str)}
+    values = await form(request)  # text fields checked (no control characters)
+    data = await request.post()  # the same parsed body (aiohttp keeps it), for the uploaded list
     upload = data.get("list")
     kind = values.get("kind", "")
     try:

@@ -101,3 +101,44 @@ async def test_the_wizard_keeps_bad_input_and_approval_belongs_to_a_supervisor(y
     async with client.app[RUNTIME].db.session() as s:
         campaign = await s.get_one(Campaign, cid)
         assert (campaign.status, campaign.approved_by) == ("approved", "zhuguan")
+
+
+def _xlsx(rows: list[tuple[Any, ...]]) -> bytes:
+    import io
+
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.append(["楼栋", "单元", "房号"])
+    for row in rows:
+        ws.append(list(row))
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+async def test_the_wizard_takes_an_uploaded_list(yezhu: Any) -> None:
+    from aiohttp import FormData
+
+    client = await yezhu()
+    csrf = await login(client, "kefu")
+
+    def form_with(rows: list[tuple[Any, ...]]) -> FormData:
+        data = FormData()
+        for k, v in {"_csrf": csrf, "kind": "notice", "project": "demo", "ch_wechat": "1", "ch_sms": "1",
+                     "p_notice_content": "本周六上午消防演练"}.items():
+            data.add_field(k, v)
+        data.add_field("list", _xlsx(rows), filename="名单.xlsx",
+                       content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        return data
+
+    bad = await client.post("/console/campaigns", data=form_with([(3, 2, 501), (99, 1, 101)]))
+    assert bad.status == 400
+    html = await bad.text()
+    assert "名单第 3 行" in visible_text(html) and "本周六上午消防演练" in html
+    good = await client.post("/console/campaigns", data=form_with([(3, 2, 501), (3, 2, 502)]), allow_redirects=False)
+    assert good.status == 303, await good.text()
+    page = visible_text(await (await client.get(good.headers["Location"])).text())
+    assert "2\n受众业主" in page and "消防演练" in page
