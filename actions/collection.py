@@ -139,9 +139,9 @@ async def record_collection(
     record.id_checked = what.id_checked
     record.collected_at = at
     record.handed_over_by = staff
-    s.add(AuditLog(actor=staff, action="certificate.collect", target=f"certificate:{record.id}", at=at, data={
+    s.add(AuditLog(actor=staff, action="certificate.collect", target=f"certificate:{record.id}", at=utcnow(), data={
         "house": record.house.label, "batch": record.batch, "relation": what.relation, "name": name,
-        "proxy_letter": record.proxy_letter, "id_checked": record.id_checked,
+        "proxy_letter": record.proxy_letter, "id_checked": record.id_checked, "at": local_text(at),
     }))
     await s.flush()
     return record

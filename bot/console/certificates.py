@@ -8,6 +8,7 @@ with the logged-in staff member as the one who handed it over. The rules and the
 
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ from actions.collection import (
     register_xlsx,
 )
 from actions.labels import COLLECTOR_RELATION_LABELS
+from actions.workflow import CHINA
 from bot.console.core import (
     Refused,
     audit,
@@ -36,7 +38,7 @@ from bot.console.core import (
     staff_of,
 )
 from bot.console.owners import HOUSE_RE
-from bot.store.models import Building, CertificateRecord, House, Owner, OwnerHouse
+from bot.store.models import Building, CertificateRecord, House, Owner, OwnerHouse, utcnow
 
 BASE = "/console/certificates"
 
@@ -88,15 +90,31 @@ async def collect(request: web.Request) -> web.StreamResponse:
     what = Collection(relation=data.get("relation", ""), collector_name=data.get("collector_name", ""),
                       proxy_letter=data.get("proxy_letter") in ("1", "on", "true"),
                       id_checked=data.get("id_checked") in ("1", "on", "true"))
+    at = _when(data.get("collected_at", ""), back)
     async with runtime_of(request).db.session() as s, s.begin():
         try:
-            record = await record_collection(s, record_id, what, staff=staff.username)
+            record = await record_collection(s, record_id, what, staff=staff.username, at=at)
         except CollectionRefused as exc:
             raise Refused(str(exc), back=back) from None
         house, name, relation = record.house.label, record.collector_name, record.collector_relation
     words = COLLECTOR_RELATION_LABELS.get(relation or "", "")
     return done(request, back, f"已登记：{house} 的证书由{name}（{words}）领取，经办人{staff.display_name}。",
                 record_id=record_id)
+
+
+def _when(value: str, back: str) -> dt.datetime | None:
+    """The time typed at the counter (recording a paper signature later), Beijing time; empty = now."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise Refused("领取时间格式不正确，例如 2026-12-01 10:30", back=back) from None
+    when = (when if when.tzinfo else when.replace(tzinfo=CHINA)).astimezone(dt.UTC)
+    if when > utcnow() + dt.timedelta(minutes=5):
+        raise Refused("领取时间不能晚于现在", back=back)
+    return when
 
 
 @route("GET", "/certificates/register.xlsx", "certificates")

@@ -53,7 +53,7 @@ FIELD_LABELS = {
     "unanswered_id": "未答问题", "assignee_id": "负责人", "visit_time": "上门时间", "changes": "修改",
     "origin": "来源", "kind": "类型", "amount": "金额", "file": "文件", "rows": "行数", "errors": "错误",
     "slug": "词条", "active": "在岗", "password": "密码", "name": "姓名",
-    "house": "房屋", "batch": "批次", "relation": "领取方式", "proxy_letter": "委托书", "id_checked": "核验身份证",
+    "house": "房屋", "batch": "批次", "at": "时间", "relation": "领取方式", "proxy_letter": "委托书", "id_checked": "核验身份证",
 }
 
 

@@ -71,8 +71,14 @@ async def test_the_counter_records_who_collected_and_exports_the_register(yezhu:
     async with client.app[RUNTIME].db.session() as s:
         assert (await s.get_one(CertificateRecord, record.id)).status == "ready"
 
+    future = visible_text(await (await post_collect(client, csrf, record.id, relation="proxy", collector_name="李梅",
+                                                    proxy_letter="1", id_checked="1",
+                                                    collected_at="2099-01-01T10:00")).text())
+    assert "领取时间不能晚于现在" in future
+    # Recorded the next morning from the signed paper: the collection time is the afternoon before.
     done = visible_text(await (await post_collect(client, csrf, record.id, relation="proxy", collector_name="李梅",
-                                                  proxy_letter="1", id_checked="1")).text())
+                                                  proxy_letter="1", id_checked="1",
+                                                  collected_at="2026-11-30T15:20")).text())
     assert "已登记：3栋2单元501 的证书由李梅（代领）领取，经办人客服小李" in done
     assert "李梅（代领）" in done and "委托书：有" in done and "经办人：客服小李" in done
     async with client.app[RUNTIME].db.session() as s:
@@ -88,6 +94,8 @@ async def test_the_counter_records_who_collected_and_exports_the_register(yezhu:
 
     found = visible_text(await (await client.get("/console/certificates", params={"q": "3-2-501"})).text())
     assert "李梅（代领）" in found
+    profile = visible_text(await (await client.get(f"/console/owners/{owner.id}")).text())
+    assert "由 李梅（代领，有委托书） 领取，经办 客服小李" in profile
 
     resp = await client.get("/console/certificates/register.xlsx", params={"batch": BATCH})
     assert resp.status == 200 and "spreadsheetml" in resp.headers["Content-Type"]
@@ -97,8 +105,8 @@ async def test_the_counter_records_who_collected_and_exports_the_register(yezhu:
     assert header[:4] == ["房屋", "业主", "手机", "通知方式及时间"]
     assert first["房屋"] == "3栋2单元501" and first["业主"] == "张三" and first["手机"] == "138****0001"
     assert first["通知方式及时间"] == "微信 2026-11-20 10:05（已确认）" and first["业主确认"] == "2026-11-20 11:05"
-    assert (first["领取人"], first["关系"], first["委托书"], first["核验身份证"], first["经办人"]) == \
-        ("李梅", "代领", "有", "是", "客服小李")
+    assert (first["领取人"], first["关系"], first["委托书"], first["核验身份证"], first["领取时间"], first["经办人"]) == \
+        ("李梅", "代领", "有", "是", "2026-11-30 15:20", "客服小李")
     assert (await client.get("/console/certificates/register.xlsx", params={"batch": "没有"})).status == 404
 
     # An engineer has no counter.
