@@ -26,7 +26,7 @@ from bot.store.models import Campaign, Delivery, House, Owner, Project, StaffUse
 
 PAGE_SIZE = 100
 PROGRESS = ("queued", "sending", "sent", "delivered", "acknowledged", "failed", "skipped")
-LIVE = frozenset({"sending", "scheduled", "approved"})
+LIVE = frozenset({"sending", "scheduled"})
 """Statuses whose progress page refreshes itself."""
 
 
