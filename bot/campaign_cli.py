@@ -247,7 +247,7 @@ def send(
 
         try:
             outcome = await campaigns.send(rt, campaign_id, as_, progress=show, local=True if local else None)
-            if outcome == "queued":  # production: the workers send; follow the campaign's progress
+            if outcome in ("queued", "busy"):  # the workers (or another live process) send: follow it
                 while True:
                     show(await counts(rt, campaign_id))
                     state = (await campaigns.status(rt, campaign_id))["status"]

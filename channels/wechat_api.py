@@ -36,12 +36,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from urllib.parse import quote
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+from yarl import URL
 
 from channels.base import OutboundMessage, SendError, SendResult, TokenCache
 from channels.wechat import WeChatAccountConfig, mask_openid
@@ -60,6 +63,8 @@ OUT_OF_WINDOW_MESSAGE = "超出48小时客服消息窗口"
 
 #: Refresh this long before WeChat's own expiry, so a token is never used in its last minutes.
 TOKEN_EXPIRY_MARGIN = 300
+#: Seconds a process reuses the token it read from the shared cache before reading it again.
+TOKEN_MEMO_SECONDS = 10.0
 
 
 def token_cache_key(app_id: str) -> str:
@@ -119,11 +124,17 @@ class WeChatSender:
         self._backoff_max = backoff_max
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._lock_timeout = lock_timeout
+        self._memo: dict[str, tuple[str, float]] = {}
+        """app_id → (token, until): this process's copy of the shared cache's token, re-read after that."""
 
     # -- public API -----------------------------------------------------------------------------
 
-    async def send(self, account: str, recipient: str, message: OutboundMessage) -> SendResult:
-        """Send ``message`` (as text: rich kinds fall back to ``text``) to the openid ``recipient``."""
+    async def send(self, account: str, recipient: str, message: OutboundMessage, *, retry: bool = True) -> SendResult:
+        """Send ``message`` (as text: rich kinds fall back to ``text``) to the openid ``recipient``.
+
+        ``retry=False``: one attempt (an expired token is still refreshed once); a transient failure comes
+        back ``retryable`` for the caller to schedule (a broadcast retries a recipient later rather than
+        holding a send slot through back-off)."""
         config = self._accounts.get(account)
         if config is None:
             return SendResult(ok=False, error_code="unknown_account", error=f"no WeChat account {account!r}")
@@ -143,6 +154,13 @@ class WeChatSender:
             path = "/cgi-bin/message/custom/send"
             body = {"touser": recipient, "msgtype": "text", "text": {"content": message.text}}
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        if not retry:
+            try:
+                return await self._send_once(config, path, payload)
+            except SendError as exc:
+                return SendResult(ok=False, error_code=exc.code, error=str(exc), retryable=exc.retryable)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return SendResult(ok=False, error_code="network", error=type(exc).__name__, retryable=True)
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self._max_attempts),
@@ -193,6 +211,7 @@ class WeChatSender:
             raise SendError(f"no WeChat account {account!r}", code="unknown_account")
         stale: str | None = None
         if force:
+            self._memo.pop(config.app_id, None)
             stale = await self._cache.get(token_cache_key(config.app_id))
             if stale:
                 await self._cache.delete(token_cache_key(config.app_id), only_if=stale)
@@ -215,13 +234,14 @@ class WeChatSender:
     async def _send_once(self, config: WeChatAccountConfig, path: str, payload: bytes) -> SendResult:
         key = token_cache_key(config.app_id)
         token = await self._token(config)
-        url = f"{config.api_base.rstrip('/')}{path}"
+        base = f"{config.api_base.rstrip('/')}{path}?access_token="
         refreshed = False
         while True:
             data = await self._call(
                 "POST",
-                url,
-                params={"access_token": token},
+                # Built once, not through ``params=`` (yarl's query encoding costs more than the rest of
+                # a send); tokens are URL-safe but quoted all the same.
+                URL(base + quote(token, safe=""), encoded=True),
                 data=payload,
                 headers={"Content-Type": "application/json; charset=utf-8"},
             )
@@ -232,6 +252,7 @@ class WeChatSender:
             errmsg = str(data.get("errmsg", ""))[:200]
             if errcode in TOKEN_INVALID_CODES and not refreshed:
                 log.info("wechat %s: access token rejected (%s); refreshing", config.name, errcode)
+                self._memo.pop(config.app_id, None)
                 await self._cache.delete(key, only_if=token)
                 token = await self._token(config, stale=token)
                 refreshed = True
@@ -249,10 +270,18 @@ class WeChatSender:
             )
 
     async def _token(self, config: WeChatAccountConfig, *, stale: str | None = None) -> str:
-        """The cached token (not ``stale``), or a new one fetched under the cross-process lock."""
+        """The cached token (not ``stale``), or a new one fetched under the cross-process lock.
+
+        The shared cache is read at most every ``TOKEN_MEMO_SECONDS`` per process (a broadcast sends
+        hundreds a second: one Redis read each would be wasted, and under load a cold pool's connects time
+        out); WeChat keeps a replaced token valid for five minutes, and a rejected one is never reused."""
+        memo = self._memo.get(config.app_id)
+        if memo is not None and memo[0] != stale and memo[1] > time.monotonic():
+            return memo[0]
         key = token_cache_key(config.app_id)
         token = await self._cache.get(key)
         if token and token != stale:
+            self._memo[config.app_id] = (token, time.monotonic() + TOKEN_MEMO_SECONDS)
             return token
         async with AsyncExitStack() as stack:
             try:
@@ -264,10 +293,12 @@ class WeChatSender:
             # Double-checked: whoever held the lock before us has probably just refreshed it.
             token = await self._cache.get(key)
             if token and token != stale:
+                self._memo[config.app_id] = (token, time.monotonic() + TOKEN_MEMO_SECONDS)
                 return token
             token, expires_in = await self._fetch_token(config)
             ttl = max(expires_in - TOKEN_EXPIRY_MARGIN, expires_in // 2, 1)
             await self._cache.set(key, token, ttl)
+            self._memo[config.app_id] = (token, time.monotonic() + min(TOKEN_MEMO_SECONDS, ttl))
             log.info("wechat %s: fetched a new access token (valid %ss)", config.name, expires_in)
             return token
 
@@ -288,7 +319,7 @@ class WeChatSender:
             raise _RetryNow("token: malformed response", code="bad_response")
         return token, expires_in
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(self, method: str, url: str | URL, **kwargs: Any) -> dict[str, Any]:
         """One HTTP call; returns the JSON object or raises (``_RetryNow`` for 5xx/429/garbage)."""
         async with self._http().request(method, url, timeout=self._timeout, **kwargs) as response:
             body = await response.read()

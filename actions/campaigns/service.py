@@ -451,30 +451,32 @@ async def certificate_ready(rt: Any, project_id: int, house_ids: Sequence[int], 
 
 async def warranty_reminders(rt: Any, today: dt.date | None = None, *, lead_days: int = 61,
                              catch_up: int = 7) -> list[int]:
-    """Daily: for each project and each warranty item counted in years, the houses whose warranty ends
-    ``lead_days`` (two months) from today — and the ``catch_up`` days before, in case a day was missed —
-    get a reminder campaign (pending approval), one per (project, item, end date), never twice."""
+    """Daily: the houses whose warranty items (those counted in years in the project's warranty table)
+    end ``lead_days`` (two months) from today -- and the ``catch_up`` days before, in case a day was
+    missed -- get one reminder campaign per (project, end date) naming every item that ends then,
+    pending approval, never twice (the campaign's name is its key)."""
+    from bot.store.models import Building
+
     today = today or today_china()
     created: list[int] = []
     async with rt.db.session() as s:
         projects = (await s.execute(sa.select(Project))).scalars().all()
     for project in projects:
         table = (project.settings or {}).get("warranty") or {}
+        by_years: dict[int, list[tuple[str, str]]] = {}
         for item, entry in table.items():
-            if not isinstance(entry, Mapping) or not entry.get("years"):
-                continue
-            years = int(entry["years"])
+            if isinstance(entry, Mapping) and entry.get("years"):
+                by_years.setdefault(int(entry["years"]), []).append((item, str(entry.get("label") or item)))
+        for years, items in sorted(by_years.items()):
+            labels = "、".join(label for _, label in items)
             for back in range(catch_up, -1, -1):
                 ends = today + dt.timedelta(days=lead_days - back)
-                name = f"保修到期提醒 {entry.get('label', item)} {ends.isoformat()}"
+                name = f"保修到期提醒 {ends.isoformat()} {labels}"[:100]
                 async with rt.db.session() as s:
-                    exists = (await s.execute(sa.select(Campaign.id).where(
-                        Campaign.project_id == project.id, Campaign.kind == "warranty_expiry",
-                        Campaign.name == name))).first()
-                    if exists:
+                    if (await s.execute(sa.select(Campaign.id).where(
+                            Campaign.project_id == project.id, Campaign.kind == "warranty_expiry",
+                            Campaign.name == name))).first():
                         continue
-                    from bot.store.models import Building
-
                     houses = (await s.execute(sa.select(House.id).join(Building, Building.id == House.building_id)
                                               .where(Building.project_id == project.id,
                                                      House.handover_date == anniversary(ends, -years)))).scalars().all()
@@ -483,7 +485,8 @@ async def warranty_reminders(rt: Any, today: dt.date | None = None, *, lead_days
                 try:
                     c = await create(rt, kind="warranty_expiry", project=project.code, actor="scheduler", system=True,
                                      audience={"houses": list(houses)}, name=name, force_approval=True,
-                                     params={"item": item, "date": f"{ends.year}年{ends.month}月{ends.day}日"})
+                                     params={"item": ",".join(code for code, _ in items), "item_label": labels,
+                                             "date": f"{ends.year}年{ends.month}月{ends.day}日"})
                 except (CampaignError, KindError) as exc:
                     log.warning("warranty reminder %s not drafted: %s", name, exc)
                     continue
