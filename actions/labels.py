@@ -117,3 +117,25 @@ SMS_PARAM_LABELS = {
     "place": "地点", "hours": "时间", "documents": "所需材料", "time": "时间", "reason": "原因",
 }
 """How a notice's parameters read when a kind has no SMS template (the recorded text of a skipped SMS)."""
+COLLECTOR_RELATION_LABELS = {"owner": "业主本人", "proxy": "代领", "mail": "邮寄"}
+"""Who took a certificate at the counter (``CertificateRecord.collector_relation``)."""
+CAMPAIGN_KIND_LABELS = {
+    "certificate_collection": "办证通知", "handover": "交付通知", "outage": "停水停电通知",
+    "construction_progress": "工程进展", "warranty_expiry": "保修到期提醒", "survey": "回访邀请", "notice": "一般通知",
+}
+CAMPAIGN_STATUS_LABELS = {
+    "draft": "草稿", "pending_approval": "待审批", "approved": "已审批", "scheduled": "已定时", "sending": "发送中",
+    "paused": "已暂停", "done": "已完成", "cancelled": "已取消",
+}
+CAMPAIGN_DELIVERY_LABELS = {
+    "queued": "排队中", "sending": "发送中", "sent": "已发送", "delivered": "已送达", "acknowledged": "已确认",
+    "failed": "失败", "skipped": "未发送",
+}
+UTILITY_LABELS = {"water": "水", "power": "电", "gas": "燃气"}
+CAMPAIGN_REASON_LABELS = {
+    "opted_out": "业主已退订短信通知", "no_phone": "没有手机号", "not_bound": "未绑定微信", "no_template": "没有已审核的模板",
+    "duplicate_house": "同一房屋已有收件人", "no_consent": "未同意接收营销短信", "quiet_hours": "非发送时段，已顺延",
+    "failed:user block": "业主拒收公众号消息", "failed: system failed": "微信系统发送失败", "cap": "已达当日发送上限",
+    "cancelled": "通知已取消", "unsubscribed": "业主已取消关注公众号",
+}
+"""Why a campaign's delivery was skipped or failed (``Delivery.error``), in words."""

@@ -144,3 +144,50 @@ async def _import(kind: str, settings: Settings, file: Path, quiet: bool, option
     finally:
         bar.close()
         await db.close()
+
+
+@certificates_app.command("register")
+def certificates_register(
+    batch: Annotated[str, typer.Option("--batch", help="The batch (批次) as in the certificate list, e.g. 2026-第3批")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the register (.xlsx)")],
+) -> None:
+    """The signed collection register (签收登记表) of a batch as xlsx: house, owners (phones masked), how
+    and when each was notified, acknowledged, who collected, relation, 委托书, ID checked, when, staff."""
+    if out.suffix.lower() != ".xlsx":
+        typer.echo(f"yezhu: {out} must end in .xlsx (e.g. --out register.xlsx)", err=True)
+        raise typer.Exit(2)
+    try:
+        count = asyncio.run(_register(Settings(), batch, out))
+    except LookupError as exc:
+        typer.echo(f"yezhu: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.echo(f"yezhu: cannot write {out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"签收登记表 {batch}: {count} 户 → {out}")
+
+
+async def _register(settings: Settings, batch: str, out: Path) -> int:
+    import sqlalchemy as sa
+
+    from actions.collection import batches, register, register_xlsx
+    from bot.store.db import Database
+    from bot.store.models import AuditLog, StaffUser, utcnow
+
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as s, s.begin():
+            known = [b["batch"] for b in await batches(s)]
+            if batch not in known:
+                shown = "、".join(k for k in known[:8] if k) or "none"
+                raise LookupError(f"no certificate batch {batch!r} (batches: {shown}); "
+                                  "see `yezhu certificates import`")
+            rows = await register(s, batch=batch)
+            names = dict((await s.execute(sa.select(StaffUser.username, StaffUser.display_name))).all())
+            data = register_xlsx(rows, title=batch, names=names)
+            s.add(AuditLog(actor="cli", action="certificate.register", target=f"batch:{batch}",
+                           data={"rows": len(rows), "file": out.name}, at=utcnow()))
+    finally:
+        await db.close()
+    await asyncio.to_thread(out.write_bytes, data)
+    return len(rows)

@@ -200,6 +200,13 @@ class Settings(BaseSettings):
     campaign_lease: float = 30.0
     """Seconds a campaign's dispatcher holds it without renewing; after that (its process died) the next
     ``yezhu campaign send``, worker or the minute's tick takes over and resolves its ``sending`` rows."""
+    certificate_reminder_days: int = Field(default=14, ge=0)
+    """Days after the last certificate notice (or reminder) before an owner who has not collected a ready
+    certificate is reminded; 0 = never (per project: ``certificate_reminders`` in the YAML config)."""
+    certificate_reminder_max: int = Field(default=3, ge=0)
+    """Reminders per certificate at most."""
+    campaign_reply_days: float = Field(default=7.0, ge=0)
+    """Days after a notice during which the owner's replies are read in its context ("收到", "能代领吗")."""
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -39,7 +39,8 @@ def persona(name: Any) -> str:
     return next((p for p, (openid, _) in PERSONAS.items() if openid == text), text)
 
 STORY_KEYS = {"story", "owner", "clock", "pending", "setup", "steps"}
-SETUP_KEYS = {"bind", "settings", "tickets", "certificates", "conversation"}
+SETUP_KEYS = {"bind", "settings", "tickets", "certificates", "conversation", "notices"}
+SETUP_NOTICE_KEYS = {"kind", "params", "channel", "status", "age", "owner", "house", "text"}
 STEP_KEYS = {"owner", "voice", "image", "as", "clock", "bot", "not", "opens", "updates", "conversation", "duty_sms"}
 TICKET_KEYS = {"ref", "kind", "category", "priority", "status", "house", "location", "description", "visit_time",
                "contact", "covered", "warranty", "owner", "rework", "events", "timeline"}
@@ -193,6 +194,8 @@ def load_file(path: Path) -> list[Story]:
         setup = _check_keys(raw.get("setup") or {}, SETUP_KEYS, f"{where}.setup")
         for m, t in enumerate(setup.get("tickets") or []):
             _check_keys(t, SETUP_TICKET_KEYS, f"{where}.setup.tickets[{m}]")
+        for m, t in enumerate(setup.get("notices") or []):
+            _check_keys(t, SETUP_NOTICE_KEYS, f"{where}.setup.notices[{m}]")
         story = Story(
             name=str(raw["story"]), file=str(path), owner=persona(_scalar(raw.get("owner", "张三"), f"{where}.owner")),
             clock=parse_clock(raw["clock"], where=f"{where}.clock") if raw.get("clock") is not None else DEFAULT_CLOCK,

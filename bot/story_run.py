@@ -24,8 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.store.db import Database
 from bot.store.models import (
     Building,
+    Campaign,
     CertificateRecord,
     Conversation,
+    Delivery,
     House,
     Identity,
     Owner,
@@ -180,6 +182,8 @@ class StoryRun:
                 await self._certificate(s, dict(cert))
             for n, t in enumerate(setup.get("tickets") or []):
                 await self._ticket(s, project, dict(t), n)
+            for n, t in enumerate(setup.get("notices") or []):
+                await self._notice(s, project, dict(t), n)
             if setup.get("conversation"):
                 await self._conversation(s, dict(setup["conversation"]))
 
@@ -251,6 +255,34 @@ class StoryRun:
         s.add(TicketEvent(ticket_id=ticket.id, kind="created", actor="bot", at=created, data={"setup": True}))
         ref = str(t.get("ref") or f"ticket{n + 1}")
         self.refs[ref], self.numbers[ref] = ticket.id, ticket.number
+
+    async def _notice(self, s: AsyncSession, project: Project, t: dict[str, Any], n: int) -> None:
+        """A campaign notice the owner received before the story (a ``Campaign`` and its ``Delivery``)."""
+        persona = t.get("owner", self.story.owner)
+        owner = await self._owner(s, persona)
+        if t.get("house"):
+            house = await self._house(s, t["house"])
+        else:
+            house = (await s.execute(sa.select(House).join(OwnerHouse, OwnerHouse.house_id == House.id)
+                                     .where(OwnerHouse.owner_id == owner.id).order_by(House.id).limit(1))).scalar_one()
+        age = parse_clock(f"+{t.get('age', '1d')}", dt.datetime(2000, 1, 1, tzinfo=CHINA)) - dt.datetime(2000, 1, 1, tzinfo=CHINA)
+        sent = (self.story.clock - age).astimezone(dt.UTC)
+        kind = str(t.get("kind", "notice"))
+        channel = str(t.get("channel", "wechat"))
+        campaign = Campaign(name=f"story {self.story.name} #{n + 1}", kind=kind, text=str(t.get("text", "")),
+                            status="done", project_id=project.id, params=dict(t.get("params") or {}),
+                            channels=[channel], created_by="story", created_at=sent, started_at=sent, finished_at=sent)
+        s.add(campaign)
+        await s.flush()
+        delivery = Delivery(campaign_id=campaign.id, owner_id=owner.id, house_id=house.id, channel=channel,
+                            recipient=self.openid(persona) if channel == "wechat" else owner.phone,
+                            idempotency_key=f"story:{campaign.id}:{owner.id}:{channel}",
+                            status=str(t.get("status", "delivered")), text=campaign.text, sent_at=sent,
+                            created_at=sent)
+        s.add(delivery)
+        await s.flush()
+        self._restore.append((Campaign, str(campaign.id), None))
+        self._restore.append((Delivery, str(delivery.id), None))
 
     async def _conversation(self, s: AsyncSession, conv: dict[str, Any]) -> None:
         persona = conv.get("owner", self.story.owner)

@@ -15,6 +15,7 @@ from actions.flows.emergency import EmergencyFlow
 from actions.flows.handover import HandoverFlow
 from actions.flows.knowledge import KnowledgeFlow
 from actions.flows.my_tickets import MyTicketsFlow
+from actions.flows.notice_reply import NoticeReplyFlow
 from actions.flows.optout import OptOutFlow
 from actions.flows.quote import QuoteFlow
 from actions.flows.repair import RepairFlow
@@ -36,4 +37,5 @@ def build_router() -> Router:
         ComplaintFlow(),
         SmallTalkFlow(),
         OptOutFlow(),
+        NoticeReplyFlow(),
     ])

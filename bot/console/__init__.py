@@ -16,7 +16,10 @@ from aiohttp import web
 from bot.console import (  # noqa: F401 (routes)
     admin,
     auth,
+    campaign_wizard,
+    campaigns,
     cases,
+    certificates,
     chat,
     dashboard,
     imports,

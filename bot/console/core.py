@@ -79,6 +79,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "dashboard": frozenset({"supervisor", "admin"}),
     "staff.admin": frozenset({"admin"}),                              # staff accounts
     "imports": frozenset({"admin"}),                                  # roster and certificate uploads
+    "certificates": frozenset({"agent", "supervisor", "admin"}),     # the counter's signed collection record
+    "campaigns": frozenset({"agent", "supervisor", "admin"}),        # list, draft, preview, test-send
+    "campaigns.approve": frozenset({"supervisor", "admin"}),         # approve a campaign over the size limit
     "audit": frozenset({"admin"}),
 }
 

@@ -37,6 +37,7 @@ AUDIT_ACTION_LABELS = {
     "ticket.view": "查看工单", "ticket.create": "新建工单", "ticket.edit": "修改工单", "ticket.photo": "上传照片",
     "ticket.quote": "报价", "import.run": "导入名册",
     "case.create": "新增案例", "case.update": "修改案例", "case.delete": "删除案例", "case.export": "导出案例库",
+    "certificate.collect": "登记证书领取", "certificate.register": "导出签收登记表",
     **{f"ticket.{verb}": f"工单：{word}" for verb, word in {
         "dispatch": "派单", "start": "开始处理", "complete": "完工", "request_acceptance": "请业主验收",
         "close": "关闭", "reopen": "返修", "reassign": "更换负责人", "visit_time": "改约上门时间", "note": "备注",
@@ -46,7 +47,8 @@ IMPORT_KIND_LABELS = {"owners": "业主花名册", "certificates": "办证台账
 CHANGE_LABELS = {"category": "类别", "priority": "紧急程度", "location": "位置", "description": "问题描述",
                  "warranty": "保修判定", "due_at": "处理时限", "visit_time": "上门时间"}
 TARGET_LABELS = {"owner": "业主", "ticket": "工单", "conversation": "会话", "staff": "员工", "knowledge": "词条",
-                 "import": "导入", "case": "案例", "cases": "案例库"}
+                 "import": "导入", "case": "案例", "cases": "案例库", "certificate": "办证记录", "batch": "办证批次",
+                 "campaign": "群发通知"}
 CASE_FIELD_LABELS = {"title": "标题", "area": "业务领域", "category": "类别", "happened": "事情经过",
                      "learned": "经验教训", "audience": "适用对象", "project_id": "楼盘", "q": "关键词"}
 """A case's fields in the audit log (``case.update``'s changed fields and previous values, export filters)."""
@@ -58,6 +60,7 @@ FIELD_LABELS = {
     "slug": "词条", "active": "在岗", "password": "密码", "name": "姓名",
     "via": "来源", "title": "标题", "ticket_id": "工单", "conversation_id": "会话", "changed": "修改",
     "before": "原内容", "filters": "筛选", "area": "业务领域", "category": "类别",
+    "house": "房屋", "batch": "批次", "at": "时间", "relation": "领取方式", "proxy_letter": "委托书", "id_checked": "核验身份证",
 }
 
 
@@ -85,6 +88,17 @@ def delivery_error(value: str | None) -> str:
     if code.isdigit():
         return f"微信接口错误（错误码 {code}）"
     return "" if text.isascii() else text
+
+
+def delivery_reason(value: str | None) -> str:
+    """A campaign delivery's reason (``Delivery.error``) in words."""
+    text = (value or "").strip()
+    if not text:
+        return ""
+    if text in L.CAMPAIGN_REASON_LABELS:
+        return L.CAMPAIGN_REASON_LABELS[text]
+    code = text.split(":", 1)[0].strip()
+    return L.CAMPAIGN_REASON_LABELS.get(code) or delivery_error(text) or "发送失败"
 
 
 def actor(value: str | None, names: dict[str, str] | None = None) -> str:
@@ -132,6 +146,10 @@ def audit_details(data: dict[str, Any] | None, names: dict[str, str] | None = No
             value = "、".join(CASE_FIELD_LABELS.get(str(v), "其他") for v in value)
         elif key in ("before", "filters") and isinstance(value, dict):
             value = "；".join(f"{CASE_FIELD_LABELS.get(k, '其他')}={_case_value(k, v)}" for k, v in value.items())
+        elif key == "relation":
+            value = L.label(L.COLLECTOR_RELATION_LABELS, str(value))
+        elif isinstance(value, bool):
+            value = "是" if value else "否"
         elif isinstance(value, dict | list):
             value = json.dumps(value, ensure_ascii=False)
         parts.append(f"{FIELD_LABELS.get(key, '其他')}：{value}")
@@ -161,7 +179,7 @@ def register(env: jinja2.Environment) -> None:
         origin=lambda c: L.label(L.ORIGIN_LABELS, c), cert=lambda c: L.label(L.CERT_LABELS, c),
         mode=lambda c: L.label(L.MODE_LABELS, c), action=lambda c: AUDIT_ACTION_LABELS.get(c, "其他操作"),
         warranty_item=lambda c: L.label(L.WARRANTY_ITEM_LABELS, c), delivery=lambda c: L.label(L.DELIVERY_LABELS, c),
-        delivery_error=delivery_error,
+        delivery_error=delivery_error, delivery_reason=delivery_reason,
     )
     env.globals.update(
         KIND_LABELS=L.KIND_LABELS, STATUS_LABELS=L.STATUS_LABELS, PRIORITY_LABELS=L.PRIORITY_LABELS,
@@ -213,6 +231,8 @@ NAV = [
     ("dashboard", "/console/dashboard", "看板", "dashboard"),
     ("reports", "/console/reports", "月报", "dashboard"),
     ("staff", "/console/staff", "员工", "staff.admin"),
+    ("campaigns", "/console/campaigns", "群发通知", "campaigns"),
+    ("certificates", "/console/certificates", "办证签收", "certificates"),
     ("imports", "/console/imports", "导入", "imports"),
     ("audit", "/console/audit", "审计日志", "audit"),
 ]

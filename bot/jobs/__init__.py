@@ -40,6 +40,7 @@ from bot.jobs import sms as sms_jobs
 from bot.jobs.schedule import (
     ALERT_ESCALATION,
     CAMPAIGN_TICK,
+    CERTIFICATE_REMINDERS,
     SMS_SWEEP,
     WARRANTY_REMINDERS,
     Scheduler,
@@ -186,10 +187,18 @@ class Jobs:
         self.broker.register_task(campaign_tick, task_name=CAMPAIGN_TICK, **schedule_labels(CAMPAIGN_TICK))
         self.broker.register_task(warranty_reminders, task_name=WARRANTY_REMINDERS,
                                   **schedule_labels(WARRANTY_REMINDERS))
+
+        async def certificate_reminders() -> int:
+            from actions.collection import remind_uncollected
+
+            return await remind_uncollected(self.rt)
+
         self._send_sms = self.broker.register_task(send_sms, task_name=SEND_SMS)
         self._sms_callbacks = self.broker.register_task(sms_callbacks, task_name=SMS_CALLBACKS)
         self.broker.register_task(sms_sweep, task_name=SMS_SWEEP, **schedule_labels(SMS_SWEEP))
         self.broker.register_task(alert_escalation, task_name=ALERT_ESCALATION, **schedule_labels(ALERT_ESCALATION))
+        self.broker.register_task(certificate_reminders, task_name=CERTIFICATE_REMINDERS,
+                                  **schedule_labels(CERTIFICATE_REMINDERS))
         self.scheduler = Scheduler(self.broker, runtime.services.dedup)
         self.callbacks_lock = asyncio.Lock()
         """One drain of stored SMS pushes per process at a time (``bot/jobs/sms.py``)."""

@@ -37,6 +37,7 @@ SMS_SWEEP = "yezhu.sms_sweep"
 ALERT_ESCALATION = "yezhu.alert_escalation"
 CAMPAIGN_TICK = "yezhu.campaign_tick"
 WARRANTY_REMINDERS = "yezhu.warranty_reminders"
+CERTIFICATE_REMINDERS = "yezhu.certificate_reminders"
 
 SCHEDULES: tuple[CronJob, ...] = (
     CronJob(SMS_SWEEP, "* * * * *", "send deferred SMS that are due, settle stale sends, query unknown ones"),
@@ -46,6 +47,8 @@ SCHEDULES: tuple[CronJob, ...] = (
             "start scheduled campaigns whose time has come; hand campaigns whose dispatcher died to another"),
     CronJob(WARRANTY_REMINDERS, "30 8 * * *",
             "draft warranty-expiry reminders (for approval) two months before a main item's warranty ends"),
+    CronJob(CERTIFICATE_REMINDERS, "0 10 * * *",
+            "remind owners who have not collected a ready certificate N days after the notice (actions/collection.py)"),
     # Reports add theirs here, e.g. CronJob("yezhu.monthly_report", "0 8 1 * *", "…").
 )
 

@@ -351,4 +351,31 @@
     });
   }
   connect();
+
+  // A campaign's progress page refreshes its counts every 2 s while it is sending (群发通知).
+  var progressUrl = body.dataset.progress;
+  function pollProgress() {
+    api("GET", progressUrl).then(function (j) {
+      if (!j || !j.counts) return;
+      var c = j.counts;
+      var shown = { total: c.total, queued: c.queued + c.sending, sent: c.reached,
+                    delivered: c.delivered + c.acknowledged, acknowledged: c.acknowledged, failed: c.failed,
+                    skipped: c.skipped };
+      Object.keys(shown).forEach(function (k) {
+        var el = document.querySelector('[data-count="' + k + '"]');
+        if (el) el.textContent = shown[k];
+      });
+      var st = document.getElementById("campaign-status");
+      if (st && j.status_text) st.textContent = j.status_text;
+      if (j.live) window.setTimeout(pollProgress, 2000);
+    });
+  }
+  if (progressUrl) window.setTimeout(pollProgress, 2000);
+
+  // The campaign wizard shows only the chosen kind's fields (without script every field shows).
+  var kindSelect = document.getElementById("wizard-kind");
+  function showKind() {
+    document.querySelectorAll(".kind-params").forEach(function (el) { el.hidden = el.dataset.kind !== kindSelect.value; });
+  }
+  if (kindSelect) { kindSelect.addEventListener("change", showKind); showKind(); }
 })();
