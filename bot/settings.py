@@ -190,6 +190,10 @@ class Settings(BaseSettings):
     """WeCom group robot (企业微信群机器人) webhook URL for staff alerts (a roster's ``wecom_webhook`` wins)."""
     alert_repeat_minutes: float = 10.0
     """An unacknowledged emergency alert is repeated to the supervisor after this many minutes."""
+    survey_delay: float | None = Field(default=None, ge=0)
+    """Seconds from a trigger (a ticket closed, a house handed over, a recovery call) to its callback
+    survey's invitation, for every project and kind (tests, demos); unset: the ``surveys`` section of
+    the YAML config (docs/SURVEYS.md)."""
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -274,6 +278,14 @@ class Settings(BaseSettings):
     def duty_rosters(self) -> dict[str, dict[str, Any]]:
         """Per project code: ``{"weekdays": {"mon": [usernames] …}, "supervisor": username, "wecom_webhook"}``."""
         return dict(self.file_config.get("duty") or {})
+
+    @cached_property
+    def surveys(self) -> dict[str, Any]:
+        """The ``surveys`` section of the config file (delays, expiry, required rates, per project)."""
+        raw = self.file_config.get("surveys") or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{self.config}: surveys must be a mapping")
+        return raw
 
     @property
     def embedded(self) -> bool:

@@ -19,6 +19,7 @@ from actions.flows.optout import OptOutFlow
 from actions.flows.quote import QuoteFlow
 from actions.flows.repair import RepairFlow
 from actions.flows.smalltalk import SmallTalkFlow
+from actions.flows.survey import SurveyFlow
 
 __all__ = ["Flow", "Router", "build_router"]
 
@@ -36,4 +37,5 @@ def build_router() -> Router:
         ComplaintFlow(),
         SmallTalkFlow(),
         OptOutFlow(),
+        SurveyFlow(),
     ])

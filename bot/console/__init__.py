@@ -26,6 +26,7 @@ from bot.console import (  # noqa: F401 (routes)
     queue,
     repairs,
     search,
+    surveys,
     tickets,
 )
 from bot.console.core import (

@@ -36,6 +36,7 @@ AUDIT_ACTION_LABELS = {
     "staff.login_throttled": "登录受限", "staff.logout": "退出", "staff.update": "修改员工", "staff.passwd": "修改密码",
     "ticket.view": "查看工单", "ticket.create": "新建工单", "ticket.edit": "修改工单", "ticket.photo": "上传照片",
     "ticket.quote": "报价", "import.run": "导入名册",
+    "survey.template": "修改问卷模板", "survey.record": "登记回访", "survey.recovery": "登记补救结果",
     **{f"ticket.{verb}": f"工单：{word}" for verb, word in {
         "dispatch": "派单", "start": "开始处理", "complete": "完工", "request_acceptance": "请业主验收",
         "close": "关闭", "reopen": "返修", "reassign": "更换负责人", "visit_time": "改约上门时间", "note": "备注",
@@ -185,6 +186,7 @@ def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
 NAV = [
     ("queue", "/console/", "会话队列", "chat"),
     ("tickets", "/console/tickets", "工单", "tickets.view"),
+    ("callbacks", "/console/callbacks", "回访", "tickets.dispatch"),
     ("owners", "/console/owners", "业主", "owners"),
     ("knowledge", "/console/knowledge", "知识库", "knowledge"),
     ("dashboard", "/console/dashboard", "看板", "dashboard"),

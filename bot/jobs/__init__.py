@@ -1,7 +1,7 @@
 """Background jobs on taskiq: in-process in the embedded mode, a Redis stream in production.
 
 The package is the job registry: ``Jobs`` registers every task (``deliver_message`` here, the SMS jobs of
-``bot/jobs/sms.py``) and their cron schedules (``bot/jobs/schedule.py``).
+``bot/jobs/sms.py``, the callback-survey sweep and handover scan of ``actions/surveys.py``) and their cron schedules (``bot/jobs/schedule.py``).
 
 Why taskiq + taskiq-redis (docs/ARCHITECTURE.md): asyncio-native (our whole stack is), maintained,
 with a Redis Streams broker whose messages are acknowledged only after the task ran. A worker that dies
@@ -37,7 +37,14 @@ from bot import events
 from bot.conversation import BOT, hand_over
 from bot.events import EventBatch
 from bot.jobs import sms as sms_jobs
-from bot.jobs.schedule import ALERT_ESCALATION, SMS_SWEEP, Scheduler, schedule_labels
+from bot.jobs.schedule import (
+    ALERT_ESCALATION,
+    SMS_SWEEP,
+    SURVEY_HANDOVERS,
+    SURVEY_SWEEP,
+    Scheduler,
+    schedule_labels,
+)
 from bot.store.hot_path import table
 from bot.store.models import Conversation, Identity, Message, utcnow
 from channels.base import OutboundMessage, SendResult
@@ -159,6 +166,18 @@ class Jobs:
 
             return await escalate(self.rt) + await overdue(self.rt)
 
+        async def survey_sweep() -> dict[str, int]:
+            from actions import surveys
+
+            return await surveys.sweep(self.rt)
+
+        async def survey_handovers() -> int:
+            from actions import surveys
+
+            return await surveys.schedule_handovers(self.rt)
+
+        self.broker.register_task(survey_sweep, task_name=SURVEY_SWEEP, **schedule_labels(SURVEY_SWEEP))
+        self.broker.register_task(survey_handovers, task_name=SURVEY_HANDOVERS, **schedule_labels(SURVEY_HANDOVERS))
         self._send_sms = self.broker.register_task(send_sms, task_name=SEND_SMS)
         self._sms_callbacks = self.broker.register_task(sms_callbacks, task_name=SMS_CALLBACKS)
         self.broker.register_task(sms_sweep, task_name=SMS_SWEEP, **schedule_labels(SMS_SWEEP))

@@ -35,11 +35,16 @@ class CronJob:
 
 SMS_SWEEP = "yezhu.sms_sweep"
 ALERT_ESCALATION = "yezhu.alert_escalation"
+SURVEY_SWEEP = "yezhu.survey_sweep"
+SURVEY_HANDOVERS = "yezhu.survey_handovers"
 
 SCHEDULES: tuple[CronJob, ...] = (
     CronJob(SMS_SWEEP, "* * * * *", "send deferred SMS that are due, settle stale sends, query unknown ones"),
     CronJob(ALERT_ESCALATION, "* * * * *",
             "repeat unacknowledged emergency alerts to the supervisor; alert overdue emergency tickets"),
+    CronJob(SURVEY_SWEEP, "* * * * *",
+            "send due callback-survey invitations inside the sending window; expire unanswered ones"),
+    CronJob(SURVEY_HANDOVERS, "7 * * * *", "schedule the handover survey of houses whose handover date arrived"),
     # Campaigns and reports add theirs here, e.g. CronJob("yezhu.monthly_report", "0 8 1 * *", "…").
 )
 
