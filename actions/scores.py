@@ -72,7 +72,7 @@ TYPOS = {"满易": "满意", "瞒意": "满意", "蛮意": "满意", "满忆": "
 _TYPO = re.compile("|".join(map(re.escape, TYPOS)))
 
 MIDDLE = re.compile(r"一般|还行|还可以|凑合|马马虎虎|马虎|过得去|中规中矩|普通|将就|就那样|说得过去|还凑合|勉强|及格|中等|不好不坏|一般般")
-GOOD = re.compile(r"没问题|没毛病|满意|好评|不错|好|棒|赞|优秀|完美|没得说|没话说|靠谱|给力|专业|到位|周到|很快|及时|干净|利索|认真|热情|点赞|ok|可以")
+GOOD = re.compile(r"没问题|没毛病|满意|好评|不错|(?<=[挺很蛮真太常别分超较还都不极])好(?![几多像久])|^好[!.~]*$|好极了|棒|赞|优秀|完美|没得说|没话说|靠谱|给力|专业|到位|周到|很快|及时|干净|利索|认真|热情|点赞|ok|可以")
 BAD = re.compile(r"差评|差劲|太差|很差|极差|真差|差|烂|糟糕|糟|垃圾|恶劣|坑|失望|离谱|气人|无语|投诉|敷衍|太慢|很慢|拖拉|脏|乱|不负责")
 STRONG = re.compile(r"非常|很|特别|十分|超级|超|太|极其|极|相当|真的很|贼|巨|老|最")
 NEGATION = re.compile(r"不|没|无|别")
@@ -93,7 +93,7 @@ def _degree_of_good(text: str, start: int, word: str) -> int:
         return 5
     if STRONG.search(before[-2:]):
         return 5  # 非常满意, 很好, 太棒了
-    if word in ("可以", "ok") and before.endswith("还"):
+    if word in ("可以", "ok", "好") and before.endswith("还"):
         return 3
     return 4
 

@@ -696,4 +696,4 @@ async def for_ticket(s: AsyncSession, ticket: Ticket) -> dict[str, Any]:
             t = await s.get(SurveyTemplate, r.template_id)
             texts[r.template_id] = {i["code"]: i["text"] for i in (t.items if t else [])}
     return {"rows": rows, "template": template, "texts": texts, "kind": kind,
-            "recordable": template is not None and ticket.status == "closed" or (ticket.kind == "recovery" and template is not None)}
+            "recordable": (template is not None and ticket.status == "closed") or (ticket.kind == "recovery" and template is not None)}

@@ -23,6 +23,7 @@ overwritten: the first complete response stays.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,6 +32,7 @@ from actions import scores, surveys
 from actions.flows.base import Flow, drop_form, intent_of, new_form
 from actions.flows.context import NEXT, Ctx, State
 from bot.store.models import Conversation, StaffUser, SurveyResponse, SurveyTemplate, Ticket
+from nlu.normalize import normalize
 
 FORM = "survey"
 WHY = "很抱歉让您不满意。能具体说说是哪里做得不好吗？您的原话会直接转给主管。（不想说可回复“跳过”）"
@@ -122,6 +124,13 @@ class SurveyFlow(Flow):
             .order_by(SurveyResponse.invited_at.desc().nulls_last(), SurveyResponse.id.desc()).limit(1)
         )).scalar_one_or_none()
         if row is None:
+            recent = (await ctx.session.execute(
+                sa.select(SurveyResponse.id).where(SurveyResponse.owner_id == owner_id,
+                                                   SurveyResponse.status.in_(surveys.DONE),
+                                                   SurveyResponse.completed_at >= ctx.now - dt.timedelta(days=3))
+                .limit(1))).first()
+            if recent is not None and answer.kind == "score":
+                return ["您已完成本次回访，我们以您第一次的评价为准，感谢您的支持！" + NEXT]
             return None
         template = await ctx.session.get(SurveyTemplate, row.template_id)
         if template is None:
@@ -164,7 +173,7 @@ class SurveyFlow(Flow):
             form["asking"] = "item"
             return await self._next(ctx, form, row, "谢谢您告诉我们，已经记下了。")
         if item.get("type") == "text":
-            if answer is not None and answer.kind == "skip" or ctx.text.strip("。.!！ ") in ("没有", "没了", "无", "没有了"):
+            if (answer is not None and answer.kind == "skip") or ctx.text.strip("。.!！ ") in ("没有", "没了", "无", "没有了"):
                 return await self._next(ctx, form, row, "")
             if answer is None and self._aside(ctx):
                 return await self._aside_answer(ctx, form) if aside_allowed else None
@@ -183,9 +192,8 @@ class SurveyFlow(Flow):
         row.scores = {**(row.scores or {}), item["code"]: answer.score}
         row.status = "in_progress"
         if answer.score <= surveys.LOW:
-            words = ctx.text if len(ctx.text) > 6 and scores.read(ctx.text) is not None else ""
-            if words and not _only_score(ctx.text):
-                row.answers = {**(row.answers or {}), item["code"]: words[:500]}
+            if not _only_score(ctx.text):  # "太慢了，差评": the reason came with the score
+                row.answers = {**(row.answers or {}), item["code"]: ctx.text[:500]}
             else:
                 slots["why"] = item["code"]
                 form["asking"] = "why"
@@ -194,7 +202,7 @@ class SurveyFlow(Flow):
 
     def _aside(self, ctx: Ctx) -> bool:
         intent, confident = intent_of(ctx)
-        return confident and intent in ("inquiry", "certificate", "complaint", "repair", "human", "optout") \
+        return (confident and intent in ("inquiry", "certificate", "complaint", "repair", "human", "optout")) \
             or "?" in ctx.text or "？" in ctx.text
 
     async def _aside_answer(self, ctx: Ctx, form: dict[str, Any]) -> list[str] | None:
@@ -265,9 +273,13 @@ class SurveyFlow(Flow):
                 "处理好后我们会再次回访。" + NEXT]
 
 
-def _only_score(text: str) -> bool:
-    """"1分" / "很差" / "😡": a bare score, no reason in it yet (so the flow asks why)."""
-    import re
+EVALUATION = re.compile(
+    r"非常|很|特别|十分|超级|太|极其|真的|不太|不是很|不怎么|不|没|满意|差评|差劲|差|烂|糟糕|糟|垃圾|恶劣|失望|无语|气人"
+    r"|一般|还行|凑合|好|分|星|打|给|[\d一二两三四五]|[了吧啊呀的呢嘛哦]"
+)
 
-    stripped = re.sub(r"[\d一二两三四五分星颗个打给就吧了啊呀的!！。.,，~\s⭐★😡👎]", "", text)
-    return len(stripped) <= 4
+
+def _only_score(text: str) -> bool:
+    """"1分" / "很差" / "😡": a bare score, no reason in it yet (so the flow asks why); "太慢了，差评" has one."""
+    rest = EVALUATION.sub("", normalize(text).text)
+    return not re.search(r"[\u4e00-\u9fffa-z]", rest)
