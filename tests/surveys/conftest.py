@@ -124,3 +124,6 @@ async def invited(owner: Chat, desk: Desk) -> str:
     assert (await desk.invite())["invited"] >= 1
     conv = await owner.conversation()
     return str(conv["messages"][-1]["text"])
+
+
+from tests.sms.conftest import fake  # noqa: E402,F401 (the local fake SMS providers)
