@@ -59,7 +59,7 @@ async def template_edit(request: web.Request) -> web.StreamResponse:
     items = list(template.items or [])
     rows = items + [{"code": "", "text": "", "area": "", "type": "score"}] * max(0, ITEM_ROWS - len(items))
     return render(request, "survey_template_edit.html", title=f"编辑问卷：{template.name}", page="callbacks",
-                  template=template, rows=rows, areas=AREAS, kinds=SURVEY_KIND_LABELS)
+                  tpl=template, rows=rows, areas=AREAS, kinds=SURVEY_KIND_LABELS)
 
 
 @route("POST", "/surveys/templates/{id}", "tickets.dispatch")
