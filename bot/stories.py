@@ -39,7 +39,7 @@ def persona(name: Any) -> str:
     return next((p for p, (openid, _) in PERSONAS.items() if openid == text), text)
 
 STORY_KEYS = {"story", "owner", "clock", "pending", "setup", "steps"}
-SETUP_KEYS = {"bind", "settings", "tickets", "certificates", "conversation"}
+SETUP_KEYS = {"bind", "settings", "tickets", "certificates", "conversation", "survey"}
 STEP_KEYS = {"owner", "voice", "image", "as", "clock", "bot", "not", "opens", "updates", "conversation", "duty_sms"}
 TICKET_KEYS = {"ref", "kind", "category", "priority", "status", "house", "location", "description", "visit_time",
                "contact", "covered", "warranty", "owner", "rework", "events", "timeline"}
