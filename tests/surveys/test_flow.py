@@ -121,10 +121,10 @@ async def test_skip_refusal_and_silence(chat: Any, desk: Desk) -> None:
     assert [r.status for r in rows] == ["partial", "in_progress"]
     assert rows[0].scores == {"timeliness": 5}
     # Silence: the survey job expires it after expire_hours (72) — partial, its form leaves the chat.
+    import datetime as dt
+
     from actions import surveys
     from tests.surveys.conftest import daytime
-
-    import datetime as dt
 
     assert await surveys.expire(desk.rt, now=daytime() + dt.timedelta(hours=73)) == 1
     rows = await desk.responses()

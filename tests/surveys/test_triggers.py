@@ -25,7 +25,7 @@ from bot.store.models import (
     utcnow,
 )
 from tests.conftest import YezhuFactory
-from tests.sms.conftest import KEY, provider_settings, settle
+from tests.sms.conftest import provider_settings, settle
 from tests.sms.test_channel import push, uplink
 from tests.surveys.conftest import CHINA, Desk, daytime, file_repair, invited
 
