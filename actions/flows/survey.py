@@ -38,6 +38,8 @@ FORM = "survey"
 WHY = "很抱歉让您不满意。能具体说说是哪里做得不好吗？您的原话会直接转给主管。（不想说可回复“跳过”）"
 HINT = "请回复1-5的数字（5分为非常满意，1分为非常不满意），也可以直接说“满意”“一般”“不满意”，或回复“跳过”。"
 STALE_OTHER_FORM = dt.timedelta(minutes=30)
+QUESTION = re.compile(r"[?？]|怎么|如何|哪里|在哪|多少|吗$|什么时候|能不能|可不可以")
+SURVEY_GRUMBLE = re.compile(r"评价|打分|回访|问卷|调查|评分|又要|烦|打扰|麻烦死")
 
 
 def form_slots(row: SurveyResponse, template: SurveyTemplate, *, sms: bool, number: str | None = None,
@@ -119,10 +121,16 @@ class SurveyFlow(Flow):
         if owner_id is None:
             return None
         row = (await ctx.session.execute(
-            sa.select(SurveyResponse).where(SurveyResponse.owner_id == owner_id,
-                                            SurveyResponse.status.in_(("invited", "in_progress")))
+            sa.select(SurveyResponse).where(
+                SurveyResponse.owner_id == owner_id,
+                sa.or_(SurveyResponse.status.in_(("invited", "in_progress")),
+                       # "不想答" and then a score after all: the owner changed their mind
+                       sa.and_(SurveyResponse.status == "declined", answer.kind == "score",
+                               SurveyResponse.invited_at >= ctx.now - dt.timedelta(hours=24))))
             .order_by(SurveyResponse.invited_at.desc().nulls_last(), SurveyResponse.id.desc()).limit(1)
         )).scalar_one_or_none()
+        if row is not None and row.status == "declined":
+            row.status = "in_progress"
         if row is None:
             recent = (await ctx.session.execute(
                 sa.select(SurveyResponse.id).where(SurveyResponse.owner_id == owner_id,
@@ -168,6 +176,10 @@ class SurveyFlow(Flow):
         if answer is not None and answer.kind == "decline":
             return await self._decline(ctx, form)
         if asking == "why":
+            if answer is None and aside_allowed and self._aside(ctx) and QUESTION.search(ctx.text):
+                return await self._aside_answer(ctx, form)  # a question, not the reason: answered, then why again
+            if answer is None and not aside_allowed and self._aside(ctx) and QUESTION.search(ctx.text):
+                return None
             if answer is None or answer.kind != "skip":
                 row.answers = {**(row.answers or {}), slots["why"]: ctx.text[:500]}
             form["asking"] = "item"
@@ -179,6 +191,9 @@ class SurveyFlow(Flow):
                 return await self._aside_answer(ctx, form) if aside_allowed else None
             row.answers = {**(row.answers or {}), item["code"]: ctx.text[:500]}
             return await self._next(ctx, form, row, "")
+        if answer is None and SURVEY_GRUMBLE.search(ctx.text) and len(ctx.text) <= 20:
+            # "烦死了 又要评价": a grumble about being asked, not a complaint to open (nor a refusal yet)
+            return ["抱歉打扰您了！只有几个问题，一分钟就好；不想答可以直接回复“不想答”。\n" + question(form)]
         if answer is None:
             if self._aside(ctx):
                 return await self._aside_answer(ctx, form) if aside_allowed else None
@@ -192,10 +207,14 @@ class SurveyFlow(Flow):
         row.scores = {**(row.scores or {}), item["code"]: answer.score}
         row.status = "in_progress"
         if answer.score <= surveys.LOW:
-            if not _only_score(ctx.text):  # "太慢了，差评": the reason came with the score
+            if slots.get("asked_why"):  # asked once per survey: a hurried owner is not asked again and again
+                if not _only_score(ctx.text):
+                    row.answers = {**(row.answers or {}), item["code"]: ctx.text[:500]}
+            elif not _only_score(ctx.text):  # "太慢了，差评": the reason came with the score
                 row.answers = {**(row.answers or {}), item["code"]: ctx.text[:500]}
             else:
                 slots["why"] = item["code"]
+                slots["asked_why"] = True
                 form["asking"] = "why"
                 return [WHY]
         return await self._next(ctx, form, row, "")

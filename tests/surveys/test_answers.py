@@ -43,7 +43,7 @@ def test_still_broken(text: str) -> None:
 @pytest.mark.parametrize(("text", "kind"), [
     ("跳过", "skip"), ("下一题", "skip"), ("不清楚", "skip"), ("不知道", "skip"), ("pass", "skip"), ("说不好", "skip"),
     ("不想答", "decline"), ("不想回答了", "decline"), ("别问了", "decline"), ("没空", "decline"),
-    ("烦不烦啊", "decline"), ("不评了", "decline"),
+    ("不评了", "decline"),
 ])
 def test_skip_and_refusal(text: str, kind: str) -> None:
     answer = read(text)
