@@ -319,10 +319,12 @@ async def expire(rt: Any, now: dt.datetime | None = None) -> int:
     batch = EventBatch()
     count = 0
     async with rt.db.session() as s, s.begin():
+        all_projects = (await s.execute(sa.select(Project))).scalars().all()
+        shortest = min(float(config(rt.settings, p)["expire_hours"]) for p in [None, *all_projects])
         rows = (await s.execute(
             sa.select(SurveyResponse).where(SurveyResponse.status.in_(("invited", "in_progress")),
-                                            SurveyResponse.invited_at.is_not(None))
-            .order_by(SurveyResponse.id).limit(500)
+                                            SurveyResponse.invited_at < now - dt.timedelta(hours=shortest))
+            .order_by(SurveyResponse.invited_at).limit(500)
         )).scalars().all()
         projects: dict[int | None, dict[str, Any]] = {}
         for row in rows:
