@@ -127,3 +127,4 @@ async def invited(owner: Chat, desk: Desk) -> str:
 
 
 from tests.sms.conftest import fake  # noqa: E402,F401 (the local fake SMS providers)
+from tests.console.live import browser, live  # noqa: E402,F401 (fixtures of the browser test)

@@ -11,7 +11,7 @@ from actions.workflow import TicketWorkflow
 from bot.events import EventBatch
 from bot.store.models import StaffUser, SurveyResponse, Ticket
 from tests.console.conftest import PASSWORD, set_password
-from tests.console.live import Live, browser, live, make_ticket, new_page  # noqa: F401 (fixtures)
+from tests.console.live import Live, make_ticket, new_page
 
 pytestmark = pytest.mark.browser
 
