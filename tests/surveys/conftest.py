@@ -126,5 +126,5 @@ async def invited(owner: Chat, desk: Desk) -> str:
     return str(conv["messages"][-1]["text"])
 
 
-from tests.sms.conftest import fake  # noqa: E402,F401 (the local fake SMS providers)
 from tests.console.live import browser, live  # noqa: E402,F401 (fixtures of the browser test)
+from tests.sms.conftest import fake  # noqa: E402,F401 (the local fake SMS providers)
