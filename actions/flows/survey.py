@@ -38,6 +38,7 @@ FORM = "survey"
 WHY = "很抱歉让您不满意。能具体说说是哪里做得不好吗？您的原话会直接转给主管。（不想说可回复“跳过”）"
 HINT = "请回复1-5的数字（5分为非常满意，1分为非常不满意），也可以直接说“满意”“一般”“不满意”，或回复“跳过”。"
 STALE_OTHER_FORM = dt.timedelta(minutes=30)
+STALE_SURVEY = dt.timedelta(hours=24)
 QUESTION = re.compile(r"[?？]|怎么|如何|哪里|在哪|多少|吗$|什么时候|能不能|可不可以")
 SURVEY_GRUMBLE = re.compile(r"评价|打分|回访|问卷|调查|评分|又要|烦|打扰|麻烦死")
 
@@ -54,12 +55,16 @@ def form_slots(row: SurveyResponse, template: SurveyTemplate, *, sms: bool, numb
 
 
 async def busy(conv: Conversation, now: dt.datetime) -> bool:
-    """The owner is filling another form right now (an invitation would interrupt a repair report)."""
+    """The owner is filling another form right now (an invitation would interrupt a repair report), or
+    answering another survey today (two closed tickets: one survey at a time)."""
     form = (conv.state or {}).get("form")
-    if not isinstance(form, dict) or form.get("name") == FORM:
+    if not isinstance(form, dict):
         return False
     updated = form.get("updated")
-    return isinstance(updated, str) and now - dt.datetime.fromisoformat(updated) < STALE_OTHER_FORM
+    if not isinstance(updated, str):
+        return False
+    quiet = STALE_SURVEY if form.get("name") == FORM else STALE_OTHER_FORM
+    return now - dt.datetime.fromisoformat(updated) < quiet
 
 
 def question(form: dict[str, Any]) -> str:
