@@ -216,11 +216,14 @@ class TicketWorkflow:
         return await self.notify(s, batch, ticket, text, notice="awaiting_acceptance", actor=actor, now=now)
 
     async def close(self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, actor: str, reason: str = "",
-                    now: dt.datetime | None = None) -> list[int]:
+                    now: dt.datetime | None = None, notify: bool = True) -> list[int]:
+        """Close (办结); ``notify=False`` when the owner accepted the work in the chat answering them now."""
         now = now or utcnow()
         self._move(s, batch, ticket, "close", actor, now, reason=reason.strip()[:500])
         ticket.closed_at = now
         await batch.settle(self.rt, s)  # in-transaction listeners: the callback survey (actions/surveys.py)
+        if not notify:
+            return []
         text = f"{self._head(ticket)}已办结，感谢您的耐心与配合。如有其他需要，随时给我们留言。"
         return await self.notify(s, batch, ticket, text, notice="closed", actor=actor, now=now)
 

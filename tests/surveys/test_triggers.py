@@ -51,6 +51,20 @@ async def test_a_closed_complaint_gets_its_callback_and_a_reopened_ticket_loses_
     assert ticket_id != repair_id
 
 
+async def test_the_owner_accepting_the_work_closes_it_and_schedules_the_callback(chat: Any, desk: Desk) -> None:
+    zhang = chat("oDEMO0001")
+    number = await file_repair(zhang)
+    await desk.close(number, verbs=("dispatch", "complete"))  # complete asks the owner to accept
+    assert (await desk.ticket(number)).status == "awaiting_acceptance"
+    reply = await zhang("验收通过 谢谢")
+    assert number in reply and "办结" in reply and "评价" in reply
+    ticket = await desk.ticket(number)
+    assert ticket.status == "closed" and ticket.closed_at is not None
+    [row] = await desk.responses()
+    assert row.kind == "repair" and row.status == "scheduled" and row.ticket_id == ticket.id
+    assert "1/6" in await invited(zhang, desk)
+
+
 async def test_delay_per_project_and_kind_and_the_sending_window(yezhu: YezhuFactory, tmp_path: Any) -> None:
     config = tmp_path / "yezhu.yml"
     config.write_text("surveys:\n  delay: {repair: 600}\n  window: '09:00-20:00'\n"
