@@ -130,7 +130,7 @@ class SurveyFlow(Flow):
                 SurveyResponse.owner_id == owner_id,
                 sa.or_(SurveyResponse.status.in_(("invited", "in_progress")),
                        # "不想答" and then a score after all: the owner changed their mind
-                       sa.and_(SurveyResponse.status == "declined", answer.kind == "score",
+                       sa.and_(SurveyResponse.status == "declined", sa.true() if answer.kind == "score" else sa.false(),
                                SurveyResponse.invited_at >= ctx.now - dt.timedelta(hours=24))))
             .order_by(SurveyResponse.invited_at.desc().nulls_last(), SurveyResponse.id.desc()).limit(1)
         )).scalar_one_or_none()

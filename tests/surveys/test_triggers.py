@@ -17,6 +17,7 @@ from bot.store.models import (
     House,
     Identity,
     Message,
+    Owner,
     OwnerHouse,
     Project,
     SmsMessage,
@@ -185,3 +186,21 @@ async def test_an_invitation_a_campaign_sent_is_answered_in_chat(chat: Any, desk
     await zhang("5")
     [row] = await desk.responses(kind="periodic")
     assert row.status == "in_progress" and row.scores == {"overall": 4, "rebuy": 5}
+
+
+async def test_an_owner_no_channel_reaches_is_left_to_the_desk_to_phone(desk: Desk) -> None:
+    rt = desk.rt
+    async with rt.db.session() as s, s.begin():  # 王五: not on WeChat, and opted out of SMS notices
+        owner_id = await desk.owner_id("13800000003")
+        await s.execute(sa.update(Owner).where(Owner.id == owner_id).values(sms_opt_out=True))
+        house = (await s.execute(sa.select(House).join(OwnerHouse).where(OwnerHouse.owner_id == owner_id))).scalar_one()
+        project = await s.get(Project, (await s.get(Building, house.building_id)).project_id)  # type: ignore[union-attr]
+        number = (await open_ticket(s, kind="complaint", project=project, house=house, owner_id=owner_id,
+                                    description="保安态度差", category="staff_attitude")).number
+    await desk.close(number)
+    assert (await desk.invite())["invited"] == 0
+    [row] = await desk.responses()
+    assert row.status == "cancelled" and "退订" in (row.comment or "")
+    page = await (await desk.client.get("/console/callbacks")).text()
+    due = page[page.index('id="due-callbacks"'):page.index('id="recovery-tickets"')]
+    assert number in due and "请电话回访" in due
