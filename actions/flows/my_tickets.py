@@ -20,8 +20,9 @@ from actions.tickets import KIND_LABEL
 NUMBER = re.compile(r"(?:BX|TS|ZX|BZ)\d{8}-\d{4}", re.IGNORECASE)
 WITHDRAW = re.compile(r"取消(?:报修|投诉|工单|维修|这个单|那个单|这单)|撤(?:销|回)(?:报修|投诉|工单)?|不用来了|不用修了|不修了"
                       r"|别来了|不用派人|不需要(?:上门|修)了")
-ACCEPT = re.compile(r"^(?:验收通过|验收合格|确认验收|同意验收|可以验收|验收了|已验收|验收ok|修好了|已经修好了|好了没问题|没问题了|可以了修好了)"
-                    r"[了啦吧啊。.!！,，\s]*(?:谢谢|辛苦了|辛苦|感谢)?[了啦你们您吧。.!！\s]*$", re.IGNORECASE)
+ACCEPT = re.compile(
+    r"^(?:(?:验收通过|验收合格|确认验收|同意验收|可以验收|验收了|已验收|验收ok|已经修好了|都修好了|修好了|好了没问题|没问题了|没问题)"
+    r"[了啦吧啊。.!！,，\s]*)+(?:谢谢|辛苦了|辛苦|感谢)?(?:师傅|你们|您)?[了啦吧。.!！\s]*$", re.IGNORECASE)
 """The owner accepts finished work (the acceptance notice asks them to reply 验收通过 or 还没修好)."""
 URGE = re.compile(r"催|还没(?:人)?(?:来|上门|联系|修)|怎么还|到底|等了|快点|赶紧|尽快")
 
