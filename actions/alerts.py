@@ -9,6 +9,10 @@ robot (企业微信群机器人 webhook, markdown with the location, owner and t
 An emergency alert nobody acknowledged (the ticket is still ``new`` and unassigned, its conversation not
 claimed) is repeated to the roster's supervisor after ``repeat_after_minutes`` (the ``alert_escalation``
 cron job, every minute).
+
+An emergency (an urgent repair) pages the same way whoever opened the ticket: the bot in a chat
+(actions/flows/emergency.py) or the desk logging a phoned-in one in the console (bot/console/intake.py);
+both call :func:`raise_emergency`.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from typing import Any
 import aiohttp
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
+from bot import events
 from bot.conversation import STAFF
 from bot.events import EventBatch
-from bot.store.models import Conversation, Owner, Project, StaffAlert, StaffUser, Ticket, utcnow
+from bot.store.models import Conversation, House, Owner, Project, StaffAlert, StaffUser, Ticket, utcnow
 from channels.sms.base import CHINA
 
 log = logging.getLogger("yezhu.alerts")
@@ -51,6 +57,18 @@ async def supervisor(s: AsyncSession, runtime: Any, project_code: str | None) ->
     return (await s.execute(q.order_by(StaffUser.id).limit(1))).scalar_one_or_none()
 
 
+async def where(s: AsyncSession, ticket: Ticket) -> str:
+    """Where a repeat or overdue alert sends the duty: the ticket's spot, else its house (3栋2单元501)."""
+    if ticket.location:
+        return ticket.location
+    if ticket.house_id is not None:
+        house = (await s.execute(sa.select(House).where(House.id == ticket.house_id)
+                                 .options(selectinload(House.building)))).scalar_one_or_none()
+        if house is not None:
+            return house.label
+    return "见工单"
+
+
 def ticket_link(runtime: Any, ticket: Ticket) -> str:
     base = (runtime.settings.file_config.get("console_url") or "/console").rstrip("/")
     return f"{base}/tickets/{ticket.id}"
@@ -75,6 +93,23 @@ async def alert(
     s.add(row)
     await s.flush()
     await _send(s, batch, runtime, row, people, ticket, summary, location, code, round_=1)
+    return row
+
+
+async def raise_emergency(
+    s: AsyncSession, batch: EventBatch, runtime: Any, *, ticket: Ticket, what: str, location: str,
+    now: dt.datetime | None = None, conversation_id: int | None = None, update: str = "", key_suffix: str = "",
+) -> StaffAlert:
+    """Page the people on duty about an emergency (``what``: 燃气泄漏, 有人被困电梯 …) at ``location``, and
+    show it on the console's live screens. ``update`` is later news of the same emergency (a location
+    given afterwards): a second alert, keyed by ``key_suffix``. The first alert is the one repeated to
+    the supervisor when nobody takes the ticket (:func:`escalate`)."""
+    row = await alert(s, batch, runtime, level="emergency_update" if update else "emergency", ticket=ticket,
+                      summary=("位置更新·" if update else "") + what, location=location or "位置待确认", now=now,
+                      key_suffix=key_suffix)
+    batch.emit(events.STAFF_ALERT, level="emergency", ticket_id=ticket.id, number=ticket.number,
+               recipients=list(row.recipients), conversation_id=conversation_id,
+               summary=f"紧急：{what}" + (f"（{location}）" if location else ""), update=update or None)
     return row
 
 
@@ -151,7 +186,7 @@ async def overdue(runtime: Any, now: dt.datetime | None = None) -> int:
         for ticket in tickets:
             late = max(1, round((now - ticket.due_at).total_seconds() / 60)) if ticket.due_at else 0
             await alert(s, batch, runtime, level="overdue", ticket=ticket, summary=f"紧急工单已超时{late}分钟未完成",
-                        location=ticket.location or "见工单", now=now)
+                        location=await where(s, ticket), now=now)
             alerted += 1
     await batch.publish(runtime.services.pubsub)
     return alerted
@@ -180,7 +215,7 @@ async def escalate(runtime: Any, now: dt.datetime | None = None) -> int:
             row.escalated_at = now
             if boss is not None:
                 await _send(s, batch, runtime, row, [boss], ticket, "无人确认：" + row.summary,
-                            ticket.location or "见工单", code, round_=2)
+                            await where(s, ticket), code, round_=2)
                 repeated += 1
     await batch.publish(runtime.services.pubsub)
     return repeated

@@ -82,6 +82,8 @@ DELIVERY_LABELS = {"passive": "已送达", "inline": "已送达", "queued": "发
 ROLE_LABELS = {"agent": "客服", "engineer": "工程师", "supervisor": "主管", "admin": "管理员"}
 ACTOR_LABELS = {"bot": "机器人", "system": "系统", "owner": "业主", "cli": "命令行", "import": "导入", "demo": "示例数据",
                 "-": "未知用户"}
+CASE_AUDIENCE_LABELS = {"design": "设计", "engineering": "工程", "service": "服务"}
+"""Whom a case in the case library (客服案例库) is written for (``CaseEntry.audience``)."""
 WARRANTY_ITEM_LABELS = {
     "waterproofing": "防水", "plumbing": "给排水管道", "electrical": "电气管线", "equipment": "设备安装",
     "decoration": "装修工程", "hvac": "供热与供冷系统", "door_window": "门窗及配件",

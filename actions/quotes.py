@@ -24,12 +24,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actions.workflow import AWAITING, CLOSED, DONE, TicketWorkflow, WorkflowError
+from actions.workflow import (
+    AWAITING,
+    CLOSED,
+    DONE,
+    QUOTE_ACCEPTED,
+    QUOTE_DECLINED,
+    QUOTE_PENDING,
+    TicketWorkflow,
+    WorkflowError,
+    check_quote_allows_start,
+)
 from bot import events
 from bot.events import EventBatch
 from bot.store.models import Conversation, Ticket, TicketEvent, utcnow
 
-PENDING, ACCEPTED, DECLINED = "pending", "accepted", "declined"
+PENDING, ACCEPTED, DECLINED = QUOTE_PENDING, QUOTE_ACCEPTED, QUOTE_DECLINED
 MAX_AMOUNT = Decimal("100000")
 QUOTE_DAYS = 7
 """A quote waits this long for the owner's answer; after that a yes is no longer taken from chat."""
@@ -68,13 +78,8 @@ def is_pending(ticket: Ticket) -> bool:
     return bool(ticket.quote) and (ticket.quote or {}).get("status") == PENDING
 
 
-def check_can_start(ticket: Ticket) -> None:
-    """Paid work starts only after the owner said yes to its price."""
-    status = (ticket.quote or {}).get("status")
-    if status == PENDING:
-        raise WorkflowError("业主尚未同意报价，请待业主确认后再开始施工")
-    if status == DECLINED:
-        raise WorkflowError("业主未同意报价，请与业主沟通后重新报价")
+check_can_start = check_quote_allows_start
+"""Paid work starts only after the owner said yes to its price (``TicketWorkflow.start`` checks it)."""
 
 
 async def propose(

@@ -30,14 +30,16 @@ Usage (the console, or an action)::
                                                      visit_time="明天上午", actor="kefu")
     await runtime.engine.after_commit(batch, ids)
 
-Role checks (who may do what) belong to the caller; this module enforces the business rules.
+Who may do what is written here too (:func:`allowed_verbs`), and :meth:`TicketWorkflow.perform` is the one
+path the console's buttons and the API's ``POST /api/v1/tickets/{ref}/actions`` both take: role check,
+state check, the verb, and the audit row, so a script can do nothing a person at the console could not.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +48,7 @@ from actions import labels as _labels
 from bot import events
 from bot.events import EventBatch
 from bot.store.models import (
+    AuditLog,
     Conversation,
     Identity,
     Owner,
@@ -97,7 +100,129 @@ DESK_TURN = frozenset({NEW, DISPATCHED, IN_PROGRESS, DONE, REOPENED})
 
 
 class WorkflowError(Exception):
-    """A change the rules do not allow; the message is shown to staff as is (Simplified Chinese)."""
+    """A change the rules do not allow; the message is shown to staff as is (Simplified Chinese).
+
+    ``en`` says the same in English for the JSON API; ``code`` and ``status`` are its API error."""
+
+    code = "refused"
+    status = 409
+
+    def __init__(self, message: str, en: str | None = None) -> None:
+        super().__init__(message)
+        self.en = en or "the ticket workflow refused this action"
+
+
+class WrongState(WorkflowError):
+    """The verb exists for this person, but not in the ticket's current status."""
+
+    code = "wrong_state"
+
+
+class NotPermitted(WorkflowError):
+    """This person's role (or, for an engineer, not being the responsible one) does not allow the verb."""
+
+    code = "forbidden"
+    status = 403
+
+
+# --- who may do what ------------------------------------------------------------------------------
+# The console's permission table (bot/console/core.py PERMISSIONS) takes these sets, so the console's
+# buttons and the API's actors obey one rule.
+
+DESK_ROLES = frozenset({"agent", "supervisor", "admin"})
+"""Dispatch, ask for acceptance, close, rework (the desk)."""
+WORK_ROLES = frozenset({"engineer", "supervisor", "admin"})
+"""Start and complete (an engineer: only tickets they are responsible for)."""
+REASSIGN_ROLES = frozenset({"supervisor", "admin"})
+"""Change the responsible person (with a reason)."""
+VERBS = ("dispatch", "start", "complete", "request_acceptance", "close", "reopen", "reassign", "visit_time", "note")
+QUOTE_PENDING, QUOTE_ACCEPTED, QUOTE_DECLINED = "pending", "accepted", "declined"
+"""A paid repair's quote status (``Ticket.quote["status"]``, actions/quotes.py)."""
+
+
+class Actor(Protocol):
+    """A staff member acting on a ticket: the console's logged-in ``Staff`` or a ``StaffUser``."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+
+
+def _works_on(actor: Actor, t: Ticket) -> bool:
+    return actor.role in WORK_ROLES and (t.assignee_id == actor.id or actor.role in REASSIGN_ROLES)
+
+
+def allowed_verbs(actor: Actor, t: Ticket) -> set[str]:
+    """The verbs this staff member may use on this ticket now (the console's buttons)."""
+    mine = t.assignee_id == actor.id
+    out: set[str] = {"note"} if actor.role != "engineer" or mine else set()
+    desk = actor.role in DESK_ROLES
+    work = _works_on(actor, t)
+    if t.status == NEW and desk:
+        out.add("dispatch")
+    if t.status in (DISPATCHED, REOPENED) and work:
+        out.add("start")
+    if t.status in (DISPATCHED, IN_PROGRESS, REOPENED) and work:
+        out.add("complete")
+    if t.status == DONE and desk:
+        out |= {"request_acceptance", "close"}
+    if t.status == AWAITING and desk:
+        out.add("close")
+    if t.status in (DONE, AWAITING, CLOSED) and desk:
+        out.add("reopen")
+    if t.status not in (CLOSED, AWAITING, DONE) and (desk or work):
+        out.add("visit_time")
+    if t.assignee_id is not None and t.status != CLOSED and actor.role in REASSIGN_ROLES:
+        out.add("reassign")
+    return out
+
+
+def role_permits(actor: Actor, t: Ticket, verb: str) -> bool:
+    """Would this staff member's role allow ``verb`` on this ticket in some status?"""
+    if verb in ("dispatch", "request_acceptance", "close", "reopen"):
+        return actor.role in DESK_ROLES
+    if verb in ("start", "complete"):
+        return _works_on(actor, t)
+    if verb == "reassign":
+        return actor.role in REASSIGN_ROLES
+    if verb == "visit_time":
+        return actor.role in DESK_ROLES or (actor.role in WORK_ROLES and t.assignee_id == actor.id)
+    if verb == "note":
+        return actor.role != "engineer" or t.assignee_id == actor.id
+    return False
+
+
+def check_allowed(actor: Actor, t: Ticket, verb: str) -> None:
+    """Raise :class:`NotPermitted` (the role) or :class:`WrongState` (the status) unless ``verb`` may run."""
+    if verb not in VERBS:
+        raise WorkflowError("未知的工单操作", f"unknown verb {verb!r}")
+    if verb in allowed_verbs(actor, t):
+        return
+    if role_permits(actor, t, verb):
+        raise _wrong_state(t, verb)
+    raise NotPermitted("您的角色无权对该工单执行此操作",
+                       f"role {actor.role!r} may not {verb} this ticket"
+                       + (" (an engineer acts only on tickets they are responsible for)" if actor.role == "engineer"
+                          else ""))
+
+
+def _wrong_state(t: Ticket, verb: str) -> WrongState:
+    return WrongState(f"工单当前状态为“{STATUS_LABELS.get(t.status, t.status)}”，不能执行此操作",
+                      f"a ticket in status {t.status!r} cannot {verb}")
+
+
+def check_quote_allows_start(ticket: Ticket) -> None:
+    """Paid work starts only after the owner said yes to its price (actions/quotes.py)."""
+    status = (ticket.quote or {}).get("status")
+    if status == QUOTE_PENDING:
+        raise WorkflowError("业主尚未同意报价，请待业主确认后再开始施工",
+                            "the owner has not accepted the quote yet; work cannot start")
+    if status == QUOTE_DECLINED:
+        raise WorkflowError("业主未同意报价，请与业主沟通后重新报价",
+                            "the owner declined the quote; agree a new quote before starting")
 
 
 # --- SLAs ---------------------------------------------------------------------------------------
@@ -175,7 +300,8 @@ class TicketWorkflow:
         now = now or utcnow()
         self._check_assignee(assignee)
         if ticket.assignee_id is not None and ticket.assignee_id != assignee.id:
-            raise WorkflowError("该工单已有负责人；如确需更换，请由主管填写原因后更换负责人")
+            raise WorkflowError("该工单已有负责人；如确需更换，请由主管填写原因后更换负责人",
+                                "the ticket already has a responsible person; a supervisor reassigns with a reason")
         ticket.assignee_id = assignee.id
         ticket.visit_time = (visit_time or "").strip()[:60] or None
         await ensure_due(s, ticket)
@@ -192,6 +318,7 @@ class TicketWorkflow:
 
     async def start(self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, actor: str,
                     now: dt.datetime | None = None) -> list[int]:
+        check_quote_allows_start(ticket)
         self._move(s, batch, ticket, "start", actor, now or utcnow())
         return []
 
@@ -234,7 +361,7 @@ class TicketWorkflow:
         ``notify=False`` when the owner asked for it in the chat that is answering them right now."""
         now = now or utcnow()
         if not reason.strip():
-            raise WorkflowError("返修请填写原因（例如业主反馈仍未修好）")
+            raise WorkflowError("返修请填写原因（例如业主反馈仍未修好）", "a rework needs a reason")
         ticket.rework_count += 1
         ticket.closed_at = None
         ticket.due_at = compute_due(ticket.kind, ticket.priority, now, await project_settings(s, ticket))
@@ -256,13 +383,13 @@ class TicketWorkflow:
         now = now or utcnow()
         self._check_assignee(assignee)
         if ticket.status == CLOSED:
-            raise WorkflowError("工单已关闭，不能更换负责人")
+            raise WorkflowError("工单已关闭，不能更换负责人", "a closed ticket keeps its responsible person")
         if ticket.assignee_id is None:
-            raise WorkflowError("工单尚未派单，请直接派单")
+            raise WorkflowError("工单尚未派单，请直接派单", "the ticket has not been dispatched yet; dispatch it")
         if ticket.assignee_id == assignee.id:
-            raise WorkflowError("新负责人与当前负责人相同")
+            raise WorkflowError("新负责人与当前负责人相同", "the new responsible person is the current one")
         if not reason.strip():
-            raise WorkflowError("更换负责人必须填写原因")
+            raise WorkflowError("更换负责人必须填写原因", "a reassignment needs a reason")
         previous = await self._assignee_name(s, ticket)
         ticket.assignee_id = assignee.id
         self._record(s, batch, ticket, "reassigned", actor, now, change="reassigned",
@@ -275,10 +402,10 @@ class TicketWorkflow:
                              actor: str, now: dt.datetime | None = None) -> list[int]:
         now = now or utcnow()
         if ticket.status in (CLOSED, AWAITING, DONE):
-            raise WorkflowError("工单已完工，无需再约上门时间")
+            raise WorkflowError("工单已完工，无需再约上门时间", "the work is done; no visit time to change")
         visit = visit_time.strip()[:60]
         if not visit:
-            raise WorkflowError("请填写上门时间")
+            raise WorkflowError("请填写上门时间", "visit_time is required")
         ticket.visit_time = visit
         self._record(s, batch, ticket, "visit_time", actor, now, change="visit_time", visit_time=visit)
         text = f"{self._head(ticket)}上门时间已改为：{visit}。如需再调整，直接回复本消息即可。"
@@ -288,9 +415,55 @@ class TicketWorkflow:
                        now: dt.datetime | None = None) -> list[int]:
         """An internal note on the timeline (the owner never sees it)."""
         if not text.strip():
-            raise WorkflowError("备注不能为空")
+            raise WorkflowError("备注不能为空", "a note needs text")
         self._record(s, batch, ticket, "note", actor, now or utcnow(), change="note", text=text.strip()[:2000])
         return []
+
+    # -- the one entry point of the console's buttons and the API ------------------------------
+
+    async def perform(
+        self, s: AsyncSession, batch: EventBatch, ticket: Ticket, verb: str, *, actor: Actor,
+        assignee: StaffUser | None = None, visit_time: str | None = None, reason: str = "", note: str = "",
+        request_acceptance: bool = True, via: str = "console", now: dt.datetime | None = None,
+    ) -> list[int]:
+        """Check ``actor`` may use ``verb`` on ``ticket`` now, run it, and audit it (``via`` says where from).
+
+        Raises :class:`NotPermitted`, :class:`WrongState` or :class:`WorkflowError`; the caller's
+        transaction then rolls back. Returns the outbound messages to deliver after the commit."""
+        now = now or utcnow()
+        check_allowed(actor, ticket, verb)
+        name = actor.username
+        if verb in ("dispatch", "reassign"):
+            if assignee is None:
+                raise WorkflowError("请选择负责人", "assignee is required")
+            if verb == "dispatch":
+                ids = await self.dispatch(s, batch, ticket, assignee=assignee, visit_time=visit_time, actor=name,
+                                          now=now)
+            else:
+                ids = await self.reassign(s, batch, ticket, assignee=assignee, reason=reason, actor=name, now=now)
+        elif verb == "start":
+            ids = await self.start(s, batch, ticket, actor=name, now=now)
+        elif verb == "complete":
+            ids = await self.complete(s, batch, ticket, actor=name, note=note,
+                                      request_acceptance=request_acceptance, now=now)
+        elif verb == "request_acceptance":
+            ids = await self.request_acceptance(s, batch, ticket, actor=name, now=now)
+        elif verb == "close":
+            ids = await self.close(s, batch, ticket, actor=name, reason=reason, now=now)
+        elif verb == "reopen":
+            ids = await self.reopen(s, batch, ticket, actor=name, reason=reason, now=now)
+        elif verb == "visit_time":
+            ids = await self.set_visit_time(s, batch, ticket, visit_time=visit_time or "", actor=name, now=now)
+        else:
+            ids = await self.add_note(s, batch, ticket, text=note, actor=name, now=now)
+        data: dict[str, Any] = {"owner_id": ticket.owner_id}
+        if assignee is not None and verb in ("dispatch", "reassign"):
+            data["assignee_id"] = assignee.id
+        data.update({k: v for k, v in (("visit_time", visit_time), ("reason", reason), ("note", note)) if v})
+        if via != "console":
+            data["via"] = via
+        s.add(AuditLog(actor=name, action=f"ticket.{verb}", target=f"ticket:{ticket.number}", data=data, at=now))
+        return ids
 
     # -- owner notices --------------------------------------------------------------------------
 
@@ -357,9 +530,9 @@ class TicketWorkflow:
     @staticmethod
     def _check_assignee(assignee: StaffUser) -> None:
         if not assignee.active:
-            raise WorkflowError(f"{assignee.display_name} 的账号已停用")
+            raise WorkflowError(f"{assignee.display_name} 的账号已停用", f"assignee {assignee.username!r} is inactive")
         if assignee.role not in ASSIGNABLE_ROLES:
-            raise WorkflowError("负责人须为工程师或主管")
+            raise WorkflowError("负责人须为工程师或主管", "the assignee must be an engineer or a supervisor")
 
     @staticmethod
     def _head(ticket: Ticket) -> str:
@@ -375,9 +548,7 @@ class TicketWorkflow:
               now: dt.datetime, **data: Any) -> None:
         allowed, target = TRANSITIONS[verb]
         if ticket.status not in allowed:
-            raise WorkflowError(
-                f"工单当前状态为“{STATUS_LABELS.get(ticket.status, ticket.status)}”，不能执行此操作"
-            )
+            raise _wrong_state(ticket, verb)
         previous = ticket.status
         ticket.status = target
         kind = {"dispatch": "dispatched", "start": "started", "complete": "done",

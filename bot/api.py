@@ -12,7 +12,10 @@ from sqlalchemy.orm import selectinload
 
 from bot import params
 from bot.runtime import RUNTIME
-from bot.store.models import Building, Conversation, House, Identity, Message, Owner, Project, Ticket
+from bot.store.models import Building, Conversation, House, Identity, Message, Owner, Project, Ticket, utcnow
+from reports import surveys
+from reports.monthly import find_project
+from reports.period import BadPeriod, Month
 
 routes = web.RouteTableDef()
 
@@ -72,6 +75,7 @@ def ticket_json(t: Ticket, *, timeline: bool = False) -> dict[str, Any]:
         "created_at": iso(t.created_at),
         "closed_at": iso(t.closed_at),
         "rework_count": t.rework_count,
+        "quote": t.quote or None,
         "group_id": t.group_id,
         "media": t.media,
     }
@@ -82,7 +86,7 @@ def ticket_json(t: Ticket, *, timeline: bool = False) -> dict[str, Any]:
     return data
 
 
-def _ticket_query() -> sa.Select[Any]:
+def ticket_query() -> sa.Select[Any]:
     return sa.select(Ticket).options(
         selectinload(Ticket.house).selectinload(House.building).selectinload(Building.project),
         selectinload(Ticket.assignee),
@@ -90,10 +94,18 @@ def _ticket_query() -> sa.Select[Any]:
     )
 
 
+def ticket_ref_condition(ref: str) -> sa.ColumnElement[bool]:
+    """A ticket named by its id (digits) or its number (``BX20261123-0007``)."""
+    if ref.isascii() and ref.isdigit():  # an id; one too large for the table names no ticket
+        ticket_id = params.parse_id(ref)
+        return Ticket.id == ticket_id if ticket_id is not None else sa.false()
+    return Ticket.number == ref
+
+
 @routes.get("/api/v1/tickets")
 async def list_tickets(request: web.Request) -> web.Response:
     limit = params.int_param(request.query, "limit", default=100, minimum=1, maximum=500)
-    q = _ticket_query().order_by(Ticket.id.desc()).limit(limit)
+    q = ticket_query().order_by(Ticket.id.desc()).limit(limit)
     if phone := request.query.get("owner_phone"):
         q = q.join(Owner, Owner.id == Ticket.owner_id).where(Owner.phone == phone)
     if kind := request.query.get("kind"):
@@ -110,12 +122,8 @@ async def list_tickets(request: web.Request) -> web.Response:
 @routes.get("/api/v1/tickets/{ref}")
 async def get_ticket(request: web.Request) -> web.Response:
     ref = request.match_info["ref"]
-    cond: sa.ColumnElement[bool] = Ticket.number == ref
-    if ref.isascii() and ref.isdigit():  # an id; one too large for the table names no ticket
-        ticket_id = params.parse_id(ref)
-        cond = Ticket.id == ticket_id if ticket_id is not None else sa.false()
     async with request.app[RUNTIME].db.session() as s:
-        ticket = (await s.execute(_ticket_query().where(cond))).scalar_one_or_none()
+        ticket = (await s.execute(ticket_query().where(ticket_ref_condition(ref)))).scalar_one_or_none()
     if ticket is None:
         return web.json_response({"error": "not_found", "detail": f"no ticket {ref}"}, status=404)
     return web.json_response(ticket_json(ticket, timeline=True))
@@ -186,3 +194,21 @@ async def nlu_parse(request: web.Request) -> web.Response:
         return web.json_response({"error": "unavailable", "detail": "no NLU model is loaded"}, status=503)
     result = await nlu.aparse(text)
     return web.json_response(result.to_dict())
+
+
+@routes.get("/api/v1/surveys/summary")
+async def survey_summary(request: web.Request) -> web.Response:
+    """Satisfaction, loyalty and response rates for one month (default: this month, China time) and
+    optionally one project (its code), as reports.surveys defines them (docs/REPORTS.md)."""
+    raw_month = request.query.get("month", "").strip()
+    try:
+        month = Month.parse(raw_month) if raw_month else Month.containing(utcnow())
+    except BadPeriod as exc:
+        raise params.BadParameter("month", str(exc), exc.zh) from None
+    async with request.app[RUNTIME].db.session() as s:
+        try:
+            project = await find_project(s, request.query.get("project", "").strip() or None)
+        except LookupError as exc:
+            raise params.BadParameter("project", str(exc), "没有这个楼盘代码") from None
+        data = await surveys.summary(s, month, project.id if project else None)
+    return web.json_response(data)

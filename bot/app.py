@@ -105,6 +105,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     json_channel = ApiChannel(rt.engine)
     app.router.add_post("/api/v1/messages", json_channel.handle)
     app.add_routes(api.routes)
+    from bot import api_actions
+
+    app.add_routes(api_actions.routes)
     from bot import sms_api
 
     app.add_routes(sms_api.routes)

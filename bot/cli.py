@@ -392,6 +392,7 @@ def _mount(name: str, module: str, help_text: str, attr: str = "app") -> None:
 _mount("nlu", "nlu.cli", "Train, run and evaluate the NLU model.")
 _mount("kb", "bot.kb_cli", "The knowledge base: import, export, ask.")
 _mount("staff", "bot.staff_cli", "Staff accounts.")
+_mount("report", "bot.report_cli", "Reports: the monthly report (客服月报) as xlsx or pdf.")
 _mount("owners", "bot.import_cli", "业主花名册: import the owner roster (xlsx/csv).", attr="owners_app")
 _mount("certificates", "bot.import_cli", "办证台账: import certificate records (xlsx/csv).", attr="certificates_app")
 

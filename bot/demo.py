@@ -219,7 +219,7 @@ async def _create_property(s: AsyncSession, report: DemoReport) -> None:
 
 def _write_secret(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by its owner only (created with mode 0600, never wider)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)

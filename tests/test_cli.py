@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,44 @@ def test_migrate_on_a_fresh_checkout_creates_the_data_folder(tmp_path: Path, mon
     result = runner.invoke(app, ["migrate"])
     assert result.exit_code == 0, result.output
     assert db.exists()
+
+
+# --- the database file holds owners' names and phones: its owner alone reads it ------------------
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The umask most servers run with (022): without care SQLite's file would be world-readable."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_an_existing_world_readable_database_is_tightened_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, usual_umask: None, sqlite_template: Path,
+) -> None:
+    """A deployment from before: var/ 0755 with yezhu.db and its -wal 0644. It keeps working, the files
+    become 0600 and the log says so once; a folder that exists, which may be shared, is left alone."""
+    var = tmp_path / "var"
+    var.mkdir(mode=0o755)
+    db = var / "yezhu.db"
+    shutil.copy(sqlite_template, db)
+    (var / "yezhu.db-wal").write_bytes(b"")
+    for path in (db, var / "yezhu.db-wal"):
+        path.chmod(0o644)
+    monkeypatch.setenv("YEZHU_DATABASE_URL", _url(db))
+    monkeypatch.chdir(tmp_path)
+    first = runner.invoke(app, ["migrate"])
+    assert first.exit_code == 0 and "at head" in first.output, first.output  # the same database, working
+    assert "yezhu.db was readable by other users (mode 644); now only by its owner (600)" in first.output
+    second = runner.invoke(app, ["migrate"])
+    assert second.exit_code == 0 and "readable by other users" not in second.output, second.output  # said once
+    assert _mode(db) == 0o600 and not ((var / "yezhu.db-wal").exists() and _mode(var / "yezhu.db-wal") != 0o600)
+    assert _mode(var) == 0o755
 
 
 def test_chat_talks_as_a_bound_owner(db_env: Path) -> None:
@@ -139,7 +181,9 @@ def test_migrate_refuses_what_it_cannot_migrate_in_one_line(tmp_path: Path, monk
 # --- the demo's credentials ---------------------------------------------------------------------
 
 
-def test_demo_keeps_its_passwords_and_api_token_under_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_keeps_its_passwords_and_api_token_under_var(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, usual_umask: None,
+) -> None:
     from bot.security import verify_password
     from bot.settings import Settings
 
@@ -151,6 +195,18 @@ def test_demo_keeps_its_passwords_and_api_token_under_var(tmp_path: Path, monkey
     token_file, passwords_file = var / "api-token", var / "staff-passwords"
     for secret in (token_file, passwords_file):
         assert secret.stat().st_mode & 0o777 == 0o600, secret
+    # The database holds owners' names and phones: it and its folder are its owner's alone, and so are
+    # the -wal and -shm files SQLite makes while the app writes (they copy the database file's mode).
+    assert _mode(var) == 0o700 and _mode(var / "yezhu.db") == 0o600
+    conn = sqlite3.connect(var / "yezhu.db")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("UPDATE staff_user SET display_name = display_name")
+        conn.commit()
+        files = {p.name: _mode(p) for p in var.iterdir() if p.name.startswith("yezhu.db")}
+    finally:
+        conn.close()
+    assert files == {"yezhu.db": 0o600, "yezhu.db-wal": 0o600, "yezhu.db-shm": 0o600}
     token = token_file.read_text().strip()
     assert len(token) >= 32 and token not in first.output  # the token is never printed
     assert "API token generated in var/api-token" in first.output

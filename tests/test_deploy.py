@@ -29,4 +29,7 @@ def test_dockerfile_installs_every_package_and_runs_yezhu() -> None:
     text = (ROOT / "Dockerfile").read_text()
     for package in ("bot", "channels", "nlu", "knowledge", "actions", "migrations"):
         assert f"COPY {package} ./{package}" in text
+    # The image carries the licence the package declares (pyproject: license = "Apache-2.0").
+    copied = {src for line in text.splitlines() if line.startswith("COPY ") for src in line.split()[1:-1]}
+    assert "LICENSE" in copied and (ROOT / "LICENSE").is_file()
     assert "FROM python:3.11" in text and '"yezhu", "run"' in text and "HEALTHCHECK" in text

@@ -168,12 +168,8 @@ class EmergencyFlow(Flow):
     async def _alert(self, ctx: Ctx, ticket: Ticket, kind: str, where: str, update: str = "") -> None:
         """Day or night, the people on duty (the project's roster) get an SMS and the WeCom group a
         message, not only a console badge (actions/alerts.py); a location given later is a second alert."""
-        summary = f"紧急：{URGENCY_LABEL.get(kind, kind)}" + (f"（{where}）" if where else "")
-        alert = await alerts.alert(
-            ctx.session, ctx.events, ctx.desk.runtime, level="emergency_update" if update else "emergency",
-            ticket=ticket, summary=("位置更新·" if update else "") + URGENCY_LABEL.get(kind, kind),
-            location=where or "位置待确认", now=ctx.now, key_suffix=f":{ctx.turn.message_id}" if update else "",
+        await alerts.raise_emergency(
+            ctx.session, ctx.events, ctx.desk.runtime, ticket=ticket, what=URGENCY_LABEL.get(kind, kind),
+            location=where, now=ctx.now, conversation_id=ctx.conversation.id, update=update,
+            key_suffix=f":{ctx.turn.message_id}" if update else "",
         )
-        ctx.events.emit(events.STAFF_ALERT, level="emergency", ticket_id=ticket.id, number=ticket.number,
-                        recipients=list(alert.recipients), conversation_id=ctx.conversation.id,
-                        summary=summary, update=update or None)

@@ -16,6 +16,7 @@ from aiohttp import web
 from bot.console import (  # noqa: F401 (routes)
     admin,
     auth,
+    cases,
     chat,
     dashboard,
     imports,
@@ -25,6 +26,7 @@ from bot.console import (  # noqa: F401 (routes)
     owners,
     queue,
     repairs,
+    reports,
     search,
     surveys,
     tickets,

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actions.workflow import DESK_TURN
+from actions.workflow import DESK_ROLES, DESK_TURN, REASSIGN_ROLES, WORK_ROLES
 from bot import params, proxies
 from bot.console.view import (  # noqa: F401 (re-exported: the rendering helpers moved to view.py)
     NAV,
@@ -65,13 +65,17 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "console": frozenset(ROLES),                                     # log in, see the home page
     "chat": frozenset({"agent", "supervisor", "admin"}),             # queue, conversations, replies
     "tickets.view": frozenset(ROLES),
-    "tickets.dispatch": frozenset({"agent", "supervisor", "admin"}), # dispatch, accept, close, rework
-    "tickets.work": frozenset({"engineer", "supervisor", "admin"}),  # start / complete (engineer: own)
-    "tickets.reassign": frozenset({"supervisor", "admin"}),
+    # the ticket verbs' roles are actions/workflow.py's, which the JSON API's actors obey too
+    "tickets.dispatch": DESK_ROLES,                                  # dispatch, accept, close, rework
+    "tickets.work": WORK_ROLES,                                      # start / complete (engineer: own)
+    "tickets.reassign": REASSIGN_ROLES,
     "owners": frozenset({"agent", "supervisor", "admin"}),
     "phones": frozenset({"agent", "supervisor", "admin"}),           # full phone numbers everywhere
     "knowledge": frozenset({"agent", "supervisor", "admin"}),        # browse, add, edit
     "knowledge.delete": frozenset({"supervisor", "admin"}),
+    "cases": frozenset(ROLES),                                        # the case library: read, search, export
+    "cases.create": frozenset({"agent", "supervisor", "admin"}),     # mark a ticket or chat as a case
+    "cases.edit": frozenset({"supervisor", "admin"}),                 # edit and delete cases
     "dashboard": frozenset({"supervisor", "admin"}),
     "staff.admin": frozenset({"admin"}),                              # staff accounts
     "imports": frozenset({"admin"}),                                  # roster and certificate uploads

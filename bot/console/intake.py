@@ -6,7 +6,9 @@ sets its SLA due time and first timeline entry, and a repair gets the same warra
 module adds is the desk's side: who called (an owner found by phone, name or house — with
 autocomplete — or nobody, for a public spot), the channel it came in by, and a form pre-filled from a
 chat. Edits (category, priority, place, description, visit time) go on the timeline with what changed
-and in the audit log; a new visit time is told to the owner through the workflow's own verb.
+and in the audit log; a new visit time is told to the owner through the workflow's own verb. An urgent
+repair logged here (or made urgent by an edit) pages the duty staff exactly as the bot's emergency
+does (:func:`actions.alerts.raise_emergency`: SMS, WeCom group, the supervisor when nobody takes it).
 
 Routes are registered before ``tickets.py``'s ``/tickets/{id}`` so that ``/tickets/new`` is this form.
 """
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from actions import labels as L
+from actions.alerts import raise_emergency
 from actions.tickets import local_now, open_ticket, warranty_verdict
 from actions.workflow import CLOSED, TicketWorkflow, WorkflowError, compute_due, project_settings
 from bot import events
@@ -53,6 +56,8 @@ from bot.store.models import (
     TicketEvent,
     utcnow,
 )
+from nlu.emergency import detect_emergencies
+from nlu.normalize import normalize
 
 HOUSE_RE = re.compile(r"^\s*([0-9A-Za-z]+)\s*(?:栋|幢|号楼|座|#|-|/|\s)\s*([0-9]+)\s*(?:单元|-|/|\s)\s*([0-9]+)\s*室?\s*$")
 NO_UNIT = re.compile(r"^\s*([0-9A-Za-z]+)\s*(?:栋|幢|号楼|座|#)\s*([0-9]+)\s*室?\s*$")
@@ -230,6 +235,17 @@ def verdict_for(category: str | None, description: str, house: House | None, pro
     return warranty_verdict(category, description, house.handover_date, table, today).to_dict()
 
 
+async def _page_duty(s: AsyncSession, batch: EventBatch, rt: Any, ticket: Ticket, house: House | None,
+                     now: Any) -> None:
+    """An urgent repair from the desk (a phoned-in gas leak, flooding) pages the people on duty as the
+    bot's emergency flow does; what the danger is comes from the description, as the bot reads it."""
+    found = detect_emergencies(normalize(ticket.description).text)
+    what = L.URGENCY_LABELS[found[0].kind] if found else f"{L.category_label('repair', ticket.category)}紧急报修"
+    where = house.label if house is not None else (ticket.location or "")
+    await raise_emergency(s, batch, rt, ticket=ticket, what=what, location=where, now=now,
+                          conversation_id=ticket.conversation_id)
+
+
 def _clean(data: dict[str, str]) -> dict[str, Any]:
     kind = data.get("kind", "")
     if kind not in L.KIND_LABELS:
@@ -293,6 +309,8 @@ async def create_ticket(request: web.Request) -> web.StreamResponse:
         ticket.origin = values["origin"]
         batch.emit(events.TICKET_CREATED, ticket_id=ticket.id, number=ticket.number, kind=ticket.kind,
                    priority=ticket.priority, conversation_id=conv_id)
+        if ticket.kind == "repair" and ticket.priority == "urgent":
+            await _page_duty(s, batch, rt, ticket, house, now)
         audit(s, staff, "ticket.create", f"ticket:{ticket.number}", owner_id=owner.id if owner else None,
               origin=values["origin"], kind=values["kind"])
     await batch.publish(rt.services.pubsub)
@@ -345,6 +363,10 @@ async def edit_ticket(request: web.Request) -> web.StreamResponse:
             if verdict != t.warranty:
                 changes["warranty"] = [(t.warranty or {}).get("reason"), verdict["reason"]]
                 t.warranty = verdict
+        if t.kind == "repair" and changes.get("priority", [None, None])[1] == "urgent":
+            house = (await s.execute(sa.select(House).where(House.id == t.house_id).options(
+                selectinload(House.building)))).scalar_one_or_none() if t.house_id else None
+            await _page_duty(s, batch, rt, t, house, now)
         if changes:
             t.updated_at = now
             s.add(TicketEvent(ticket_id=t.id, kind="edited", actor=staff.username, at=now, data={"changes": changes}))

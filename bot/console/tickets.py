@@ -1,8 +1,9 @@
 """Tickets (工单): filtered lists, the detail page with its timeline, and the workflow verbs.
 
-The business rules live in :mod:`actions.workflow`; this module decides who may press which button:
-the desk (agents, supervisors) dispatches, asks for acceptance, closes and reopens; the responsible
-engineer starts and completes their own tickets; only supervisors change the responsible person.
+The business rules, and who may press which button, live in :mod:`actions.workflow`
+(``allowed_verbs``, ``TicketWorkflow.perform``), shared with the JSON API's ticket actions: the desk
+(agents, supervisors) dispatches, asks for acceptance, closes and reopens; the responsible engineer
+starts and completes their own tickets; only supervisors change the responsible person.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from sqlalchemy.orm import selectinload
 from actions import quotes
 from actions.labels import TICKET_EVENT_LABELS, categories_for, label
 from actions.workflow import (
-    AWAITING,
     CLOSED,
     DESK_TURN,
-    DONE,
     KIND_LABELS,
     STATUS_LABELS,
     STATUSES,
+    VERBS,
     TicketWorkflow,
     WorkflowError,
+    allowed_verbs,
     ensure_due,
     is_overdue,
 )
@@ -52,6 +53,7 @@ from bot.console.repairs import may_work, ticket_gallery
 from bot.console.surveys import ticket_section as survey_section
 from bot.events import EventBatch
 from bot.store.models import Building, House, Project, StaffUser, Ticket, utcnow
+from knowledge.cases import cases_of_ticket
 
 PAGE_SIZE = 50
 NEAR_DUE = dt.timedelta(hours=2)
@@ -128,28 +130,8 @@ async def _count(request: web.Request, query: sa.Select[Any]) -> int:
 
 
 def _actions(staff: Staff, t: Ticket) -> set[str]:
-    """The buttons this staff member gets for this ticket (the routes check the same rules)."""
-    mine = t.assignee_id == staff.id
-    out: set[str] = {"note"} if staff.role != "engineer" or mine else set()
-    desk = staff.can("tickets.dispatch")
-    work = staff.can("tickets.work") and (mine or staff.role in ("supervisor", "admin"))
-    if t.status == "new" and desk:
-        out.add("dispatch")
-    if t.status in ("dispatched", "reopened") and work:
-        out.add("start")
-    if t.status in ("dispatched", "in_progress", "reopened") and work:
-        out.add("complete")
-    if t.status == DONE and desk:
-        out |= {"request_acceptance", "close"}
-    if t.status == AWAITING and desk:
-        out.add("close")
-    if t.status in (DONE, AWAITING, CLOSED) and desk:
-        out.add("reopen")
-    if t.status not in (CLOSED, AWAITING, DONE) and (desk or work):
-        out.add("visit_time")
-    if t.assignee_id is not None and t.status != CLOSED and staff.can("tickets.reassign"):
-        out.add("reassign")
-    return out
+    """The buttons this staff member gets for this ticket (``TicketWorkflow.perform`` checks the same rules)."""
+    return allowed_verbs(staff, t)
 
 
 @route("GET", "/tickets/{id}", "tickets.view")
@@ -164,6 +146,7 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
         await ensure_due(s, t)
         engineers = await staff_list(s, ("engineer", "supervisor"))
         photos = await ticket_gallery(s, t)
+        cases = await cases_of_ticket(s, t.id)
         project = await s.get(Project, t.project_id) if t.project_id else None
         callbacks = await survey_section(s, t)
         audit(s, staff, "ticket.view", f"ticket:{t.number}", owner_id=t.owner_id)
@@ -181,7 +164,7 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
         quote=t.quote or None, quote_possible=_quote_possible(t), dial=_dial(staff, t, mine),
         navigate=_navigate(t, project), near=near_due(t, utcnow()),
         categories=categories_for(t.kind), priorities=PRIORITIES[t.kind] if t.kind in PRIORITIES else ("normal",),
-        can_edit=staff.can("tickets.dispatch") and t.status != CLOSED, callbacks=callbacks,
+        can_edit=staff.can("tickets.dispatch") and t.status != CLOSED, cases=cases, callbacks=callbacks,
     )
 
 
@@ -205,77 +188,30 @@ def _navigate(t: Ticket, project: Project | None) -> str:
     return f"https://uri.amap.com/search?keyword={quote_url(where)}" if where.strip() else ""
 
 
-VERBS = ("dispatch", "start", "complete", "request_acceptance", "close", "reopen", "reassign", "visit_time", "note")
-
-
 @route("POST", "/tickets/{id}/{verb}", "tickets.view")
 async def ticket_action(request: web.Request) -> web.StreamResponse:
+    """A workflow verb from the ticket page: the same path as ``POST /api/v1/tickets/{ref}/actions``."""
     staff = staff_of(request)
     ticket_id, verb = match_id(request), request.match_info["verb"]
     if verb not in VERBS:
         raise web.HTTPNotFound()
     data = await form(request)
     rt = runtime_of(request)
-    wf = TicketWorkflow(rt)
     batch = EventBatch()
     back = f"{PREFIX}/tickets/{ticket_id}"
-    now = utcnow()
     async with rt.db.session() as s, s.begin():
         t = await s.get(Ticket, ticket_id, with_for_update=not rt.db.is_sqlite)
         if t is None:
             raise web.HTTPNotFound(text="工单不存在")
-        if verb not in _actions(staff, t):
-            if _permitted_in_other_state(staff, t, verb):
-                raise Refused(f"工单当前状态为“{STATUS_LABELS.get(t.status, t.status)}”，不能执行此操作",
-                            status=409, back=back)
-            raise Refused("您的角色无权对该工单执行此操作", status=403, back=back) from None
+        assignee = None
+        if verb in ("dispatch", "reassign"):
+            assignee = await s.get(StaffUser, int_param(data.get("assignee_id")) or 0)
         try:
-            ids = await _apply(s, batch, wf, t, verb, data, staff, now)
+            ids = await TicketWorkflow(rt).perform(
+                s, batch, t, verb, actor=staff, assignee=assignee, visit_time=data.get("visit_time"),
+                reason=data.get("reason", ""), note=data.get("note", ""),
+                request_acceptance=data.get("request_acceptance", "1") not in ("0", "", "false"), now=utcnow())
         except WorkflowError as exc:
-            raise Refused(str(exc), status=409, back=back) from None
-        audit(s, staff, f"ticket.{verb}", f"ticket:{t.number}", owner_id=t.owner_id,
-              **{k: v for k, v in data.items() if k in ("assignee_id", "visit_time", "reason", "note")})
+            raise Refused(str(exc), status=exc.status, back=back) from None
     await rt.engine.after_commit(batch, ids)
     return done(request, back, "已更新", status=t.status)
-
-
-def _permitted_in_other_state(staff: Staff, t: Ticket, verb: str) -> bool:
-    mine = t.assignee_id == staff.id
-    if verb in ("dispatch", "request_acceptance", "close", "reopen"):
-        return staff.can("tickets.dispatch")
-    if verb in ("start", "complete"):
-        return staff.can("tickets.work") and (mine or staff.role in ("supervisor", "admin"))
-    if verb == "reassign":
-        return staff.can("tickets.reassign")
-    if verb == "visit_time":
-        return staff.can("tickets.dispatch") or (staff.can("tickets.work") and mine)
-    return False
-
-
-async def _apply(s: Any, batch: EventBatch, wf: TicketWorkflow, t: Ticket, verb: str, data: dict[str, str],
-                 staff: Staff, now: dt.datetime) -> list[int]:
-    actor = staff.username
-    if verb in ("dispatch", "reassign"):
-        assignee = await s.get(StaffUser, int_param(data.get("assignee_id")) or 0)
-        if assignee is None:
-            raise WorkflowError("请选择负责人")
-        if verb == "dispatch":
-            return await wf.dispatch(s, batch, t, assignee=assignee, visit_time=data.get("visit_time"), actor=actor,
-                                     now=now)
-        return await wf.reassign(s, batch, t, assignee=assignee, reason=data.get("reason", ""), actor=actor, now=now)
-    if verb == "start":
-        quotes.check_can_start(t)
-        return await wf.start(s, batch, t, actor=actor, now=now)
-    if verb == "complete":
-        return await wf.complete(s, batch, t, actor=actor, note=data.get("note", ""),
-                                 request_acceptance=data.get("request_acceptance", "1") not in ("0", "", "false"),
-                                 now=now)
-    if verb == "request_acceptance":
-        return await wf.request_acceptance(s, batch, t, actor=actor, now=now)
-    if verb == "close":
-        return await wf.close(s, batch, t, actor=actor, reason=data.get("reason", ""), now=now)
-    if verb == "reopen":
-        return await wf.reopen(s, batch, t, actor=actor, reason=data.get("reason", ""), now=now)
-    if verb == "visit_time":
-        return await wf.set_visit_time(s, batch, t, visit_time=data.get("visit_time", ""), actor=actor, now=now)
-    return await wf.add_note(s, batch, t, text=data.get("note", ""), actor=actor, now=now)

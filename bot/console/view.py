@@ -37,6 +37,7 @@ AUDIT_ACTION_LABELS = {
     "ticket.view": "查看工单", "ticket.create": "新建工单", "ticket.edit": "修改工单", "ticket.photo": "上传照片",
     "ticket.quote": "报价", "import.run": "导入名册",
     "survey.template": "修改问卷模板", "survey.record": "登记回访", "survey.recovery": "登记补救结果",
+    "case.create": "新增案例", "case.update": "修改案例", "case.delete": "删除案例", "case.export": "导出案例库",
     **{f"ticket.{verb}": f"工单：{word}" for verb, word in {
         "dispatch": "派单", "start": "开始处理", "complete": "完工", "request_acceptance": "请业主验收",
         "close": "关闭", "reopen": "返修", "reassign": "更换负责人", "visit_time": "改约上门时间", "note": "备注",
@@ -46,14 +47,27 @@ IMPORT_KIND_LABELS = {"owners": "业主花名册", "certificates": "办证台账
 CHANGE_LABELS = {"category": "类别", "priority": "紧急程度", "location": "位置", "description": "问题描述",
                  "warranty": "保修判定", "due_at": "处理时限", "visit_time": "上门时间"}
 TARGET_LABELS = {"owner": "业主", "ticket": "工单", "conversation": "会话", "staff": "员工", "knowledge": "词条",
-                 "import": "导入"}
+                 "import": "导入", "case": "案例", "cases": "案例库"}
+CASE_FIELD_LABELS = {"title": "标题", "area": "业务领域", "category": "类别", "happened": "事情经过",
+                     "learned": "经验教训", "audience": "适用对象", "project_id": "楼盘", "q": "关键词"}
+"""A case's fields in the audit log (``case.update``'s changed fields and previous values, export filters)."""
 FIELD_LABELS = {
     "ip": "地址", "message_id": "消息", "note": "备注", "owner_id": "业主", "query": "搜索", "question": "问题",
     "reason": "原因", "results": "结果数", "role": "角色", "sms_outbox_id": "短信", "to": "转交给",
     "unanswered_id": "未答问题", "assignee_id": "负责人", "visit_time": "上门时间", "changes": "修改",
     "origin": "来源", "kind": "类型", "amount": "金额", "file": "文件", "rows": "行数", "errors": "错误",
     "slug": "词条", "active": "在岗", "password": "密码", "name": "姓名",
+    "via": "来源", "title": "标题", "ticket_id": "工单", "conversation_id": "会话", "changed": "修改",
+    "before": "原内容", "filters": "筛选", "area": "业务领域", "category": "类别",
 }
+
+
+def _case_value(key: str, value: Any) -> str:
+    if key == "audience":
+        return "、".join(L.label(L.CASE_AUDIENCE_LABELS, str(v)) for v in (value if isinstance(value, list) else [value]))
+    if key == "category":
+        return L.category_label(None, str(value)) if value else ""
+    return str(value)
 
 
 WECHAT_ERRORS = {
@@ -111,6 +125,14 @@ def audit_details(data: dict[str, Any] | None, names: dict[str, str] | None = No
             value = "、".join(CHANGE_LABELS.get(str(v), "其他") for v in value)
         elif key == "to":
             value = actor(str(value), names)
+        elif key == "via":
+            value = L.label(L.CHANNEL_LABELS, str(value))
+        elif key == "category":
+            value = _case_value(key, value)
+        elif key == "changed" and isinstance(value, list):
+            value = "、".join(CASE_FIELD_LABELS.get(str(v), "其他") for v in value)
+        elif key in ("before", "filters") and isinstance(value, dict):
+            value = "；".join(f"{CASE_FIELD_LABELS.get(k, '其他')}={_case_value(k, v)}" for k, v in value.items())
         elif isinstance(value, dict | list):
             value = json.dumps(value, ensure_ascii=False)
         parts.append(f"{FIELD_LABELS.get(key, '其他')}：{value}")
@@ -189,7 +211,9 @@ NAV = [
     ("callbacks", "/console/callbacks", "回访", "tickets.dispatch"),
     ("owners", "/console/owners", "业主", "owners"),
     ("knowledge", "/console/knowledge", "知识库", "knowledge"),
+    ("cases", "/console/cases", "案例库", "cases"),
     ("dashboard", "/console/dashboard", "看板", "dashboard"),
+    ("reports", "/console/reports", "月报", "dashboard"),
     ("staff", "/console/staff", "员工", "staff.admin"),
     ("imports", "/console/imports", "导入", "imports"),
     ("audit", "/console/audit", "审计日志", "audit"),

@@ -7,6 +7,9 @@ the same Alembic migrations (``yezhu migrate``).
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+log = logging.getLogger("yezhu.store")
 
 MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
 
@@ -87,12 +92,35 @@ def alembic_config(url: str) -> Any:
 
 
 def ensure_sqlite_dir(url: str) -> None:
-    """Create the folder of a SQLite file (``var/`` on a fresh checkout): SQLite creates the file, not
-    the folder."""
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """Create the folder and the file of a SQLite database readable by their owner only (folder 0700,
+    file 0600): the file holds owners' names and phone numbers. SQLite itself would create the file 0644
+    and no folder; its ``-wal`` and ``-shm`` files copy the database file's mode. A database file an
+    older version left wider is tightened, with one warning in the log (the next start finds it tight).
+    A folder that already exists is left as it is: it may be shared (``/srv``, ``/tmp``)."""
+    if not url.startswith("sqlite"):
+        return
+    name = sa.engine.make_url(url).database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # SQLite takes an empty file as new
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # an unwritable folder: SQLite's own error says so when it opens the file
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                file.chmod(0o600)
+                log.warning("%s was readable by other users (mode %o); now only by its owner (600)", file, mode)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # someone else's file: say so, the database still opens
+            log.warning("%s is readable by other users and could not be restricted: %s", file, exc)
 
 
 def upgrade(url: str, revision: str = "head") -> None:

@@ -262,6 +262,10 @@ class Ticket(Created, Base):
         # PostgreSQL only (migration 0006): two-character words, which trigrams cannot serve.
         sa.Index("ix_ticket_text_bigram", sa.func.yezhu_bigrams(sa.text("description"), sa.text("location")),
                  postgresql_using="gin").ddl_if(dialect="postgresql"),
+        # The monthly report's periods (migration 0013): tickets opened, due and closed in a month.
+        sa.Index("ix_ticket_created_at", "created_at"),
+        sa.Index("ix_ticket_due_at", "due_at"),
+        sa.Index("ix_ticket_closed_at", "closed_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(sa.String(24), unique=True)
@@ -545,6 +549,7 @@ class SurveyResponse(Created, Base):
     __table_args__ = (
         sa.Index("ix_survey_response_project_completed", "project_id", "completed_at"),
         sa.Index("ix_survey_response_status_due", "status", "due_at"),
+        sa.Index("ix_survey_response_completed_at", "completed_at"),  # the figures' months (migration 0013)
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     template_id: Mapped[int] = mapped_column(sa.ForeignKey("survey_template.id"))

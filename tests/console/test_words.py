@@ -79,6 +79,18 @@ async def _a_busy_day(client: Any) -> dict[str, int]:
     await client.post(f"/console/conversations/{ids['conv']}/reply", headers=js(csrf), json={"text": "您好，请讲"})
     await client.post(f"/console/conversations/{ids['conv']}/note", headers=js(csrf), json={"text": "备注"})
     await client.get("/console/search", params={"q": "0001"})
+    # the case library: a case from a ticket, edited by a supervisor, exported; a field app's ticket note
+    resp = await client.post("/console/cases", headers=js(csrf), json={
+        "title": "空调不制冷", "area": "工程质量", "category": "hvac", "ticket_id": ids["hvac"], "happened": "业主反映",
+        "learned": "交付前试机", "audience": ["engineering", "design"]})
+    ids["case"] = (await resp.json())["id"]
+    await client.get("/console/cases/export.xlsx", params={"category": "hvac", "audience": "design", "q": "空调"})
+    await client.post(f"/api/v1/tickets/{ids['floor']}/actions", headers=auth(),
+                      json={"verb": "note", "actor": "kefu", "text": "业主下午在家"})
+    csrf = await login(client, "zhuguan")
+    await client.post(f"/console/cases/{ids['case']}", headers=js(csrf), json={
+        "title": "空调不制冷", "area": "物业管理", "category": "electrical", "happened": "业主反映",
+        "learned": "交付前试机", "audience": ["service"]})
     async with rt.db.session() as s:
         ids["kb"] = (await s.execute(sa.select(KnowledgeEntry.id).limit(1))).scalar_one()
         ids["owner"] = zhang.id
@@ -110,6 +122,8 @@ async def test_no_english_code_on_any_console_page(yezhu: YezhuFactory) -> None:
         f"/console/knowledge/{ids['kb']}", "/console/knowledge-unanswered?all=1", "/console/dashboard",
         "/console/staff", "/console/audit", "/console/search?q=0001", "/console/search?q=3-2-501",
         "/console/search?q=问题&status=open", "/console/imports", f"/console/imports/{job}",
+        "/console/cases", "/console/cases?area=工程质量&audience=design", f"/console/cases/new?ticket={ids['hvac']}",
+        f"/console/cases/new?conversation={ids['conv']}", f"/console/cases/{ids['case']}",
     ]
     problems: dict[str, set[str]] = {}
     for role in ("admin", "kefu", "gongcheng"):

@@ -1,5 +1,6 @@
 """Staff alerts outside the console: the duty roster by project and weekday, SMS and the WeCom group robot,
-and the repeat to the supervisor when nobody acknowledged an emergency."""
+and the repeat to the supervisor when nobody acknowledged an emergency, whether the bot opened the
+urgent ticket in a chat or the desk logged it in the console."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import yaml
 from actions.alerts import escalate
 from bot.store.models import StaffAlert, Ticket, utcnow
 from tests.conftest import YezhuFactory, auth
+from tests.console.conftest import js, login
 from tests.fakes.sms_providers import FakeSmsProviders, FakeWeComRobot
 from tests.sms.conftest import provider_settings, runtime, settle
 
@@ -131,3 +133,78 @@ async def test_an_overdue_emergency_ticket_alerts_the_duty_once(
     await settle(rt)
     [sms] = provider.sent[first:]
     assert sms.phone == "13900000013" and "超时30分钟" in sms.params["summary"]
+
+
+# --- the desk logs a phoned-in emergency: the same paging as a chat -------------------------------
+
+
+def _params(sms: Any) -> dict[str, str]:
+    assert isinstance(sms.params, dict)  # Aliyun's single send: one parameter set
+    return sms.params
+
+
+async def _desk_ticket(client: Any, csrf: str, **fields: str) -> dict[str, Any]:
+    found = await (await client.get("/console/api/owners", params={"q": "0001"}, headers=js(csrf))).json()
+    zhang = next(o for o in found["owners"] if o["name"] == "张三")
+    resp = await client.post("/console/tickets", headers={"Accept": "application/json"}, data={
+        "_csrf": csrf, "origin": "phone", "kind": "repair", "owner_id": zhang["id"],
+        "house_id": zhang["houses"][0]["id"], **fields})
+    assert resp.status == 200, await resp.text()
+    return dict(await resp.json())
+
+
+async def test_an_urgent_repair_logged_by_the_desk_pages_the_duty_then_the_supervisor(
+    yezhu: YezhuFactory, fake: tuple[FakeSmsProviders, str], robot: tuple[FakeWeComRobot, str], tmp_path: Path,
+) -> None:
+    provider, endpoint = fake
+    bot, webhook = robot
+    client = await yezhu(**provider_settings("aliyun", endpoint, provider), config=config(tmp_path, webhook))
+    rt = runtime(client)
+    csrf = await login(client, "kefu")
+    # An ordinary repair phoned in pages nobody.
+    await _desk_ticket(client, csrf, category="door_window", priority="normal", description="入户门锁有点卡，不急")
+    await settle(rt)
+    assert [s for s in provider.sent if s.template == "SMS_460001002"] == [] and bot.messages == []
+
+    # 张三 phones: gas leak at home. The agent logs it as urgent: the engineer on duty is paged at once.
+    ticket = await _desk_ticket(client, csrf, category="gas", priority="urgent",
+                                description="业主来电：厨房燃气泄漏，闻到很浓的煤气味")
+    await settle(rt)
+    [page] = [s for s in provider.sent if s.template == "SMS_460001002"]
+    assert page.phone == "13900000013"  # 工程师老陈, on the roster every day, as for a chat
+    assert page.params == {"summary": "燃气泄漏", "location": "3栋2单元501", "number": ticket["number"]}
+    [message] = bot.messages
+    content = message["markdown"]["content"]
+    assert "燃气泄漏" in content and ticket["number"] in content and f"/tickets/{ticket['ticket_id']}" in content
+
+    # Nobody took it: ten minutes later the supervisor is paged too, once.
+    later = utcnow() + dt.timedelta(minutes=11)
+    assert await escalate(rt, now=later) == 1
+    assert await escalate(rt, now=later + dt.timedelta(minutes=5)) == 0
+    await settle(rt)
+    [boss] = [s for s in provider.sent if s.template == "SMS_460001002" and s.phone == "13900000012"]
+    assert _params(boss) == {"summary": "无人确认：燃气泄漏", "location": "3栋2单元501", "number": ticket["number"]}
+    assert len(bot.messages) == 2 and "再次提醒" in bot.messages[1]["markdown"]["content"]
+
+
+async def test_a_desk_ticket_made_urgent_later_pages_the_duty_once(
+    yezhu: YezhuFactory, fake: tuple[FakeSmsProviders, str], tmp_path: Path,
+) -> None:
+    provider, endpoint = fake
+    client = await yezhu(**provider_settings("aliyun", endpoint, provider), config=config(tmp_path, ""))
+    rt = runtime(client)
+    csrf = await login(client, "kefu")
+    ticket = await _desk_ticket(client, csrf, category="plumbing", priority="normal", description="卫生间漏水")
+    await settle(rt)
+    assert [s for s in provider.sent if s.template == "SMS_460001002"] == []
+    # The owner calls back: water is everywhere now. The agent raises it to urgent, twice by mistake.
+    for _ in range(2):
+        resp = await client.post(f"/console/tickets/{ticket['ticket_id']}/edit", headers=js(csrf),
+                                 data={"priority": "normal"})
+        resp = await client.post(f"/console/tickets/{ticket['ticket_id']}/edit", headers=js(csrf),
+                                 data={"priority": "urgent", "description": "卫生间水管爆了，满地是水"})
+        assert resp.status == 200, await resp.text()
+    await settle(rt)
+    [page] = [s for s in provider.sent if s.template == "SMS_460001002"]
+    assert page.phone == "13900000013"
+    assert _params(page) == {"summary": "漏水/水浸", "location": "3栋2单元501", "number": ticket["number"]}
