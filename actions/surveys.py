@@ -68,7 +68,8 @@ PENDING = ("scheduled", "invited", "in_progress")
 DONE = ("complete", "partial")
 LOW = 2
 UNREACHABLE = "无法发送回访邀请"
-"""The comment of a row the bot could not send (no channel reaches the owner): the desk phones them."""
+"""The comment of a row the bot could not send (no channel reaches the owner): ``expired`` without an
+invitation, still a callback due (the reports count it), listed for the desk to phone."""
 """A score at or below this opens a service-recovery ticket (DOMAIN.md: 1–2)."""
 DEFAULTS: dict[str, Any] = {
     "delay": {"repair": 86400, "complaint": 86400, "handover": 7 * 86400, "periodic": 0, "recheck": 86400},
@@ -277,8 +278,9 @@ async def invite(rt: Any, survey_id: int, now: dt.datetime | None = None) -> str
             conversation=conv, project_id=row.project_id, idempotency_key=f"survey:{row.id}",
             data={"survey": row.id}, now=now)
         if told.channel is None:
-            row.status, row.comment = "cancelled", f"{UNREACHABLE}：{told.reason}"[:500]
-            return "cancelled"
+            # still owed (the desk phones them; it counts among the callbacks due), never invited by the bot
+            row.status, row.comment = "expired", f"{UNREACHABLE}：{told.reason}"[:500]
+            return "unreachable"
         if told.channel == "sms":
             target = await _sms_conversation(rt, s, told.sms.phone if told.sms else owner.phone, owner.id)
             sms = form_slots(row, template, sms=True)
@@ -534,7 +536,7 @@ async def callbacks_board(rt: Any, s: AsyncSession, now: dt.datetime | None = No
     within = dt.timedelta(days=float(cfg["within_days"]))
     pending = (await s.execute(
         sa.select(SurveyResponse, Ticket).outerjoin(Ticket, Ticket.id == SurveyResponse.ticket_id)
-        .where(SurveyResponse.status.in_((*PENDING, "expired", "declined", "cancelled")),
+        .where(SurveyResponse.status.in_((*PENDING, "expired", "declined")),
                SurveyResponse.created_at >= now - dt.timedelta(days=30))
         .order_by(SurveyResponse.created_at)
     )).all()
@@ -543,9 +545,9 @@ async def callbacks_board(rt: Any, s: AsyncSession, now: dt.datetime | None = No
     for row, ticket in pending:
         start = ticket.closed_at if ticket is not None and ticket.closed_at else row.created_at
         deadline = start + within if start else None
-        if row.status == "cancelled" and not (row.comment or "").startswith(UNREACHABLE):
-            continue  # cancelled by a rework: a new callback follows the rework
         if row.status == "cancelled":
+            continue  # cancelled by a rework: a new callback follows the rework
+        if (row.comment or "").startswith(UNREACHABLE):
             pass  # the bot could not reach the owner: the desk phones them
         elif row.status in ("expired", "declined") and ticket is not None:
             needed = float((cfg["rates"] or {}).get(row.kind, 0)) >= 1.0

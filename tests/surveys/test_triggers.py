@@ -200,7 +200,7 @@ async def test_an_owner_no_channel_reaches_is_left_to_the_desk_to_phone(desk: De
     await desk.close(number)
     assert (await desk.invite())["invited"] == 0
     [row] = await desk.responses()
-    assert row.status == "cancelled" and "退订" in (row.comment or "")
+    assert row.status == "expired" and row.invited_at is None and "退订" in (row.comment or "")
     page = await (await desk.client.get("/console/callbacks")).text()
     due = page[page.index('id="due-callbacks"'):page.index('id="recovery-tickets"')]
     assert number in due and "请电话回访" in due
