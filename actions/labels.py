@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-KIND_LABELS = {"repair": "报修", "complaint": "投诉", "inquiry": "咨询", "certificate": "办证"}
+KIND_LABELS = {"repair": "报修", "complaint": "投诉", "inquiry": "咨询", "certificate": "办证", "recovery": "服务补救"}
 STATUS_LABELS = {
     "new": "新建", "dispatched": "已派单", "in_progress": "处理中", "done": "已完工",
     "awaiting_acceptance": "待验收", "closed": "已关闭", "reopened": "返修",
@@ -23,7 +23,15 @@ TICKET_EVENT_LABELS = {
     "owner_not_notified": "未能通知业主", "due_changed": "调整时限", "edited": "修改工单",
     "photo": "添加照片", "quote": "报价", "quote_accepted": "业主同意报价", "quote_declined": "业主拒绝报价",
     "owner_followup": "业主补充", "linked": "关联工单", "emergency_update": "紧急情况补充",
+    "callback_recorded": "登记回访", "recovery_opened": "回访低分，已转主管", "recovery_outcome": "补救回访结果",
 }
+SURVEY_KIND_LABELS = {"repair": "维修回访", "complaint": "投诉回访", "handover": "交付回访", "periodic": "居住体验调查",
+                      "recheck": "补救后二次回访", "recovery": "补救回访"}
+SURVEY_STATUS_LABELS = {
+    "scheduled": "待发送", "invited": "已邀请", "in_progress": "答题中", "complete": "已完成", "partial": "部分完成",
+    "expired": "未回复", "declined": "业主拒答", "cancelled": "已取消",
+}
+SURVEY_SOURCE_LABELS = {"bot": "机器人", "staff": "人工"}
 REPAIR_CATEGORY_LABELS = {
     "plumbing": "给排水/漏水", "drainage": "下水堵塞", "electrical": "电路", "gas": "燃气", "door_window": "门窗锁具",
     "wall_floor": "墙地面/瓷砖/裂缝", "hvac": "暖通空调", "elevator": "电梯", "intercom": "门禁对讲",

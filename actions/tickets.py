@@ -20,7 +20,7 @@ from bot.store.models import House, Project, Ticket, TicketCounter, TicketEvent,
 CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
 """China has one time zone and no daylight saving; a fixed offset needs no tz database."""
 
-PREFIX = {"repair": "BX", "complaint": "TS", "inquiry": "ZX", "certificate": "BZ"}
+PREFIX = {"repair": "BX", "complaint": "TS", "inquiry": "ZX", "certificate": "BZ", "recovery": "HF"}
 
 KIND_LABEL = {"repair": "报修", "complaint": "投诉", "inquiry": "咨询", "certificate": "办证"}
 

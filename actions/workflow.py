@@ -16,7 +16,10 @@ Statuses (DOMAIN.md "Repairs"/"Complaints")::
   (``engine.after_commit(batch, message_ids)``). When WeChat's 48-hour customer-service window is
   closed the notice goes by SMS through the notifier (``actions.notify``: the notice kind's approved
   template, recorded in ``sms_message`` and sent after the commit).
-* **Every change appends a TicketEvent** and emits ``ticket.updated`` after the commit.
+* **Every change appends a TicketEvent** and emits ``ticket.updated`` after the commit. ``close`` and
+  ``reopen`` also *settle* the batch: the in-transaction listeners of ``bot/events.py`` run in the same
+  transaction (``actions/surveys.py`` schedules the callback survey (回访) of a closed repair or
+  complaint, and cancels one not yet sent when the ticket is reopened).
 
 Usage (the console, or an action)::
 
@@ -340,10 +343,14 @@ class TicketWorkflow:
         return await self.notify(s, batch, ticket, text, notice="awaiting_acceptance", actor=actor, now=now)
 
     async def close(self, s: AsyncSession, batch: EventBatch, ticket: Ticket, *, actor: str, reason: str = "",
-                    now: dt.datetime | None = None) -> list[int]:
+                    now: dt.datetime | None = None, notify: bool = True) -> list[int]:
+        """Close (办结); ``notify=False`` when the owner accepted the work in the chat answering them now."""
         now = now or utcnow()
         self._move(s, batch, ticket, "close", actor, now, reason=reason.strip()[:500])
         ticket.closed_at = now
+        await batch.settle(self.rt, s)  # in-transaction listeners: the callback survey (actions/surveys.py)
+        if not notify:
+            return []
         text = f"{self._head(ticket)}已办结，感谢您的耐心与配合。如有其他需要，随时给我们留言。"
         return await self.notify(s, batch, ticket, text, notice="closed", actor=actor, now=now)
 
@@ -360,6 +367,7 @@ class TicketWorkflow:
         ticket.due_at = compute_due(ticket.kind, ticket.priority, now, await project_settings(s, ticket))
         self._move(s, batch, ticket, "reopen", actor, now, reason=reason.strip()[:500],
                    rework_count=ticket.rework_count, due_at=ticket.due_at.isoformat())
+        await batch.settle(self.rt, s)  # a callback not yet sent is cancelled (actions/surveys.py)
         if not notify:
             return []
         who = await self._assignee_name(s, ticket)

@@ -132,6 +132,9 @@ async def load_demo(db: Database, *, admin_password: str | None = None) -> DemoR
         from actions.knowledge import load_demo_kb
 
         report.kb_created, _ = await load_demo_kb(s)
+        from actions.surveys import seed_templates
+
+        await seed_templates(s, actor="demo")  # idempotent: only the missing standard templates
     return report
 
 

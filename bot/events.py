@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.services.base import PubSub, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger("yezhu.events")
 
@@ -28,6 +31,10 @@ DELIVERY_FAILED = "delivery.failed"
 SMS_STATUS_CHANGED = "sms.status_changed"
 SMS_OPT_OUT_CHANGED = "sms.opt_out_changed"
 KNOWLEDGE_CHANGED = "knowledge.changed"
+SURVEY_SCHEDULED = "survey.scheduled"
+SURVEY_INVITED = "survey.invited"
+SURVEY_COMPLETED = "survey.completed"
+RECOVERY_OPENED = "recovery.opened"
 
 ALL = frozenset(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and "." in v)
 
@@ -45,12 +52,46 @@ class DomainEvent:
             raise ValueError(f"unknown domain event {self.name!r}: add it to bot/events.py")
 
 
+Listener = Callable[[Any, "AsyncSession", "EventBatch", DomainEvent], Awaitable[None]]
+"""``listener(runtime, session, batch, event)``: runs inside the unit of work that emitted ``event``."""
+_LISTENERS: dict[str, list[Listener]] = {}
+
+
+def listen(*names: str) -> Callable[[Listener], Listener]:
+    """Register an in-transaction listener of ``names`` (at import time, like a route).
+
+    Listeners are for effects that must commit or roll back *with* the change that caused them (a
+    callback survey scheduled when a ticket closes); live notifications go through ``publish``. They run
+    when the unit of work calls :meth:`EventBatch.settle` (the ticket workflow's verbs do)."""
+    for name in names:
+        if name not in ALL:
+            raise ValueError(f"unknown domain event {name!r}: add it to bot/events.py")
+
+    def register(fn: Listener) -> Listener:
+        for name in names:
+            if fn not in _LISTENERS.setdefault(name, []):
+                _LISTENERS[name].append(fn)
+        return fn
+
+    return register
+
+
 class EventBatch:
     """Events of one unit of work; ``publish`` is called after the commit."""
 
     def __init__(self) -> None:
         self.events: list[DomainEvent] = []
         self.after: list[Callable[[], Awaitable[None]]] = []
+        self._settled = 0
+
+    async def settle(self, runtime: Any, session: AsyncSession) -> None:
+        """Run the in-transaction listeners (:func:`listen`) of the events emitted since the last settle,
+        in the caller's transaction; events a listener emits are settled too."""
+        while self._settled < len(self.events):
+            event = self.events[self._settled]
+            self._settled += 1
+            for listener in _LISTENERS.get(event.name, ()):
+                await listener(runtime, session, self, event)
 
     def emit(self, name: str, **data: Any) -> None:
         self.events.append(DomainEvent(name, data))
@@ -72,6 +113,7 @@ class EventBatch:
         if not self.events:
             return
         events, self.events = self.events, []
+        self._settled = 0
         try:  # in one round trip
             await pubsub.publish_many(CHANNEL, [{"event": ev.name, **ev.data} for ev in events])
         except ServiceUnavailable as exc:

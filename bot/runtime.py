@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from actions import surveys  # noqa: F401 (registers its in-transaction event listeners: callbacks on close)
 from actions.knowledge import KnowledgeService
 from actions.notify import Notifier
 from actions.policy import DialoguePolicy

@@ -207,6 +207,10 @@ class Settings(BaseSettings):
     """Reminders per certificate at most."""
     campaign_reply_days: float = Field(default=7.0, ge=0)
     """Days after a notice during which the owner's replies are read in its context ("收到", "能代领吗")."""
+    survey_delay: float | None = Field(default=None, ge=0)
+    """Seconds from a trigger (a ticket closed, a house handed over, a recovery call) to its callback
+    survey's invitation, for every project and kind (tests, demos); unset: the ``surveys`` section of
+    the YAML config (docs/SURVEYS.md)."""
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -302,6 +306,14 @@ class Settings(BaseSettings):
     def duty_rosters(self) -> dict[str, dict[str, Any]]:
         """Per project code: ``{"weekdays": {"mon": [usernames] …}, "supervisor": username, "wecom_webhook"}``."""
         return dict(self.file_config.get("duty") or {})
+
+    @cached_property
+    def surveys(self) -> dict[str, Any]:
+        """The ``surveys`` section of the config file (delays, expiry, required rates, per project)."""
+        raw = self.file_config.get("surveys") or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{self.config}: surveys must be a mapping")
+        return raw
 
     @property
     def embedded(self) -> bool:

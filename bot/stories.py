@@ -39,7 +39,7 @@ def persona(name: Any) -> str:
     return next((p for p, (openid, _) in PERSONAS.items() if openid == text), text)
 
 STORY_KEYS = {"story", "owner", "clock", "pending", "setup", "steps"}
-SETUP_KEYS = {"bind", "settings", "tickets", "certificates", "conversation", "notices"}
+SETUP_KEYS = {"bind", "settings", "tickets", "certificates", "conversation", "notices", "survey"}
 SETUP_NOTICE_KEYS = {"kind", "params", "channel", "status", "age", "owner", "house", "text"}
 STEP_KEYS = {"owner", "voice", "image", "as", "clock", "bot", "not", "opens", "updates", "conversation", "duty_sms"}
 TICKET_KEYS = {"ref", "kind", "category", "priority", "status", "house", "location", "description", "visit_time",

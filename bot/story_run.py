@@ -35,6 +35,7 @@ from bot.store.models import (
     Project,
     SmsOutbox,
     StaffUser,
+    SurveyResponse,
     Ticket,
     TicketEvent,
 )
@@ -186,6 +187,39 @@ class StoryRun:
                 await self._notice(s, project, dict(t), n)
             if setup.get("conversation"):
                 await self._conversation(s, dict(setup["conversation"]))
+            if setup.get("survey"):
+                await self._survey(s, dict(setup["survey"]))
+
+    async def _survey(self, s: AsyncSession, spec: dict[str, Any]) -> None:
+        """``survey: {ticket: ref}`` (or ``{kind: periodic}``): the callback survey's invitation already
+        sent to the story's owner in their chat, as the survey job sends it (actions/surveys.py)."""
+        from actions import surveys
+        from actions.flows.survey import SurveyFlow, form_slots
+
+        owner = await self._owner(s, self.story.owner)
+        ticket = await s.get(Ticket, self.refs[spec["ticket"]]) if spec.get("ticket") else None
+        kind = spec.get("kind") or (ticket.kind if ticket else "periodic")
+        template = await surveys.template_for(s, kind, ticket.project_id if ticket else None)
+        if template is None:
+            raise StoryError(f"{self.story.name}: no survey template for {kind}")
+        house_id = ticket.house_id if ticket else await s.scalar(
+            sa.select(OwnerHouse.house_id).where(OwnerHouse.owner_id == owner.id).limit(1))
+        now = self.story.clock.astimezone(dt.UTC)
+        row = SurveyResponse(template_id=template.id, owner_id=owner.id, ticket_id=ticket.id if ticket else None,
+                             kind=kind, project_id=ticket.project_id if ticket else None, house_id=house_id,
+                             status="invited", channel="wechat", invited_at=now, created_at=now)
+        s.add(row)
+        await s.flush()
+        openid = self.openid(self.story.owner)
+        identity = (await s.execute(sa.select(Identity).where(
+            Identity.channel == "wechat", Identity.account == self.account, Identity.external_id == openid))
+        ).scalar_one_or_none()
+        if identity is None:
+            raise StoryError(f"{self.story.name}: a survey needs the owner's WeChat bound (setup: bind)")
+        state: dict[str, Any] = {}
+        SurveyFlow().opening(state, form_slots(row, template, sms=False, number=ticket.number if ticket else None))
+        state["form"]["updated"] = now.isoformat()
+        s.add(Conversation(identity_id=identity.id, owner_id=identity.owner_id, mode="bot", state=state))
 
     async def _owner(self, s: AsyncSession, persona: str) -> Owner:
         phone = PERSONAS.get(persona, (None, None))[1]

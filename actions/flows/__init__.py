@@ -20,6 +20,7 @@ from actions.flows.optout import OptOutFlow
 from actions.flows.quote import QuoteFlow
 from actions.flows.repair import RepairFlow
 from actions.flows.smalltalk import SmallTalkFlow
+from actions.flows.survey import SurveyFlow
 
 __all__ = ["Flow", "Router", "build_router"]
 
@@ -38,4 +39,5 @@ def build_router() -> Router:
         SmallTalkFlow(),
         OptOutFlow(),
         NoticeReplyFlow(),
+        SurveyFlow(),
     ])

@@ -2,7 +2,8 @@
 
 Asked in any wording (我的报修 / 修好没有 / 上次报的漏水修好没 / 进度查一下 / 怎么还没人来), even in the
 middle of a form (the form stays). "催一下"/"还没人来" is also recorded on the tickets as the owner's
-follow-up (催办), and "还没修好" about a finished repair reopens it as 返修.
+follow-up (催办), "还没修好" about a finished repair reopens it as 返修, and "验收通过" closes it (the
+owner accepted the work; its callback survey follows).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from actions.tickets import KIND_LABEL
 NUMBER = re.compile(r"(?:BX|TS|ZX|BZ)\d{8}-\d{4}", re.IGNORECASE)
 WITHDRAW = re.compile(r"取消(?:报修|投诉|工单|维修|这个单|那个单|这单)|撤(?:销|回)(?:报修|投诉|工单)?|不用来了|不用修了|不修了"
                       r"|别来了|不用派人|不需要(?:上门|修)了")
+ACCEPT = re.compile(
+    r"^(?:(?:验收通过|验收合格|确认验收|同意验收|可以验收|验收了|已验收|验收ok|已经修好了|都修好了|修好了|好了没问题|没问题了|没问题)"
+    r"[了啦吧啊。.!！,，\s]*)+(?:谢谢|辛苦了|辛苦|感谢)?(?:师傅|你们|您)?[了啦吧。.!！\s]*$", re.IGNORECASE)
+"""The owner accepts finished work (the acceptance notice asks them to reply 验收通过 or 还没修好)."""
 URGE = re.compile(r"催|还没(?:人)?(?:来|上门|联系|修)|怎么还|到底|等了|快点|赶紧|尽快")
 
 
@@ -30,6 +35,10 @@ class MyTicketsFlow(Flow):
         form = ctx.form
         if form is not None and form["name"] in ("bind_phone", "bind_code", "choose_house"):
             return None
+        if form is None and ACCEPT.match(ctx.text):
+            accepted = await self._accept(ctx)
+            if accepted is not None:
+                return [accepted]
         numbers = [n.upper() for n in NUMBER.findall(ctx.text)]
         if form is None and WITHDRAW.search(ctx.text) and len(ctx.text) <= 20 and not MIND_CHANGE.search(ctx.text):
             withdrawn = await self._withdraw(ctx, numbers)
@@ -64,6 +73,19 @@ class MyTicketsFlow(Flow):
         followup.add_followup(ctx, ticket, ctx.text, withdraw=True)
         return (f"好的，已把您取消{KIND_LABEL.get(ticket.kind, '')}单 {ticket.number} 的要求转给负责的同事，"
                 "客服确认后会关闭工单并通知您。" + NEXT)
+
+    async def _accept(self, ctx: Ctx) -> str | None:
+        """"验收通过": the owner's finished repair is closed (办结) through the workflow, which schedules its
+        callback survey (actions/surveys.py)."""
+        from actions.workflow import TicketWorkflow
+
+        waiting = [t for t in await followup.open_tickets(ctx, "repair") if t.status in ("done", "awaiting_acceptance")]
+        if not waiting:
+            return None
+        ticket = waiting[-1]
+        await TicketWorkflow(ctx.desk.runtime).close(ctx.session, ctx.events, ticket, actor="owner",
+                                                     reason=f"业主确认验收：{ctx.text}"[:500], now=ctx.now, notify=False)
+        return (f"感谢您的确认！报修单 {ticket.number} 已验收办结。稍后我们会请您花一分钟评价本次服务。" + NEXT)
 
     async def _has_finished(self, ctx: Ctx) -> bool:
         category = ctx.entity_value("repair_category")

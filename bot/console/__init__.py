@@ -31,6 +31,7 @@ from bot.console import (  # noqa: F401 (routes)
     repairs,
     reports,
     search,
+    surveys,
     tickets,
 )
 from bot.console.core import (

@@ -50,6 +50,7 @@ from bot.console.core import (
 )
 from bot.console.intake import PRIORITIES
 from bot.console.repairs import may_work, ticket_gallery
+from bot.console.surveys import ticket_section as survey_section
 from bot.events import EventBatch
 from bot.store.models import Building, House, Project, StaffUser, Ticket, utcnow
 from knowledge.cases import cases_of_ticket
@@ -147,6 +148,7 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
         photos = await ticket_gallery(s, t)
         cases = await cases_of_ticket(s, t.id)
         project = await s.get(Project, t.project_id) if t.project_id else None
+        callbacks = await survey_section(s, t)
         audit(s, staff, "ticket.view", f"ticket:{t.number}", owner_id=t.owner_id)
     mine = t.assignee_id == staff.id
     timeline = [{
@@ -162,7 +164,7 @@ async def ticket_page(request: web.Request) -> web.StreamResponse:
         quote=t.quote or None, quote_possible=_quote_possible(t), dial=_dial(staff, t, mine),
         navigate=_navigate(t, project), near=near_due(t, utcnow()),
         categories=categories_for(t.kind), priorities=PRIORITIES[t.kind] if t.kind in PRIORITIES else ("normal",),
-        can_edit=staff.can("tickets.dispatch") and t.status != CLOSED, cases=cases,
+        can_edit=staff.can("tickets.dispatch") and t.status != CLOSED, cases=cases, callbacks=callbacks,
     )
 
 

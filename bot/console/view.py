@@ -36,6 +36,7 @@ AUDIT_ACTION_LABELS = {
     "staff.login_throttled": "登录受限", "staff.logout": "退出", "staff.update": "修改员工", "staff.passwd": "修改密码",
     "ticket.view": "查看工单", "ticket.create": "新建工单", "ticket.edit": "修改工单", "ticket.photo": "上传照片",
     "ticket.quote": "报价", "import.run": "导入名册",
+    "survey.template": "修改问卷模板", "survey.record": "登记回访", "survey.recovery": "登记补救结果",
     "case.create": "新增案例", "case.update": "修改案例", "case.delete": "删除案例", "case.export": "导出案例库",
     "certificate.collect": "登记证书领取", "certificate.register": "导出签收登记表",
     **{f"ticket.{verb}": f"工单：{word}" for verb, word in {
@@ -225,6 +226,7 @@ def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
 NAV = [
     ("queue", "/console/", "会话队列", "chat"),
     ("tickets", "/console/tickets", "工单", "tickets.view"),
+    ("callbacks", "/console/callbacks", "回访", "tickets.dispatch"),
     ("owners", "/console/owners", "业主", "owners"),
     ("knowledge", "/console/knowledge", "知识库", "knowledge"),
     ("cases", "/console/cases", "案例库", "cases"),

@@ -1,7 +1,7 @@
 """Background jobs on taskiq: in-process in the embedded mode, a Redis stream in production.
 
 The package is the job registry: ``Jobs`` registers every task (``deliver_message`` here, the SMS jobs of
-``bot/jobs/sms.py``) and their cron schedules (``bot/jobs/schedule.py``).
+``bot/jobs/sms.py``, the callback-survey sweep and handover scan of ``actions/surveys.py``) and their cron schedules (``bot/jobs/schedule.py``).
 
 Why taskiq + taskiq-redis (docs/ARCHITECTURE.md): asyncio-native (our whole stack is), maintained,
 with a Redis Streams broker whose messages are acknowledged only after the task ran. A worker that dies
@@ -42,6 +42,8 @@ from bot.jobs.schedule import (
     CAMPAIGN_TICK,
     CERTIFICATE_REMINDERS,
     SMS_SWEEP,
+    SURVEY_HANDOVERS,
+    SURVEY_SWEEP,
     WARRANTY_REMINDERS,
     Scheduler,
     schedule_labels,
@@ -167,6 +169,19 @@ class Jobs:
             from actions.alerts import escalate, overdue
 
             return await escalate(self.rt) + await overdue(self.rt)
+
+        async def survey_sweep() -> dict[str, int]:
+            from actions import surveys
+
+            return await surveys.sweep(self.rt)
+
+        async def survey_handovers() -> int:
+            from actions import surveys
+
+            return await surveys.schedule_handovers(self.rt)
+
+        self.broker.register_task(survey_sweep, task_name=SURVEY_SWEEP, **schedule_labels(SURVEY_SWEEP))
+        self.broker.register_task(survey_handovers, task_name=SURVEY_HANDOVERS, **schedule_labels(SURVEY_HANDOVERS))
 
         async def campaign_dispatch(campaign_id: int) -> str:
             from actions.campaigns.dispatch import dispatch

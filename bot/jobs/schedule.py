@@ -38,6 +38,8 @@ ALERT_ESCALATION = "yezhu.alert_escalation"
 CAMPAIGN_TICK = "yezhu.campaign_tick"
 WARRANTY_REMINDERS = "yezhu.warranty_reminders"
 CERTIFICATE_REMINDERS = "yezhu.certificate_reminders"
+SURVEY_SWEEP = "yezhu.survey_sweep"
+SURVEY_HANDOVERS = "yezhu.survey_handovers"
 
 SCHEDULES: tuple[CronJob, ...] = (
     CronJob(SMS_SWEEP, "* * * * *", "send deferred SMS that are due, settle stale sends, query unknown ones"),
@@ -49,6 +51,9 @@ SCHEDULES: tuple[CronJob, ...] = (
             "draft warranty-expiry reminders (for approval) two months before a main item's warranty ends"),
     CronJob(CERTIFICATE_REMINDERS, "0 10 * * *",
             "remind owners who have not collected a ready certificate N days after the notice (actions/collection.py)"),
+    CronJob(SURVEY_SWEEP, "* * * * *",
+            "send due callback-survey invitations inside the sending window; expire unanswered ones"),
+    CronJob(SURVEY_HANDOVERS, "7 * * * *", "schedule the handover survey of houses whose handover date arrived"),
     # Reports add theirs here, e.g. CronJob("yezhu.monthly_report", "0 8 1 * *", "…").
 )
 
