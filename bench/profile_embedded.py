@@ -101,7 +101,7 @@ async def main(args: argparse.Namespace) -> None:
     prof = None
     if args.profile:
         import cProfile
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.process_time)
         prof.enable()
     async def spy() -> None:
         import gc

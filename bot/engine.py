@@ -413,7 +413,7 @@ class Engine:
         writer = self.db.writer
         if writer is not None:
             hot = self.db.hot
-            row = await writer.run(lambda conn: hot.load(conn, load))
+            row = writer.read(lambda conn: hot.load(conn, load))
         else:
             async with self.db.autocommit() as c:
                 row = (await c.execute(TURN.load, load)).one()

@@ -126,6 +126,14 @@ class SqliteWriter:
         conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoint_soon() does it off the loop
         return conn
 
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(conn)`` outside a transaction: reads only (each statement sees the latest commit; WAL
+        readers never wait for a writer)."""
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self._connect()
+        return fn(conn)
+
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
         if conn is None:
