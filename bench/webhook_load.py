@@ -110,8 +110,16 @@ CONFIGS: list[tuple[str, Mode]] = [
     ("peer", "plain"),
 ]
 
-COMPARE: list[tuple[str, Mode]] = [("embedded", "plain"), ("postgres", "plain"), ("peer", "plain")]
-"""``--compare``: issue 16's side-by-side run (the peer is bench/peer_werobot.py)."""
+COMPARE: list[tuple[str, Mode]] = [
+    ("embedded", "plain"),
+    ("postgres", "plain"),
+    ("peer", "plain"),
+    ("peer-default", "plain"),
+]
+"""``--compare``: issue 16's side-by-side run. The peer is bench/peer_werobot.py: ``peer`` with the
+durability of Yezhu's embedded mode (WAL, ``synchronous=NORMAL``), ``peer-default`` with SQLite's
+defaults (a rollback journal and an fsync per commit: what ``create_engine("sqlite:///…")`` alone
+gives, and what issue 16's 188 messages/s were measured with)."""
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -239,7 +247,7 @@ class Server:
         elif target == "postgres":
             self.database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PG_BENCH_DB}"
             self.redis_url = REDIS_BENCH_URL
-        elif target == "peer":
+        elif target in ("peer", "peer-default"):
             self.database_url = PEER_PREFIX + str(self.workdir / "peer.db")
             self.redis_url = None
         else:
@@ -273,9 +281,10 @@ class Server:
             env["YEZHU_WECHAT_AES_KEY"] = AES_KEY
         if self.args.count_queries:
             env["YEZHU_BENCH_COUNTS"] = str(self.counts_path)
-        if self.target == "peer":
+        if self.target in ("peer", "peer-default"):
             assert self.database_url
             env.update(PEER_DB=self.database_url.removeprefix(PEER_PREFIX), PEER_TOKEN=TOKEN, PEER_APP_ID=APP_ID)
+            env["PEER_JOURNAL"] = "default" if self.target == "peer-default" else "wal"
             return env
         if self.database_url:
             env["YEZHU_DATABASE_URL"] = self.database_url
@@ -311,7 +320,7 @@ class Server:
     def start(self) -> None:
         if self.target == "bare":
             cmd = [sys.executable, str(ROOT / "bench" / "bare_server.py"), "--port", str(self.port)]
-        elif self.target == "peer":  # bench/peer_werobot.py: gunicorn, one sync worker
+        elif self.target in ("peer", "peer-default"):  # bench/peer_werobot.py: gunicorn, one sync worker
             cmd = [str(self.venv_bin / "gunicorn"), "--workers", "1", "--worker-class", "sync"]
             cmd += ["--bind", f"127.0.0.1:{self.port}", "--chdir", str(ROOT), "bench.peer_werobot:app"]
         elif self.args.count_queries:
@@ -996,7 +1005,7 @@ async def drive(
         print(
             f"warm-up: {warmup} messages in {time.monotonic() - t:.1f} s; drained in {await drain(server_pid, args.drain):.1f} s"
         )
-    if args.count_queries and server_pid and target not in ("bare", "peer"):
+    if args.count_queries and server_pid and target not in ("bare", "peer", "peer-default"):
         os.kill(server_pid, signal.SIGUSR1)  # count the measured messages only
     best: float | None = None
     if "closed" in shapes:
@@ -1151,7 +1160,8 @@ def table(results: list[PhaseResult], markdown: bool) -> str:
                     "bare": "bare aiohttp",
                     "embedded": "SQLite, in-process",
                     "postgres": "PostgreSQL + Redis",
-                    "peer": "peer: WeRoBot + SQLAlchemy/SQLite",
+                    "peer": "peer: WeRoBot + SQLAlchemy/SQLite (WAL)",
+                    "peer-default": "peer, SQLite defaults (fsync per commit)",
                 }.get(r.target, r.target),
                 r.mode,
                 f"{r.shape} {r.offered}",
@@ -1182,21 +1192,29 @@ def table(results: list[PhaseResult], markdown: bool) -> str:
 
 
 def ratios(results: list[PhaseResult]) -> str:
-    """Yezhu's closed-loop throughput and p99 against the peer's, measured in the same run."""
-    peer = next((r for r in results if r.target == "peer" and r.shape == "closed"), None)
-    if peer is None:
+    """Yezhu's closed-loop throughput and p99 against each peer's, measured in the same run."""
+    peers = [r for r in results if r.target in ("peer", "peer-default") and r.shape == "closed"]
+    if not peers:
         return "(no peer in this run: no ratio; --compare or --all measures it)"
-    lines = [
-        f"peer (WeRoBot + SQLAlchemy/SQLite, gunicorn 1 sync worker), closed {peer.offered}: "
-        f"{peer.msgs_per_s:.0f} msgs/s, p50 {peer.p50_ms:.1f} ms, p99 {peer.p99_ms:.1f} ms, "
-        f"{peer.server_cpu_ms_per_msg:.2f} ms CPU per message"
-    ]
+    names = {"peer": "the peer (WAL)", "peer-default": "the peer with SQLite's defaults"}
+    lines = []
+    for peer in peers:
+        lines.append(
+            f"{names[peer.target]} (WeRoBot + SQLAlchemy/SQLite, gunicorn 1 sync worker), closed {peer.offered}: "
+            f"{peer.msgs_per_s:.0f} msgs/s, p50 {peer.p50_ms:.1f} ms, p99 {peer.p99_ms:.1f} ms, "
+            f"{peer.server_cpu_ms_per_msg:.2f} ms CPU per message"
+        )
     for r in results:
-        if r.target in ("embedded", "postgres") and r.shape == "closed" and r.offered == peer.offered:
+        if r.target in ("embedded", "postgres") and r.shape == "closed":
+            against = "; ".join(
+                f"{r.msgs_per_s / p.msgs_per_s:.2f}x the throughput of {names[p.target]}, "
+                f"p99 {r.p99_ms / p.p99_ms:.2f}x its p99"
+                for p in peers
+                if p.offered == r.offered
+            )
             lines.append(
-                f"Yezhu {r.target} ({r.mode}): {r.msgs_per_s:.0f} msgs/s = {r.msgs_per_s / peer.msgs_per_s:.2f}x "
-                f"the peer; p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms ({r.p99_ms / peer.p99_ms:.2f}x the peer's); "
-                f"{r.server_cpu_ms_per_msg:.2f} ms CPU per message"
+                f"Yezhu {r.target} ({r.mode}): {r.msgs_per_s:.0f} msgs/s, p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms, "
+                f"{r.server_cpu_ms_per_msg:.2f} ms CPU per message: {against}"
             )
     return "\n".join(lines)
 
@@ -1212,7 +1230,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where = p.add_argument_group("server")
     where.add_argument(
         "--target",
-        choices=["bare", "embedded", "postgres", "peer"],
+        choices=["bare", "embedded", "postgres", "peer", "peer-default"],
         help="start this server (pinned to one core); peer: bench/peer_werobot.py (pip install -e .[bench])",
     )
     where.add_argument(
@@ -1372,7 +1390,7 @@ def main(argv: list[str] | None = None) -> None:
         results = asyncio.run(drive(load, "running", pid, args, spy_dir))
         finish(results, load, pid, args.database_url, args)
     else:
-        mode: Mode = "plain" if args.target in ("bare", "peer") else args.mode
+        mode: Mode = "plain" if args.target in ("bare", "peer", "peer-default") else args.mode
         configs = COMPARE if args.compare else CONFIGS if args.all else [(args.target, mode)]
         for target, mode in configs:
             results += run_config(target, mode, args, args.port)
