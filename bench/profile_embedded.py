@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import sys
 import tempfile
@@ -82,6 +83,7 @@ async def main(args: argparse.Namespace) -> None:
         return f"http://127.0.0.1:18299{owner.path}?{urlencode(query)}", body
 
     bad = 0
+    kinds: collections.Counter[str] = collections.Counter()
 
     async def run(n: int, c: int) -> None:
         nonlocal bad
@@ -96,12 +98,11 @@ async def main(args: argparse.Namespace) -> None:
                         text = await r.text()
                         if r.status != 200 or "<Content>" not in text:
                             bad += 1
+                            kinds[f"{r.status} {text[:40]!r}"] += 1
             await asyncio.gather(*(worker() for _ in range(c)))
 
     await run(500, args.c)
     await asyncio.sleep(float(os.environ.get("SETTLE", "1")))
-    import collections
-
     from sqlalchemy import event
 
     statements: collections.Counter[str] = collections.Counter()
@@ -122,10 +123,11 @@ async def main(args: argparse.Namespace) -> None:
         prof.disable()
         prof.dump_stats(args.profile)
     print(f"stored {args.stored}, kb {args.kb or 'demo'}: {args.n} messages, C={args.c}: {args.n / wall:.0f}/s, process CPU {cpu * 1000 / args.n:.2f} ms per message "
-          f"(client included), bad answers {bad}")
+          f"(client included), bad answers {bad} {dict(kinds) if kinds else ''}")
     w = app[RUNTIME].db.writer
     if w is not None:
-        print(f"hot-path writer: {w.commits} commits, {w.busy_retries} waits for another connection's write lock")
+        print(f"hot-path writer: {w.units} units in {w.commits} commits, {w.busy_retries} waits for another "
+              "connection's write lock")
     if statements:
         print("statements through SQLAlchemy (aiosqlite) during the measured run:")
     for text, n in statements.most_common(20):

@@ -95,11 +95,16 @@ class Row:
 class SqliteWriter:
     """The hot path's own ``sqlite3`` connection, used on the event loop's thread.
 
-    ``await writer.run(fn)`` runs ``fn(conn)`` in one ``BEGIN IMMEDIATE`` ... ``COMMIT`` and returns its
-    result (or raises what ``fn`` raised, rolled back). A SQLite statement on a local file in WAL mode
-    takes tens of microseconds: running it inline is cheaper than any hop to a thread, and a hop costs
-    more than CPU -- the thread must win the GIL back from a busy event loop after every statement
-    (``sys.getswitchinterval()``, 5 ms), which is where the embedded mode's tail latency came from.
+    ``await writer.run(fn)`` runs ``fn(conn)`` (a unit of work) in a group commit: every unit queued
+    during one pass of the event loop runs in one ``BEGIN IMMEDIATE`` ... ``COMMIT``, each inside its
+    own savepoint, and its future is resolved after the commit -- its result, or what it raised (its
+    savepoint rolled back alone). Messages arriving together share one transaction, so the pages they
+    all touch (the message table's last leaf, its indexes, the FTS index) are written to the WAL once.
+
+    A SQLite statement on a local file in WAL mode takes tens of microseconds: running it inline is
+    cheaper than any hop to a thread, and a hop costs more than CPU -- the thread must win the GIL back
+    from a busy event loop after every statement (``sys.getswitchinterval()``, 5 ms), which is where
+    the embedded mode's tail latency came from.
 
     Never blocks the loop on a lock: the connection has no busy timeout, and while another connection
     (an aiosqlite one: the console, a flow's session) holds the write lock, ``run`` yields to the loop
@@ -114,7 +119,12 @@ class SqliteWriter:
         self._conn: sqlite3.Connection | None = None
         self._since_checkpoint = 0
         self._checkpoint: asyncio.Future[Any] | None = None
+        self._units: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._scheduled = False
+        self._waited = 0.0
+        self._busy_streak = 0
         self.commits = 0
+        self.units = 0
         self.busy_retries = 0
 
     def _connect(self) -> sqlite3.Connection:
@@ -135,33 +145,76 @@ class SqliteWriter:
         return fn(conn)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in the next group commit and return its result once committed (or raise
+        what it raised: its savepoint was rolled back, the other units of the batch are not affected)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._units.append((fn, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        """One transaction for every unit queued since the last: ``BEGIN IMMEDIATE``, each unit in its
+        own savepoint, ``COMMIT``, then the futures. Runs as a callback of the event loop."""
+        self._scheduled = False
+        units, self._units = self._units, []
+        units = [(fn, future) for fn, future in units if not future.cancelled()]
+        if not units:
+            return
         conn = self._conn
         if conn is None:
             conn = self._conn = self._connect()
-        delay, waited = 0.0005, 0.0
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or waited >= self.busy_wait:
-                    raise
-            self.busy_retries += 1
-            await asyncio.sleep(delay)
-            waited += delay
-            delay = min(delay * 2, 0.02)
         try:
-            result = fn(conn)
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc) and self._waited < self.busy_wait:
+                # Another connection writes: try again shortly, the loop goes on meanwhile.
+                self.busy_retries += 1
+                delay = min(0.0005 * 2 ** min(self._busy_streak, 6), 0.02)
+                self._busy_streak += 1
+                self._waited += delay
+                self._units[:0] = units
+                self._scheduled = True
+                asyncio.get_running_loop().call_later(delay, self._flush)
+                return
+            self._waited, self._busy_streak = 0.0, 0
+            for _, future in units:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self._waited, self._busy_streak = 0.0, 0
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        try:
+            for fn, future in units:
+                conn.execute("SAVEPOINT unit")
+                try:
+                    outcomes.append((future, True, fn(conn)))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO unit")
+                    outcomes.append((future, False, _translate(exc)))
+                conn.execute("RELEASE unit")
             conn.execute("COMMIT")
-        except BaseException as exc:
+        except BaseException as exc:  # the transaction itself failed (I/O error, disk full)
+            log.exception("the hot-path transaction failed; %d unit(s) not stored", len(units))
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise _translate(exc) from exc
+            for _, future in units:
+                if not future.done():
+                    future.set_exception(_translate(exc))
+            return
+        for future, ok, value in outcomes:
+            if not future.done():
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
         self.commits += 1
-        self._since_checkpoint += 1
+        self.units += len(units)
+        self._since_checkpoint += len(units)
         if self._since_checkpoint >= self.checkpoint_every:
             self.checkpoint_soon()
-        return result
 
     def checkpoint_soon(self) -> None:
         """Copy the WAL back into the database file in a worker thread (PASSIVE: never waits for, nor
