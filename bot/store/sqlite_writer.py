@@ -120,7 +120,7 @@ class SqliteWriter:
         self._since_checkpoint = 0
         self._checkpoint: asyncio.Future[Any] | None = None
         self._units: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._scheduled = False
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None
         self._waited = 0.0
         self._busy_streak = 0
         self.commits = 0
@@ -150,17 +150,17 @@ class SqliteWriter:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._units.append((fn, future))
-        if not self._scheduled:
-            self._scheduled = True
+        if self._scheduled_on is not loop:  # (a flush scheduled on a loop that closed never runs)
+            self._scheduled_on = loop
             loop.call_soon(self._flush)
         return await future
 
     def _flush(self) -> None:
         """One transaction for every unit queued since the last: ``BEGIN IMMEDIATE``, each unit in its
         own savepoint, ``COMMIT``, then the futures. Runs as a callback of the event loop."""
-        self._scheduled = False
+        self._scheduled_on = None
         units, self._units = self._units, []
-        units = [(fn, future) for fn, future in units if not future.cancelled()]
+        units = [(fn, f) for fn, f in units if not f.cancelled() and not f.get_loop().is_closed()]
         if not units:
             return
         conn = self._conn
@@ -176,8 +176,8 @@ class SqliteWriter:
                 self._busy_streak += 1
                 self._waited += delay
                 self._units[:0] = units
-                self._scheduled = True
-                asyncio.get_running_loop().call_later(delay, self._flush)
+                loop = self._scheduled_on = asyncio.get_running_loop()
+                loop.call_later(delay, self._flush)
                 return
             self._waited, self._busy_streak = 0.0, 0
             for _, future in units:
