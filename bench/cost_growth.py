@@ -26,8 +26,19 @@ LINE = re.compile(r"(\d+)/s, process CPU ([\d.]+) ms per message")
 
 
 def run(args: argparse.Namespace, stored: int, kb: int) -> tuple[float, float]:
-    cmd = ["taskset", "-c", str(args.core), sys.executable, str(ROOT / "bench" / "profile_embedded.py"),
-           "-n", str(args.n), "-c", str(args.c), "--stored", str(stored)]
+    cmd = [
+        "taskset",
+        "-c",
+        str(args.core),
+        sys.executable,
+        str(ROOT / "bench" / "profile_embedded.py"),
+        "-n",
+        str(args.n),
+        "-c",
+        str(args.c),
+        "--stored",
+        str(stored),
+    ]
     if kb != 55:
         cmd += ["--kb", str(kb)]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=3600).stdout
@@ -46,7 +57,9 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2, help="runs per size (the lowest CPU counts)")
     p.add_argument("--core", type=int, default=0)
     args = p.parse_args()
-    sizes = [(int(s), 55) for s in args.stored.split(",")] + [(1000, int(k)) for k in args.kb.split(",") if int(k) != 55]
+    sizes = [(int(s), 55) for s in args.stored.split(",")] + [
+        (1000, int(k)) for k in args.kb.split(",") if int(k) != 55
+    ]
     print("| stored messages | KB entries | CPU ms per message (runs) | messages/s (runs) |")
     print("|---:|---:|---|---|")
     for stored, kb in sizes:

@@ -86,7 +86,11 @@ def answer(message, session=None):  # type: ignore[no-untyped-def]
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     with Session(engine) as s:
         inbound = Message(
-            msg_id=str(message.message_id), openid=message.source, direction="in", text=message.content, at=now
+            msg_id=str(message.message_id),
+            openid=message.source,
+            direction="in",
+            text=message.content,
+            at=now,
         )
         s.add(inbound)
         try:

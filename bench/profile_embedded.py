@@ -36,8 +36,12 @@ async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="yezhu-prof-"))
     os.environ.update(
         YEZHU_DATABASE_URL=f"sqlite+aiosqlite:///{tmp / 'yezhu.db'}",
-        YEZHU_WECHAT_TOKEN=TOKEN, YEZHU_WECHAT_APP_ID=APP_ID, YEZHU_WECHAT_APP_SECRET="x",
-        YEZHU_WECHAT_API_BASE="http://127.0.0.1:9", YEZHU_LOG_LEVEL="WARNING", YEZHU_REPLY_BUDGET="4.5",
+        YEZHU_WECHAT_TOKEN=TOKEN,
+        YEZHU_WECHAT_APP_ID=APP_ID,
+        YEZHU_WECHAT_APP_SECRET="x",
+        YEZHU_WECHAT_API_BASE="http://127.0.0.1:9",
+        YEZHU_LOG_LEVEL="WARNING",
+        YEZHU_REPLY_BUDGET="4.5",
         YEZHU_ADMIN_PASSWORD="bench-admin-password",
     )
     os.environ.pop("YEZHU_REDIS_URL", None)
@@ -67,8 +71,16 @@ async def main(args: argparse.Namespace) -> None:
     site = web.TCPSite(runner, "127.0.0.1", 18299)
     await site.start()
     owners = [
-        WeChatOwner(None, token=TOKEN, app_id=APP_ID, aes_key=None, openid=f"oProf{i:06d}", account="default",
-                    mode="plain", oa_id=OA_ID)
+        WeChatOwner(
+            None,
+            token=TOKEN,
+            app_id=APP_ID,
+            aes_key=None,
+            openid=f"oProf{i:06d}",
+            account="default",
+            mode="plain",
+            oa_id=OA_ID,
+        )
         for i in range(500)
     ]
     k = 0
@@ -89,6 +101,7 @@ async def main(args: argparse.Namespace) -> None:
         nonlocal bad
         left = n
         async with aiohttp.ClientSession() as session:
+
             async def worker() -> None:
                 nonlocal left, bad
                 while left > 0:
@@ -99,6 +112,7 @@ async def main(args: argparse.Namespace) -> None:
                         if r.status != 200 or "<Content>" not in text:
                             bad += 1
                             kinds[f"{r.status} {text[:40]!r}"] += 1
+
             await asyncio.gather(*(worker() for _ in range(c)))
 
     await run(500, args.c)
@@ -114,6 +128,7 @@ async def main(args: argparse.Namespace) -> None:
     prof = None
     if args.profile:
         import cProfile
+
         prof = cProfile.Profile(time.process_time)
         prof.enable()
     t, cpu = time.perf_counter(), time.process_time()
@@ -122,12 +137,16 @@ async def main(args: argparse.Namespace) -> None:
     if prof:
         prof.disable()
         prof.dump_stats(args.profile)
-    print(f"stored {args.stored}, kb {args.kb or 'demo'}: {args.n} messages, C={args.c}: {args.n / wall:.0f}/s, process CPU {cpu * 1000 / args.n:.2f} ms per message "
-          f"(client included), bad answers {bad} {dict(kinds) if kinds else ''}")
+    print(
+        f"stored {args.stored}, kb {args.kb or 'demo'}: {args.n} messages, C={args.c}: {args.n / wall:.0f}/s, process CPU {cpu * 1000 / args.n:.2f} ms per message "
+        f"(client included), bad answers {bad} {dict(kinds) if kinds else ''}"
+    )
     w = app[RUNTIME].db.writer
     if w is not None:
-        print(f"hot-path writer: {w.units} units in {w.commits} commits, {w.busy_retries} waits for another "
-              "connection's write lock")
+        print(
+            f"hot-path writer: {w.units} units in {w.commits} commits, {w.busy_retries} waits for another "
+            "connection's write lock"
+        )
     if statements:
         print("statements through SQLAlchemy (aiosqlite) during the measured run:")
     for text, n in statements.most_common(20):
@@ -165,9 +184,16 @@ def prefill(path: str, n: int) -> None:
             "INSERT INTO message (conversation_id, direction, channel, account, channel_msg_id, kind, text, media, "
             "author, delivery, attempts, at, handled_at) VALUES (?, ?, 'wechat', 'default', ?, 'text', ?, '{}', ?, ?, 0, ?, ?)",
             (
-                (conv0 + k // per, "in" if k % 2 == 0 else "out", f"fill{k}" if k % 2 == 0 else None,
-                 texts[k % len(texts)] + (f" {k}" if k % 2 == 0 else " 的答复"), None if k % 2 == 0 else "bot",
-                 None if k % 2 == 0 else "sent", now, now if k % 2 == 0 else None)
+                (
+                    conv0 + k // per,
+                    "in" if k % 2 == 0 else "out",
+                    f"fill{k}" if k % 2 == 0 else None,
+                    texts[k % len(texts)] + (f" {k}" if k % 2 == 0 else " 的答复"),
+                    None if k % 2 == 0 else "bot",
+                    None if k % 2 == 0 else "sent",
+                    now,
+                    now if k % 2 == 0 else None,
+                )
                 for k in range(n)
             ),
         )
@@ -180,7 +206,10 @@ if __name__ == "__main__":
     p.add_argument("-c", type=int, default=16)
     p.add_argument("--profile")
     p.add_argument("--stored", type=int, default=0, help="messages already stored before the run")
-    p.add_argument("--kb", type=int, default=0, help="knowledge-base entries (synthetic copies of the demo's)")
+    p.add_argument(
+        "--kb", type=int, default=0, help="knowledge-base entries (synthetic copies of the demo's)"
+    )
     args = p.parse_args()
     import uvloop
+
     uvloop.run(main(args))

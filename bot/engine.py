@@ -199,7 +199,8 @@ class Engine:
         """Commit the inbound message; returns ``(conversation_id, message_id)``.
 
         Fast path: the sender's open conversation is known to this process, and one statement (on
-        PostgreSQL; one short transaction on SQLite) touches the conversation only if it is still open,
+        PostgreSQL; on a SQLite file one unit of the hot-path writer's group commit) touches the
+        conversation only if it is still open,
         stamps the identity and inserts the message. Otherwise (a new sender, a closed conversation,
         (un)subscribe events) the ORM path runs under the sender's accept lock, so two first messages
         cannot open two conversations.

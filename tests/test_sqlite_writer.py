@@ -25,7 +25,9 @@ def path(tmp_path: Path) -> str:
 
 
 def insert(msg_id: str, text: str):  # type: ignore[no-untyped-def]
-    return lambda c: c.execute("INSERT INTO m (msg_id, text) VALUES (?, ?) RETURNING id", (msg_id, text)).fetchone()[0]
+    return lambda c: c.execute(
+        "INSERT INTO m (msg_id, text) VALUES (?, ?) RETURNING id", (msg_id, text)
+    ).fetchone()[0]
 
 
 def stored(path: str) -> list[tuple[str, str]]:

@@ -2,8 +2,10 @@
 the database allows (docs/PERFORMANCE.md, "What changed on the hot path").
 
 Built once at import; SQLAlchemy compiles each once and caches it. PostgreSQL gets single statements
-with data-modifying CTEs, run in autocommit (atomic on their own, no BEGIN/COMMIT round trips); SQLite
-gets the same steps as separate statements in one short transaction. ``bot/engine.py`` decides which.
+with data-modifying CTEs, run in autocommit (atomic on their own, no BEGIN/COMMIT round trips); a SQLite
+file gets the same steps as separate statements in one unit of the hot-path writer's group commit
+(``SqliteHotPath``, ``bot/store/sqlite_writer.py``), in-memory SQLite in one short aiosqlite
+transaction. ``bot/engine.py`` decides which.
 """
 
 from __future__ import annotations

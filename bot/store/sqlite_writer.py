@@ -39,9 +39,7 @@ class Compiled:
         self.sql = str(compiled)
         names = list(compiled.positiontup or [])
         processors = compiled._bind_processors
-        defaults = {
-            name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
-        }
+        defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
         self.params: list[tuple[str, Callable[[Any], Any] | None, Any]] = [
             (name, processors.get(name), defaults.get(name)) for name in names
         ]
@@ -63,9 +61,7 @@ class Compiled:
     def row(self, raw: Sequence[Any] | None) -> Row | None:
         if raw is None:
             return None
-        return Row(
-            self.keys, [p(v) if p is not None else v for p, v in zip(self.results, raw, strict=True)]
-        )
+        return Row(self.keys, [p(v) if p is not None else v for p, v in zip(self.results, raw, strict=True)])
 
     def execute(self, conn: sqlite3.Connection, values: dict[str, Any]) -> sqlite3.Cursor:
         return conn.execute(self.sql, self.bind(values))
