@@ -81,6 +81,7 @@ ACCOUNT = "default"
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_BENCH_DB = "yezhu_bench"
 REDIS_BENCH_URL = "redis://127.0.0.1:6379/12"
+PEER_PREFIX = "peer-sqlite:"  # the peer's "database URL": its SQLite file (bench/peer_werobot.py)
 DISCARD_API = "http://127.0.0.1:9"  # the customer-service API of a deferred reply: nothing listens there
 
 # What owners ask an Official Account all day: questions the knowledge base answers, greetings, thanks.
@@ -106,7 +107,19 @@ CONFIGS: list[tuple[str, Mode]] = [
     ("embedded", "safe"),
     ("postgres", "plain"),
     ("postgres", "safe"),
+    ("peer", "plain"),
 ]
+
+COMPARE: list[tuple[str, Mode]] = [
+    ("embedded", "plain"),
+    ("postgres", "plain"),
+    ("peer", "plain"),
+    ("peer-default", "plain"),
+]
+"""``--compare``: issue 16's side-by-side run. The peer is bench/peer_werobot.py: ``peer`` with the
+durability of Yezhu's embedded mode (WAL, ``synchronous=NORMAL``), ``peer-default`` with SQLite's
+defaults (a rollback journal and an fsync per commit: what ``create_engine("sqlite:///…")`` alone
+gives, and what issue 16's 188 messages/s were measured with)."""
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -234,6 +247,9 @@ class Server:
         elif target == "postgres":
             self.database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PG_BENCH_DB}"
             self.redis_url = REDIS_BENCH_URL
+        elif target in ("peer", "peer-default"):
+            self.database_url = PEER_PREFIX + str(self.workdir / "peer.db")
+            self.redis_url = None
         else:
             self.database_url = self.redis_url = None
 
@@ -265,6 +281,11 @@ class Server:
             env["YEZHU_WECHAT_AES_KEY"] = AES_KEY
         if self.args.count_queries:
             env["YEZHU_BENCH_COUNTS"] = str(self.counts_path)
+        if self.target in ("peer", "peer-default"):
+            assert self.database_url
+            env.update(PEER_DB=self.database_url.removeprefix(PEER_PREFIX), PEER_TOKEN=TOKEN, PEER_APP_ID=APP_ID)
+            env["PEER_JOURNAL"] = "default" if self.target == "peer-default" else "wal"
+            return env
         if self.database_url:
             env["YEZHU_DATABASE_URL"] = self.database_url
         if self.redis_url:
@@ -299,6 +320,9 @@ class Server:
     def start(self) -> None:
         if self.target == "bare":
             cmd = [sys.executable, str(ROOT / "bench" / "bare_server.py"), "--port", str(self.port)]
+        elif self.target in ("peer", "peer-default"):  # bench/peer_werobot.py: gunicorn, one sync worker
+            cmd = [str(self.venv_bin / "gunicorn"), "--workers", "1", "--worker-class", "sync"]
+            cmd += ["--bind", f"127.0.0.1:{self.port}", "--chdir", str(ROOT), "bench.peer_werobot:app"]
         elif self.args.count_queries:
             cmd = [str(self.venv_bin / "python"), str(Path(__file__).resolve()), "--serve-counting"]
             cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
@@ -586,6 +610,8 @@ def judge(load: Load, s: Sample, bare: bool) -> str:
 async def storage_check(database_url: str, load: Load, settle: float) -> dict[str, Any]:
     """The inbound messages of this run's senders: each acknowledged MsgId stored exactly once, each
     followed by a reply. Totals, and the same figures per phase (``phases``)."""
+    if database_url.startswith(PEER_PREFIX):
+        return storage_figures(peer_rows(database_url.removeprefix(PEER_PREFIX), load.prefix), load)
     import sqlalchemy as sa
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -618,7 +644,26 @@ async def storage_check(database_url: str, load: Load, settle: float) -> dict[st
             await asyncio.sleep(0.5)
     finally:
         await engine.dispose()
+    return storage_figures(rows, load)
 
+
+def peer_rows(path: str, prefix: str) -> list[Any]:
+    """The peer's messages (bench/peer_werobot.py), shaped like Yezhu's rows (the openid stands for the
+    conversation; a peer reply is passive only)."""
+    import sqlite3
+
+    Row = collections.namedtuple("Row", "id direction channel_msg_id conversation_id delivery")
+    with sqlite3.connect(path) as conn:
+        return [
+            Row(*r)
+            for r in conn.execute(
+                "SELECT id, direction, msg_id, openid, 'reply' FROM message WHERE openid LIKE ? ORDER BY id",
+                (prefix + "%",),
+            )
+        ]
+
+
+def storage_figures(rows: list[Any], load: Load) -> dict[str, Any]:
     inbound = collections.Counter(
         int(r.channel_msg_id) for r in rows if r.direction == "in" and r.channel_msg_id
     )
@@ -960,7 +1005,7 @@ async def drive(
         print(
             f"warm-up: {warmup} messages in {time.monotonic() - t:.1f} s; drained in {await drain(server_pid, args.drain):.1f} s"
         )
-    if args.count_queries and server_pid and target != "bare":
+    if args.count_queries and server_pid and target not in ("bare", "peer", "peer-default"):
         os.kill(server_pid, signal.SIGUSR1)  # count the measured messages only
     best: float | None = None
     if "closed" in shapes:
@@ -1115,6 +1160,8 @@ def table(results: list[PhaseResult], markdown: bool) -> str:
                     "bare": "bare aiohttp",
                     "embedded": "SQLite, in-process",
                     "postgres": "PostgreSQL + Redis",
+                    "peer": "peer: WeRoBot + SQLAlchemy/SQLite (WAL)",
+                    "peer-default": "peer, SQLite defaults (fsync per commit)",
                 }.get(r.target, r.target),
                 r.mode,
                 f"{r.shape} {r.offered}",
@@ -1144,6 +1191,34 @@ def table(results: list[PhaseResult], markdown: bool) -> str:
     return "\n".join([fmt.format(*head), *(fmt.format(*row) for row in rows)])
 
 
+def ratios(results: list[PhaseResult]) -> str:
+    """Yezhu's closed-loop throughput and p99 against each peer's, measured in the same run."""
+    peers = [r for r in results if r.target in ("peer", "peer-default") and r.shape == "closed"]
+    if not peers:
+        return "(no peer in this run: no ratio; --compare or --all measures it)"
+    names = {"peer": "the peer (WAL)", "peer-default": "the peer with SQLite's defaults"}
+    lines = []
+    for peer in peers:
+        lines.append(
+            f"{names[peer.target]} (WeRoBot + SQLAlchemy/SQLite, gunicorn 1 sync worker), closed {peer.offered}: "
+            f"{peer.msgs_per_s:.0f} msgs/s, p50 {peer.p50_ms:.1f} ms, p99 {peer.p99_ms:.1f} ms, "
+            f"{peer.server_cpu_ms_per_msg:.2f} ms CPU per message"
+        )
+    for r in results:
+        if r.target in ("embedded", "postgres") and r.shape == "closed":
+            against = "; ".join(
+                f"{r.msgs_per_s / p.msgs_per_s:.2f}x the throughput of {names[p.target]}, "
+                f"p99 {r.p99_ms / p.p99_ms:.2f}x its p99"
+                for p in peers
+                if p.offered == r.offered
+            )
+            lines.append(
+                f"Yezhu {r.target} ({r.mode}): {r.msgs_per_s:.0f} msgs/s, p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms, "
+                f"{r.server_cpu_ms_per_msg:.2f} ms CPU per message: {against}"
+            )
+    return "\n".join(lines)
+
+
 # --- main ------------------------------------------------------------------------------------------
 
 
@@ -1154,9 +1229,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     where = p.add_argument_group("server")
     where.add_argument(
-        "--target", choices=["bare", "embedded", "postgres"], help="start this server (pinned to one core)"
+        "--target",
+        choices=["bare", "embedded", "postgres", "peer", "peer-default"],
+        help="start this server (pinned to one core); peer: bench/peer_werobot.py (pip install -e .[bench])",
     )
-    where.add_argument("--all", action="store_true", help="run all five configurations one after another")
+    where.add_argument(
+        "--all", action="store_true", help="run all configurations one after another, the peer last"
+    )
+    where.add_argument(
+        "--compare",
+        action="store_true",
+        help="issue 16's comparison: Yezhu embedded, Yezhu on PostgreSQL + Redis and the peer, plaintext, "
+        "closed loop, 3,000 messages at 16 in flight (unless -n / -c say otherwise); prints Yezhu's ratios",
+    )
     where.add_argument("--url", help="load an already running server instead (e.g. http://127.0.0.1:8080)")
     where.add_argument("--database-url", help="with --url: its YEZHU_DATABASE_URL, for the storage check")
     where.add_argument(
@@ -1262,8 +1347,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sample the server with py-spy during the closed loop; raw stacks to DIR",
     )
     args = p.parse_args(argv)
-    if not (args.target or args.all or args.url):
-        p.error("give --target, --all or --url")
+    if args.compare:
+        given = set(argv or sys.argv[1:])
+        if not given & {"-n", "--messages"}:
+            args.messages = 3000
+        if not given & {"-c", "--concurrency"}:
+            args.concurrency = 16
+        if "--shape" not in given:
+            args.shape = "closed"
+        if "--max-seconds" not in given:
+            args.max_seconds = 120.0
+    if not (args.target or args.all or args.url or args.compare):
+        p.error("give --target, --all, --compare or --url")
     if args.senders <= args.concurrency:
         p.error("--senders must exceed --concurrency, or per-sender locks serialise the load")
     return args
@@ -1295,12 +1390,13 @@ def main(argv: list[str] | None = None) -> None:
         results = asyncio.run(drive(load, "running", pid, args, spy_dir))
         finish(results, load, pid, args.database_url, args)
     else:
-        mode: Mode = "plain" if args.target == "bare" else args.mode
-        configs = CONFIGS if args.all else [(args.target, mode)]
+        mode: Mode = "plain" if args.target in ("bare", "peer", "peer-default") else args.mode
+        configs = COMPARE if args.compare else CONFIGS if args.all else [(args.target, mode)]
         for target, mode in configs:
             results += run_config(target, mode, args, args.port)
     print()
     print(table(results, args.markdown))
+    print(ratios(results))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(

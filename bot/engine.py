@@ -225,7 +225,8 @@ class Engine:
         """Commit the inbound message; returns ``(conversation_id, message_id)``.
 
         Fast path: the sender's open conversation is known to this process, and one statement (on
-        PostgreSQL; one short transaction on SQLite) touches the conversation only if it is still open,
+        PostgreSQL; on a SQLite file one unit of the hot-path writer's group commit) touches the
+        conversation only if it is still open,
         stamps the identity and inserts the message. Otherwise (a new sender, a closed conversation,
         (un)subscribe events) the ORM path runs under the sender's accept lock, so two first messages
         cannot open two conversations.
@@ -273,6 +274,10 @@ class Engine:
             "p_now": utcnow(),
             **{"p_" + k: v for k, v in self._inbound_values(msg, nlu).items()},
         }
+        writer = self.db.writer
+        if writer is not None:  # a SQLite file: one unit of the writer's group commit
+            hot = self.db.hot
+            return await writer.run(lambda conn: hot.append(conn, params))
         if self.db.is_sqlite:
             async with self.db.engine.begin() as c:
                 if (await c.execute(APPEND.touch, params)).rowcount == 0:
@@ -431,8 +436,14 @@ class Engine:
         """
         rt = self.rt
         batch = EventBatch()
-        async with self.db.autocommit() as c:
-            row = (await c.execute(TURN.load, {"p_cid": conversation_id, "p_mid": message_id})).one()
+        load = {"p_cid": conversation_id, "p_mid": message_id}
+        writer = self.db.writer
+        if writer is not None:
+            hot = self.db.hot
+            row = writer.read(lambda conn: hot.load(conn, load))
+        else:
+            async with self.db.autocommit() as c:
+                row = (await c.execute(TURN.load, load)).one()
         if row.m_handled_at is not None:
             return [], [], batch, False  # its turn already ran (the recovery sweep met a live turn)
         conv, identity, owner = TURN.entities(row)
@@ -525,6 +536,10 @@ class Engine:
         params: dict[str, Any] = {"p_cid": conv.id, "p_mid": message_id, "p_now": utcnow()}
         if not isinstance(state, Unchanged):
             params["p_state"] = state
+        writer = self.db.writer
+        if writer is not None:
+            hot = self.db.hot
+            return await writer.run(lambda conn: hot.write_turn(conn, params, state, rows))
         if self.db.is_sqlite or len(rows) != 1:
             async with self.db.engine.begin() as c:
                 if not isinstance(state, Unchanged):

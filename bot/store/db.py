@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from bot.store.sqlite_writer import SqliteWriter, sqlite_path
+
 log = logging.getLogger("yezhu.store")
 
 MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
@@ -57,6 +59,11 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        path = sqlite_path(url)
+        self.writer: SqliteWriter | None = SqliteWriter(path) if path else None
+        """The engine's hot-path writer for a SQLite file (``bot/store/sqlite_writer.py``); None for
+        PostgreSQL and in-memory SQLite."""
+        self._hot: Any = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -74,7 +81,18 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
+    @property
+    def hot(self) -> Any:
+        """The hot path's units of work for the writer (``SqliteHotPath``), compiled on first use."""
+        if self._hot is None:
+            from bot.store.hot_path import SqliteHotPath
+
+            self._hot = SqliteHotPath(self.engine.dialect)
+        return self._hot
+
     async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
         await self.engine.dispose()
 
     async def migrate(self, revision: str = "head") -> None:

@@ -2,8 +2,10 @@
 the database allows (docs/PERFORMANCE.md, "What changed on the hot path").
 
 Built once at import; SQLAlchemy compiles each once and caches it. PostgreSQL gets single statements
-with data-modifying CTEs, run in autocommit (atomic on their own, no BEGIN/COMMIT round trips); SQLite
-gets the same steps as separate statements in one short transaction. ``bot/engine.py`` decides which.
+with data-modifying CTEs, run in autocommit (atomic on their own, no BEGIN/COMMIT round trips); a SQLite
+file gets the same steps as separate statements in one unit of the hot-path writer's group commit
+(``SqliteHotPath``, ``bot/store/sqlite_writer.py``), in-memory SQLite in one short aiosqlite
+transaction. ``bot/engine.py`` decides which.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from bot.conversation import CLOSED
 from bot.store.models import Conversation, Identity, Message, Owner
 
-__all__ = ["APPEND", "REPLY", "TURN", "UNCHANGED", "USED_CONNECTION", "Unchanged"]
+__all__ = ["APPEND", "REPLY", "TURN", "UNCHANGED", "USED_CONNECTION", "SqliteHotPath", "Unchanged"]
 
 
 def table(model: type[Any]) -> sa.Table:
@@ -128,6 +130,10 @@ class TurnStatements:
             .returning(message.c.id)
             .add_cte(marked)
         )
+        # SQLite (no data-modifying CTEs): the reply alone, beside ``mark_handled`` in one transaction.
+        self.reply_insert = (
+            sa.insert(message).from_select(self.reply_columns, sa.select(*binds)).returning(message.c.id)
+        )
         saved = self.save_state.returning(conv.c.id).cte("saved")
         self.reply_and_state = (
             sa.insert(message)
@@ -200,6 +206,49 @@ class TurnStatements:
 TURN = TurnStatements()
 
 USED_CONNECTION = "yezhu.used_connection"
+
+
+class SqliteHotPath:
+    """The same steps as units of work for the embedded mode's writer thread
+    (``bot/store/sqlite_writer.py``): plain functions of a ``sqlite3`` connection, run inside the
+    writer's transaction, on statements compiled once for SQLite."""
+
+    def __init__(self, dialect: Any) -> None:
+        from bot.store.sqlite_writer import Compiled
+
+        self.touch = Compiled(APPEND.touch, dialect)
+        self.stamp = Compiled(APPEND.stamp, dialect)
+        self.insert = Compiled(APPEND.insert, dialect)
+        self.load_turn = Compiled(TURN.load, dialect)
+        self.save_state = Compiled(TURN.save_state, dialect)
+        self.reply = Compiled(TURN.reply_insert, dialect)
+        self.mark_handled = Compiled(TURN.mark_handled, dialect)
+
+    def append(self, conn: Any, params: dict[str, Any]) -> int | None:
+        """Accept's fast path: the message id, or None if the conversation was closed meanwhile."""
+        if self.touch.execute(conn, params).rowcount == 0:
+            return None
+        self.stamp.execute(conn, params)
+        return cast(int, self.insert.execute(conn, params).fetchone()[0])
+
+    def load(self, conn: Any, params: dict[str, Any]) -> Any:
+        row = self.load_turn.one(conn, params)
+        if row is None:
+            raise LookupError(f"conversation {params['p_cid']} not found")
+        return row
+
+    def write_turn(
+        self, conn: Any, params: dict[str, Any], state: dict[str, Any] | Unchanged, rows: list[dict[str, Any]]
+    ) -> list[int]:
+        """The new dialogue state (unless unchanged), the replies, the inbound message marked handled."""
+        if not isinstance(state, Unchanged):
+            self.save_state.execute(conn, params)
+        out_ids = []
+        for row in rows:
+            values = {"p_" + k: v for k, v in row.items()}
+            out_ids.append(cast(int, self.reply.execute(conn, values).fetchone()[0]))
+        self.mark_handled.execute(conn, params)
+        return out_ids
 
 
 @sa.event.listens_for(Session, "after_begin")
