@@ -45,6 +45,9 @@ async def _runtime(settings: Any) -> Any:
     try:
         state = await schema_state(settings.database_url)
     except Exception as exc:
+        path = settings.sqlite_path()
+        if path is not None and not path.exists():  # a fresh checkout: `yezhu migrate` creates it
+            fail(f"数据库 {describe_database(settings.database_url)} 尚未创建：请先运行 yezhu migrate", 2)
         fail(f"无法连接数据库 {describe_database(settings.database_url)}（{type(exc).__name__}）：请检查 "
              "YEZHU_DATABASE_URL", 2)
     if state.current != state.head:
@@ -110,12 +113,25 @@ def _params(values: list[str]) -> dict[str, str]:
     return out
 
 
+def _local(value: Any) -> str:
+    """An ISO 8601 time as staff read it: Beijing time, ``2026-12-05 09:00``."""
+    import datetime as dt
+
+    try:
+        t = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return f"{t.astimezone(CHINA):%Y-%m-%d %H:%M}"
+
+
 def _print_status(data: dict[str, Any]) -> None:
     counts = data["counts"]
     typer.echo(f"通知 {data['id']}「{data['name']}」 {data['kind']} 状态：{data['status_label']}（{data['status']}）")
     typer.echo("  " + "  ".join(f"{k} {counts.get(k, 0)}" for k in STATUS_ORDER) + f"  共 {data['total']}")
     if data.get("scheduled_at") and data["status"] == "scheduled":
-        typer.echo(f"  定时：{data['scheduled_at']}")
+        typer.echo(f"  定时：{_local(data['scheduled_at'])}")
 
 
 @app.command()
@@ -247,9 +263,12 @@ def send(
             if not typer.confirm("确认发送？"):
                 typer.echo("未发送")
                 return 1
-        bar = tqdm(desc=f"通知 {campaign_id}", unit="条", file=sys.stderr, dynamic_ncols=True, disable=quiet)
+        bar: Any = None  # made at the first progress report: a refusal (not approved, cancelled) is one line
 
         def show(c: dict[str, int]) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(desc=f"通知 {campaign_id}", unit="条", file=sys.stderr, dynamic_ncols=True, disable=quiet)
             bar.total = sum(c.values())
             bar.n = bar.total - c["queued"] - c["sending"]
             bar.set_postfix_str(f"已发 {c['sent'] + c['delivered'] + c['acknowledged']} 送达 {c['delivered']} "
@@ -267,7 +286,8 @@ def send(
                     await asyncio.sleep(0.5)
             show(await counts(rt, campaign_id))
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
         data = await campaigns.status(rt, campaign_id)
         _print_status(data)
         if data["status"] == "sending":

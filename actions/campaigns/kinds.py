@@ -120,7 +120,9 @@ def spec_for(kind: str, config: Mapping[str, Any], project_code: str | None, *, 
             changes["audience"] = {**spec.audience, **dict(layer["audience"] or {})}
         spec = replace(spec, **changes)
     if kind == "outage" and urgent:
-        spec = replace(spec, both=True, urgent=True, sms_template=spec.sms_template or "outage_urgent",
+        # a sudden cut has started: no start time is needed, only when it should be back (end)
+        spec = replace(spec, both=True, urgent=True, required=("utility", "area"),
+                       sms_template=spec.sms_template or "outage_urgent",
                        wechat_template=spec.wechat_template or "outage_urgent",
                        text="${project}紧急通知：因${reason}，${area}现停${what}，预计${time}恢复，请做好准备。")
     return spec

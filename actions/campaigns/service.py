@@ -33,6 +33,7 @@ from actions.campaigns import audience as aud
 from actions.campaigns.context import Ctx, context, today_china
 from actions.campaigns.dispatch import Progress, counts, dispatch, materialise
 from actions.campaigns.kinds import CHANNELS, KindError, campaign_params, spec_for
+from actions.labels import CAMPAIGN_STATUS_LABELS
 from actions.stages import anniversary
 from bot.store.models import AuditLog, Campaign, Delivery, House, Project, StaffUser, SurveyTemplate, utcnow
 from channels.base import OutboundMessage
@@ -50,8 +51,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "resume": frozenset({"paused"}),
     "cancel": frozenset({"draft", "pending_approval", "approved", "scheduled", "sending", "paused"}),
 }
-STATUS_LABELS = {"draft": "草稿", "pending_approval": "待审批", "approved": "已审批", "scheduled": "定时待发",
-                 "sending": "发送中", "paused": "已暂停", "done": "已完成", "cancelled": "已取消"}
+STATUS_LABELS = CAMPAIGN_STATUS_LABELS  # the one table of words: actions/labels.py
 
 
 class CampaignError(ValueError):
@@ -156,6 +156,8 @@ async def _create(rt: Any, kind: str, project: str, actor: str, rule: dict[str, 
         if kind == "certificate_collection":  # the project's counter, unless the campaign says otherwise
             counter = (proj.settings or {}).get("certificate_collection") or {}
             merged = {**{k: v for k, v in counter.items() if k in ("place", "hours")}, **merged}
+        if kind == "outage" and rule.get("buildings"):  # the area defaults to the buildings chosen
+            merged.setdefault("area", "、".join(f"{b}栋" for b in rule["buildings"]))
         full = campaign_params(spec, {**merged, **campaign_params_given(params)})
         if kind == "survey":
             template = (await s.execute(sa.select(SurveyTemplate).where(

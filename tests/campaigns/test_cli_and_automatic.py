@@ -67,6 +67,9 @@ def test_an_unmigrated_database_is_one_clear_line(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("YEZHU_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
     monkeypatch.chdir(tmp_path)
     one_line_error(runner.invoke(app, ["campaign", "status", "1"]), 2, "请先运行 yezhu migrate")
+    # a fresh checkout: not even the var/ directory yet
+    monkeypatch.setenv("YEZHU_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'var' / 'yezhu.db'}")
+    one_line_error(runner.invoke(app, ["campaign", "list"]), 2, "尚未创建：请先运行 yezhu migrate")
 
 
 def test_a_certificate_import_drafts_the_collection_notice_for_approval(demo_db: Path, tmp_path: Path) -> None:
