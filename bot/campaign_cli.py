@@ -42,12 +42,12 @@ async def _runtime(settings: Any) -> Any:
     from bot.doctor import describe_database, schema_state
     from bot.runtime import Runtime
 
+    path = settings.sqlite_path()
+    if path is not None and not path.parent.exists():  # a fresh checkout: `yezhu migrate` creates it
+        fail(f"数据库 {describe_database(settings.database_url)} 尚未创建：请先运行 yezhu migrate", 2)
     try:
         state = await schema_state(settings.database_url)
     except Exception as exc:
-        path = settings.sqlite_path()
-        if path is not None and not path.exists():  # a fresh checkout: `yezhu migrate` creates it
-            fail(f"数据库 {describe_database(settings.database_url)} 尚未创建：请先运行 yezhu migrate", 2)
         fail(f"无法连接数据库 {describe_database(settings.database_url)}（{type(exc).__name__}）：请检查 "
              "YEZHU_DATABASE_URL", 2)
     if state.current != state.head:

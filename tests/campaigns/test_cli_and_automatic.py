@@ -86,7 +86,8 @@ def test_a_certificate_import_drafts_the_collection_notice_for_approval(demo_db:
     status = runner.invoke(app, ["campaign", "status", "1"])
     assert "待审批" in status.output
     preview = runner.invoke(app, ["campaign", "preview", "1"])
-    assert "将通知 1 人" in preview.output and "李四" in preview.output and "8栋1单元1203" in preview.output
+    # the demo's WeChat account has no AppID/AppSecret: 李四, a follower, is reached by SMS, not failed
+    assert "将通知 1 人：微信 0，短信 1" in preview.output and "8栋1单元1203" in preview.output
 
 
 async def test_warranty_reminders_are_drafted_daily_once(yezhu: Any) -> None:
@@ -105,3 +106,24 @@ async def test_warranty_reminders_are_drafted_daily_once(yezhu: Any) -> None:
     assert p.recipients == 1 and "电气管线" in p.samples["wechat"]["text"]
     async with rt.db.session() as s:
         assert (await s.execute(sa.select(sa.func.count()).select_from(Campaign))).scalar() == 1
+
+
+def test_outages_refusals_and_times_read_as_staff_expect(demo_db: Path) -> None:
+    # a sudden cut has started: no start needed; the area defaults to the buildings chosen
+    made = runner.invoke(app, ["campaign", "create", "--kind", "outage", "--urgent", "--project", "demo",
+                               "--buildings", "3", "--param", "utility=water", "--param", "end=2026-12-02T18:00"])
+    assert made.exit_code == 0, made.output
+    assert "紧急通知" in made.output and "3栋现停水，预计12月2日 18:00恢复" in made.output
+    planned = runner.invoke(app, ["campaign", "create", "--kind", "notice", "--project", "demo",
+                                  "--param", "content=周六消防演练", "--as", "kefu"])
+    assert planned.exit_code == 0 and "需主管审批" in planned.output, planned.output
+    # refused before anything is sent: one line, no progress bar
+    one_line_error(runner.invoke(app, ["campaign", "send", "2", "--yes", "--as", "kefu"]), 1, "待主管审批")
+    assert runner.invoke(app, ["campaign", "approve", "2", "--as", "zhuguan"]).exit_code == 0
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).astimezone(dt.timezone(dt.timedelta(hours=8)))
+    at = later.strftime("%Y-%m-%dT09:00")
+    assert runner.invoke(app, ["campaign", "schedule", "2", "--at", at]).exit_code == 0
+    status = runner.invoke(app, ["campaign", "status", "2"])
+    assert f"定时：{at.replace('T', ' ')}" in status.output, status.output  # Beijing time, as given
+    assert runner.invoke(app, ["campaign", "cancel", "2"]).exit_code == 0
+    one_line_error(runner.invoke(app, ["campaign", "send", "2", "--yes"]), 1, "已取消")

@@ -57,13 +57,16 @@ def cert_asks(nlu: Interpreter, text: str) -> list[str]:
     ("什么时候可以去拿", "hours"), ("星期六上班吗", "hours"),
     ("在哪里领", "place"), ("办公室在哪", "place"), ("地址是哪里", "place"), ("去哪拿啊", "place"),
     ("怎么领", "hours"),
+    # hurried owners, no punctuation: the counter's hours and the post, not a door repair or a parcel
+    ("周六开门不", "hours"), ("周末上班吗", "hours"), ("明天能去不", "hours"), ("可以快递吗", "mail"),
+    ("要带啥", "documents"),
 ])
 def test_questions_about_collecting_in_any_wording(nlu: Interpreter, text: str, aspect: str) -> None:
     assert aspect in cert_asks(nlu, text), text
 
 
 @pytest.mark.parametrize("text", ["物业费怎么交", "停车费多少钱一个月", "电梯坏了什么时候来修", "楼上太吵了", "你好",
-                                  "卫生间漏水了", "帮我转人工"])
+                                  "卫生间漏水了", "帮我转人工", "我的快递到了吗", "周六能来修门吗"])
 def test_other_business_after_a_certificate_notice_is_not_a_reply(nlu: Interpreter, text: str) -> None:
     assert cert_asks(nlu, text) == [], text
 
@@ -135,3 +138,13 @@ async def test_an_acknowledgement_is_recorded_on_the_delivery_once(yezhu: Any) -
     assert [d.status for d in rows] == ["acknowledged", "acknowledged"] and all(d.acknowledged_at for d in rows)
     assert "已记录" not in await say("好的")  # said once: the second "好的" is ordinary small talk
     assert "委托书和双方身份证" in await say("能让朋友帮我拿吗")
+
+
+def test_a_sudden_cut_says_it_has_started_and_when_it_is_back() -> None:
+    from actions.flows.notice_reply import Notice, outage_answer
+
+    campaign = Campaign(kind="outage", urgent=True, params={"utility": "water", "area": "3栋", "reason": "水管爆裂",
+                                                            "end": "2026-12-02T18:00"})
+    notice = Notice(Delivery(), campaign)
+    answer = outage_answer(SimpleNamespace(now=NOW), notice, ["start", "restore"])
+    assert "目前已停水，预计12月2日18:00恢复" in answer and "另行通知至" not in answer
