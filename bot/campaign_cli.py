@@ -357,9 +357,15 @@ def list_(status: Annotated[str | None, typer.Option("--status")] = None) -> Non
 
     async def body(rt: Any) -> int:
         from actions import campaigns
+        from actions.labels import CAMPAIGN_STATUS_LABELS
 
-        for c in await campaigns.list_campaigns(rt, status=status):
+        if status is not None and status not in CAMPAIGN_STATUS_LABELS:
+            fail(f"未知的状态 {status!r}（可选：{', '.join(CAMPAIGN_STATUS_LABELS)}）")
+        rows = await campaigns.list_campaigns(rt, status=status)
+        for c in rows:
             typer.echo(f"{c['id']:>6}  {c['status']:<16} {c['kind']:<22} {c['name']}")
+        if not rows:
+            typer.echo("暂无通知" + ("" if status else "（新建：yezhu campaign create --kind K --project P）"))
         return 0
 
     run(body)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "cancel": frozenset({"draft", "pending_approval", "approved", "scheduled", "sending", "paused"}),
 }
 STATUS_LABELS = CAMPAIGN_STATUS_LABELS  # the one table of words: actions/labels.py
+MOBILE = re.compile(r"1[3-9]\d{9}")
 
 
 class CampaignError(ValueError):
@@ -384,6 +386,10 @@ async def test_send(rt: Any, campaign_id: int, actor: str, *, phone: str | None 
         campaign = await _load(s, campaign_id)
         ctx = await context(s, rt.settings, campaign)
         phone = phone or user.phone
+        if phone:
+            given, phone = phone, re.sub(r"^(?:\+?86|0086)", "", re.sub(r"[\s\-()]", "", phone))
+            if not MOBILE.fullmatch(phone):
+                raise CampaignError(f"测试手机号 {given!r} 不是有效的手机号（11 位，1 开头）")
         audit(s, user.username, "test_send", campaign.id, phone=phone, openid=openid)
     if not phone and not openid:
         raise CampaignError(f"{actor} 没有登记手机号，请用 --phone 或 --openid 指定测试接收人")

@@ -127,3 +127,6 @@ def test_outages_refusals_and_times_read_as_staff_expect(demo_db: Path) -> None:
     assert f"定时：{at.replace('T', ' ')}" in status.output, status.output  # Beijing time, as given
     assert runner.invoke(app, ["campaign", "cancel", "2"]).exit_code == 0
     one_line_error(runner.invoke(app, ["campaign", "send", "2", "--yes"]), 1, "已取消")
+    one_line_error(runner.invoke(app, ["campaign", "list", "--status", "finished"]), 1, "未知的状态 'finished'")
+    assert "暂无通知" in runner.invoke(app, ["campaign", "list", "--status", "paused"]).output
+    one_line_error(runner.invoke(app, ["campaign", "test", "1", "--phone", "123"]), 1, "不是有效的手机号")
