@@ -327,6 +327,9 @@ def outage_answer(ctx: Ctx, notice: Notice, asked: list[str]) -> str:
         if aspect == "restore":
             if end is not None and end <= ctx.now:
                 parts.append(f"按计划已于{_fmt(end, p.get('end'))}恢复供{word}。如您家仍没有{word}，请回复“报修”并说明情况，我们马上安排。")
+            elif start is not None and ctx.now < start:  # asked before the cut: say it has not begun
+                parts.append(f"目前还没有停{word}；本次停{word}从{_fmt(start, p.get('start'))}开始，"
+                             f"预计{_fmt(end, p.get('end'))}恢复供{word}，如有提前或延后会另行通知。")
             else:
                 parts.append(f"预计{_fmt(end, p.get('end'))}恢复供{word}，如有提前或延后会另行通知。")
         elif aspect == "start" and start is None:  # a sudden cut: it has started, only its end is known

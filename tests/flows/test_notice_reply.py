@@ -148,3 +148,14 @@ def test_a_sudden_cut_says_it_has_started_and_when_it_is_back() -> None:
     notice = Notice(Delivery(), campaign)
     answer = outage_answer(SimpleNamespace(now=NOW), notice, ["start", "restore"])
     assert "目前已停水，预计12月2日18:00恢复" in answer and "另行通知至" not in answer
+
+
+def test_asked_before_a_planned_cut_it_says_the_water_is_still_on() -> None:
+    from actions.flows.notice_reply import Notice, outage_answer
+
+    campaign = Campaign(kind="outage", params={"utility": "water", "area": "3栋", "start": "2026-12-03T09:00",
+                                               "end": "2026-12-03T17:00"})
+    answer = outage_answer(SimpleNamespace(now=NOW), Notice(Delivery(), campaign), ["restore"])
+    assert "目前还没有停水；本次停水从12月3日09:00开始，预计12月3日17:00恢复供水" in answer
+    during = outage_answer(SimpleNamespace(now=NOW + dt.timedelta(days=1)), Notice(Delivery(), campaign), ["restore"])
+    assert "还没有停水" not in during and "预计12月3日17:00恢复供水" in during
