@@ -42,7 +42,7 @@ REACHED = ("sent", "delivered", "acknowledged")
 MAX_LENGTH = 40
 """Longer messages are business of their own (a repair, a complaint), not a reply to a notice."""
 
-_TAIL = r"[了啦的啊呀哈哦喔噢嗯呢吧~～,，。.!！\s]*"
+_TAIL = r"[了啦拉勒咯喽嘞哒滴的啊呀哈哦喔噢嗯呢吧~～,，。.!！\s]*"  # typed in a hurry: 收到拉, 知道勒
 ACK = re.compile(
     r"^(?:(?:收到|已收到|收悉|知道|知道了|晓得|明白|明白了|了解|清楚|好的?|好滴|好嘞|嗯+|恩+|ok|okay|k|行|可以|谢谢|多谢|感谢"
     r"|谢了|辛苦|辛苦了|看到了?|已阅|get|是的|没问题|懂了|记住了)" + _TAIL + r"(?:你们|您|大家)?" + _TAIL + r")+$"

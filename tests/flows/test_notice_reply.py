@@ -72,7 +72,8 @@ def test_other_business_after_a_certificate_notice_is_not_a_reply(nlu: Interpret
 
 
 @pytest.mark.parametrize("text", ["收到", "收到了", "好的知道了", "好的 知道了 谢谢", "OK", "ok谢谢", "嗯嗯 收到",
-                                  "知道啦 谢谢你们", "好的 明白", "谢谢", "好滴", "已收到，谢谢！", "收到，辛苦了"])
+                                  "知道啦 谢谢你们", "好的 明白", "谢谢", "好滴", "已收到，谢谢！", "收到，辛苦了",
+                                  "收到拉", "知道勒 谢谢", "好嘞收到咯"])
 def test_acknowledgements_in_any_wording(nlu: Interpreter, text: str) -> None:
     ctx, norm = ctx_for(nlu, text)
     assert is_acknowledgement(ctx, norm), text
