@@ -154,6 +154,10 @@ def campaign_params(spec: KindSpec, given: Mapping[str, Any]) -> dict[str, Any]:
                     dt.datetime.fromisoformat(str(params[key]))
                 except ValueError:
                     raise KindError(f"{key} 必须是 ISO 8601 时间，例如 2026-12-03T09:00") from None
+        if params.get("start") and params.get("end"):
+            start, end = (dt.datetime.fromisoformat(str(params[k])) for k in ("start", "end"))
+            if (start.tzinfo is None) == (end.tzinfo is None) and end <= start:
+                raise KindError(f"恢复时间 end（{params['end']}）须晚于开始时间 start（{params['start']}）")
     if spec.kind == "construction_progress" and isinstance(params.get("photos"), str):
         params["photos"] = [u.strip() for u in params["photos"].split(",") if u.strip()]
     return params

@@ -114,6 +114,9 @@ def test_outages_refusals_and_times_read_as_staff_expect(demo_db: Path) -> None:
                                "--buildings", "3", "--param", "utility=water", "--param", "end=2026-12-02T18:00"])
     assert made.exit_code == 0, made.output
     assert "紧急通知" in made.output and "3栋现停水，预计12月2日 18:00恢复" in made.output
+    one_line_error(runner.invoke(app, ["campaign", "create", "--kind", "outage", "--project", "demo", "--buildings", "3",
+                                       "--param", "utility=water", "--param", "start=2026-12-03T17:00",
+                                       "--param", "end=2026-12-03T09:00"]), 1, "须晚于开始时间")
     planned = runner.invoke(app, ["campaign", "create", "--kind", "notice", "--project", "demo",
                                   "--param", "content=周六消防演练", "--as", "kefu"])
     assert planned.exit_code == 0 and "需主管审批" in planned.output, planned.output
