@@ -182,7 +182,9 @@ def create(
         if as_json:
             typer.echo(json.dumps({"id": c.id, "status": c.status, "preview": p.as_dict()}, ensure_ascii=False))
             return 0
-        typer.echo(f"已创建通知 {c.id}（{c.status}）")
+        from actions.labels import CAMPAIGN_STATUS_LABELS
+
+        typer.echo(f"已创建通知 {c.id}：{CAMPAIGN_STATUS_LABELS.get(c.status, c.status)}（{c.status}）")
         for line in p.lines():
             typer.echo(line)
         return 0

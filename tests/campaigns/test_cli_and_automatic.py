@@ -43,7 +43,7 @@ def test_create_preview_send_and_status_on_the_command_line(demo_db: Path, tmp_p
     made = runner.invoke(app, ["campaign", "create", "--kind", "notice", "--project", "demo", "--buildings", "3",
                                "--param", "content=3栋电梯明日年检", "--as", "kefu"])
     assert made.exit_code == 0, made.output
-    assert "已创建通知 1（draft）" in made.output and "将通知" in made.output and "样例（短信）" in made.output
+    assert "已创建通知 1：草稿（draft）" in made.output and "将通知" in made.output and "样例（短信）" in made.output
     assert "3栋电梯明日年检" in made.output
 
     one_line_error(runner.invoke(app, ["campaign", "approve", "1", "--as", "kefu"]), 1, "不能审批")
