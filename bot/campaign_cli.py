@@ -42,6 +42,9 @@ async def _runtime(settings: Any) -> Any:
     from bot.doctor import describe_database, schema_state
     from bot.runtime import Runtime
 
+    path = settings.sqlite_path()
+    if path is not None and not path.parent.exists():  # a fresh checkout: `yezhu migrate` creates it
+        fail(f"数据库 {describe_database(settings.database_url)} 尚未创建：请先运行 yezhu migrate", 2)
     try:
         state = await schema_state(settings.database_url)
     except Exception as exc:
@@ -110,12 +113,25 @@ def _params(values: list[str]) -> dict[str, str]:
     return out
 
 
+def _local(value: Any) -> str:
+    """An ISO 8601 time as staff read it: Beijing time, ``2026-12-05 09:00``."""
+    import datetime as dt
+
+    try:
+        t = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return f"{t.astimezone(CHINA):%Y-%m-%d %H:%M}"
+
+
 def _print_status(data: dict[str, Any]) -> None:
     counts = data["counts"]
     typer.echo(f"通知 {data['id']}「{data['name']}」 {data['kind']} 状态：{data['status_label']}（{data['status']}）")
     typer.echo("  " + "  ".join(f"{k} {counts.get(k, 0)}" for k in STATUS_ORDER) + f"  共 {data['total']}")
     if data.get("scheduled_at") and data["status"] == "scheduled":
-        typer.echo(f"  定时：{data['scheduled_at']}")
+        typer.echo(f"  定时：{_local(data['scheduled_at'])}")
 
 
 @app.command()
@@ -166,7 +182,9 @@ def create(
         if as_json:
             typer.echo(json.dumps({"id": c.id, "status": c.status, "preview": p.as_dict()}, ensure_ascii=False))
             return 0
-        typer.echo(f"已创建通知 {c.id}（{c.status}）")
+        from actions.labels import CAMPAIGN_STATUS_LABELS
+
+        typer.echo(f"已创建通知 {c.id}：{CAMPAIGN_STATUS_LABELS.get(c.status, c.status)}（{c.status}）")
         for line in p.lines():
             typer.echo(line)
         return 0
@@ -247,9 +265,12 @@ def send(
             if not typer.confirm("确认发送？"):
                 typer.echo("未发送")
                 return 1
-        bar = tqdm(desc=f"通知 {campaign_id}", unit="条", file=sys.stderr, dynamic_ncols=True, disable=quiet)
+        bar: Any = None  # made at the first progress report: a refusal (not approved, cancelled) is one line
 
         def show(c: dict[str, int]) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(desc=f"通知 {campaign_id}", unit="条", file=sys.stderr, dynamic_ncols=True, disable=quiet)
             bar.total = sum(c.values())
             bar.n = bar.total - c["queued"] - c["sending"]
             bar.set_postfix_str(f"已发 {c['sent'] + c['delivered'] + c['acknowledged']} 送达 {c['delivered']} "
@@ -267,7 +288,8 @@ def send(
                     await asyncio.sleep(0.5)
             show(await counts(rt, campaign_id))
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
         data = await campaigns.status(rt, campaign_id)
         _print_status(data)
         if data["status"] == "sending":
@@ -337,9 +359,15 @@ def list_(status: Annotated[str | None, typer.Option("--status")] = None) -> Non
 
     async def body(rt: Any) -> int:
         from actions import campaigns
+        from actions.labels import CAMPAIGN_STATUS_LABELS
 
-        for c in await campaigns.list_campaigns(rt, status=status):
+        if status is not None and status not in CAMPAIGN_STATUS_LABELS:
+            fail(f"未知的状态 {status!r}（可选：{', '.join(CAMPAIGN_STATUS_LABELS)}）")
+        rows = await campaigns.list_campaigns(rt, status=status)
+        for c in rows:
             typer.echo(f"{c['id']:>6}  {c['status']:<16} {c['kind']:<22} {c['name']}")
+        if not rows:
+            typer.echo("暂无通知" + ("" if status else "（新建：yezhu campaign create --kind K --project P）"))
         return 0
 
     run(body)

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.campaigns.context import Ctx, today_china
 from actions.campaigns.kinds import KindError
+from actions.labels import CAMPAIGN_REASON_LABELS
 from actions.stages import PRE_OWNER, SETTLING, STABLE, STAGES, VETERAN, anniversary
 from bot.store.models import (
     Building,
@@ -49,15 +50,8 @@ from bot.store.models import (
 )
 from channels.sms.base import measure
 
-REASONS = {
-    "opted_out": "已退订短信",
-    "no_phone": "无手机号",
-    "not_bound": "未绑定公众号",
-    "no_template": "无已审核模板",
-    "no_consent": "未同意接收营销短信",
-    "duplicate_house": "同一房屋已有收件人",
-}
-"""Why an owner gets nothing, in the console's words (the codes are the deliveries' ``error``)."""
+REASONS = CAMPAIGN_REASON_LABELS
+"""Why an owner gets nothing (the codes are the deliveries' ``error``): the one table in actions/labels.py."""
 RULE_KEYS = frozenset({"buildings", "units", "stage", "certificate", "handover_from", "handover_to", "tag",
                        "houses", "owners", "warranty_from", "warranty_to", "list"})
 

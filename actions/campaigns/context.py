@@ -130,6 +130,10 @@ async def context(s: AsyncSession, settings: Settings, campaign: Campaign) -> Ct
         if project is not None and acc.project == project.code:
             account = name
             break
+    # An account without AppID/AppSecret (the embedded demo) can never send a template message: its
+    # followers are reached by SMS instead, and the preview says so, rather than every delivery failing.
+    acc = settings.wechat_accounts.get(account)
+    wechat_ready = acc is not None and bool(acc.app_id and acc.app_secret.get_secret_value())
     sms = settings.sms_templates.get(spec.template_kind("sms"))
     price = settings.sms_price
     if psettings.get("sms_price") not in (None, ""):
@@ -145,7 +149,8 @@ async def context(s: AsyncSession, settings: Settings, campaign: Campaign) -> Ct
         project_code=project.code if project else None, project_name=project.name if project else "",
         project_settings=psettings, params=dict(campaign.params or {}), channels=channels,
         both=spec.both or bool((campaign.params or {}).get("both")), urgent=campaign.urgent or spec.urgent,
-        account=account, wechat=settings.wechat_templates.get(spec.template_kind("wechat")),
+        account=account,
+        wechat=settings.wechat_templates.get(spec.template_kind("wechat")) if wechat_ready else None,
         sms=sms, sms_code=sms.code_for(settings.sms_provider) if sms is not None else None,
         sms_sign=str(psettings.get("sms_sign") or settings.sms_sign_name), sms_price=price, sms_window=window,
     )

@@ -120,7 +120,9 @@ def spec_for(kind: str, config: Mapping[str, Any], project_code: str | None, *, 
             changes["audience"] = {**spec.audience, **dict(layer["audience"] or {})}
         spec = replace(spec, **changes)
     if kind == "outage" and urgent:
-        spec = replace(spec, both=True, urgent=True, sms_template=spec.sms_template or "outage_urgent",
+        # a sudden cut has started: no start time is needed, only when it should be back (end)
+        spec = replace(spec, both=True, urgent=True, required=("utility", "area"),
+                       sms_template=spec.sms_template or "outage_urgent",
                        wechat_template=spec.wechat_template or "outage_urgent",
                        text="${project}紧急通知：因${reason}，${area}现停${what}，预计${time}恢复，请做好准备。")
     return spec
@@ -152,6 +154,10 @@ def campaign_params(spec: KindSpec, given: Mapping[str, Any]) -> dict[str, Any]:
                     dt.datetime.fromisoformat(str(params[key]))
                 except ValueError:
                     raise KindError(f"{key} 必须是 ISO 8601 时间，例如 2026-12-03T09:00") from None
+        if params.get("start") and params.get("end"):
+            start, end = (dt.datetime.fromisoformat(str(params[k])) for k in ("start", "end"))
+            if (start.tzinfo is None) == (end.tzinfo is None) and end <= start:
+                raise KindError(f"恢复时间 end（{params['end']}）须晚于开始时间 start（{params['start']}）")
     if spec.kind == "construction_progress" and isinstance(params.get("photos"), str):
         params["photos"] = [u.strip() for u in params["photos"].split(",") if u.strip()]
     return params

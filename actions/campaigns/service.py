@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from actions.campaigns import audience as aud
 from actions.campaigns.context import Ctx, context, today_china
 from actions.campaigns.dispatch import Progress, counts, dispatch, materialise
 from actions.campaigns.kinds import CHANNELS, KindError, campaign_params, spec_for
+from actions.labels import CAMPAIGN_STATUS_LABELS
 from actions.stages import anniversary
 from bot.store.models import AuditLog, Campaign, Delivery, House, Project, StaffUser, SurveyTemplate, utcnow
 from channels.base import OutboundMessage
@@ -50,8 +52,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "resume": frozenset({"paused"}),
     "cancel": frozenset({"draft", "pending_approval", "approved", "scheduled", "sending", "paused"}),
 }
-STATUS_LABELS = {"draft": "草稿", "pending_approval": "待审批", "approved": "已审批", "scheduled": "定时待发",
-                 "sending": "发送中", "paused": "已暂停", "done": "已完成", "cancelled": "已取消"}
+STATUS_LABELS = CAMPAIGN_STATUS_LABELS  # the one table of words: actions/labels.py
+MOBILE = re.compile(r"1[3-9]\d{9}")
 
 
 class CampaignError(ValueError):
@@ -156,6 +158,8 @@ async def _create(rt: Any, kind: str, project: str, actor: str, rule: dict[str, 
         if kind == "certificate_collection":  # the project's counter, unless the campaign says otherwise
             counter = (proj.settings or {}).get("certificate_collection") or {}
             merged = {**{k: v for k, v in counter.items() if k in ("place", "hours")}, **merged}
+        if kind == "outage" and rule.get("buildings"):  # the area defaults to the buildings chosen
+            merged.setdefault("area", "、".join(f"{b}栋" for b in rule["buildings"]))
         full = campaign_params(spec, {**merged, **campaign_params_given(params)})
         if kind == "survey":
             template = (await s.execute(sa.select(SurveyTemplate).where(
@@ -382,6 +386,10 @@ async def test_send(rt: Any, campaign_id: int, actor: str, *, phone: str | None 
         campaign = await _load(s, campaign_id)
         ctx = await context(s, rt.settings, campaign)
         phone = phone or user.phone
+        if phone:
+            given, phone = phone, re.sub(r"^(?:\+?86|0086)", "", re.sub(r"[\s\-()]", "", phone))
+            if not MOBILE.fullmatch(phone):
+                raise CampaignError(f"测试手机号 {given!r} 不是有效的手机号（11 位，1 开头）")
         audit(s, user.username, "test_send", campaign.id, phone=phone, openid=openid)
     if not phone and not openid:
         raise CampaignError(f"{actor} 没有登记手机号，请用 --phone 或 --openid 指定测试接收人")

@@ -42,7 +42,7 @@ REACHED = ("sent", "delivered", "acknowledged")
 MAX_LENGTH = 40
 """Longer messages are business of their own (a repair, a complaint), not a reply to a notice."""
 
-_TAIL = r"[了啦的啊呀哈哦喔噢嗯呢吧~～,，。.!！\s]*"
+_TAIL = r"[了啦拉勒咯喽嘞哒滴的啊呀哈哦喔噢嗯呢吧~～,，。.!！\s]*"  # typed in a hurry: 收到拉, 知道勒
 ACK = re.compile(
     r"^(?:(?:收到|已收到|收悉|知道|知道了|晓得|明白|明白了|了解|清楚|好的?|好滴|好嘞|嗯+|恩+|ok|okay|k|行|可以|谢谢|多谢|感谢"
     r"|谢了|辛苦|辛苦了|看到了?|已阅|get|是的|没问题|懂了|记住了)" + _TAIL + r"(?:你们|您|大家)?" + _TAIL + r")+$"
@@ -121,10 +121,13 @@ class NoticeReplyFlow(Flow):
             d = await collection_details(ctx, notice)
             if d.collected:
                 return "好的，感谢您的确认。您的证书已办理领取，如有疑问请随时留言。"
-            return (f"好的，已记录您收到领证通知。请于{d.hours}到{d.place}领取，{d.documents}"
+            return (f"好的，已记录您收到领证通知。请于{d.hours}到{d.place}领取，请携带{d.documents}"
                     "如需代领、邮寄或有其他问题，直接留言问我即可。")
         if notice.campaign.kind == "outage":
-            return "好的，感谢您的确认。停水停电期间请提前做好储备，关闭家中相关阀门和电器开关；有疑问请随时留言。"
+            tip = {"water": "请提前储水，停水期间关好家中水龙头", "power": "请提前做好准备，停电期间关闭家中电器开关",
+                   "gas": "请提前做好准备，停气期间关闭家中燃气阀门"}.get(str((notice.campaign.params or {}).get("utility")),
+                                                                       "请提前做好准备")
+            return f"好的，感谢您的确认。{tip}；有疑问请随时留言。"
         return "好的，感谢您的确认，有需要随时留言。"
 
     async def certificate_answer(self, ctx: Ctx, notice: Notice, asked: list[str]) -> str:
@@ -151,6 +154,12 @@ class NoticeReplyFlow(Flow):
 CERTIFICATE_TOPICS = frozenset({"certificate"})
 OUTAGE_TOPICS = frozenset({"plumbing", "electrical", "gas", "public_facility", "hvac"})
 CERT_WORDS = re.compile(r"证|领|代领|委托|寄|邮")
+MAIL_ASK = re.compile(r"(?:能|可以|可不可以|能不能|可否|支持|给我|帮我)[^，,。]{0,3}(?:寄|邮|快递|顺丰|ems)"
+                      r"|(?:寄|邮寄|快递|顺丰)(?:过来|给我|到家|回家|吗|不|么|行不|可以)")
+"""Asking for the certificate by post ("可以快递吗"), not about a parcel ("我的快递到了吗")."""
+DESK_OPEN = re.compile(r"开门|营业|上班|下班|关门|休息|周末|周六|周日|星期[六天日]|礼拜[六天日]|节假日|放假"
+                       r"|(?:能|可以|什么时候|啥时候|几点|哪天)(?:过?去|来)(?!修)")
+"""Whether the counter is open, when to go: after a certificate notice, about collecting (not a door)."""
 
 
 def other_business(ctx: Ctx, text: str, topics: frozenset[str]) -> bool:
@@ -159,8 +168,12 @@ def other_business(ctx: Ctx, text: str, topics: frozenset[str]) -> bool:
     parse = ctx.parse
     if parse is None:
         return False
-    if "certificate" in topics and (CERT_WORDS.search(text) or PROXY.search(text) or DOCUMENTS.search(text)):
-        return False  # "要带购房合同吗": a contract is sales business to the topic model, a document here
+    if "certificate" in topics and (CERT_WORDS.search(text) or PROXY.search(text) or DOCUMENTS.search(text)
+                                    or MAIL_ASK.search(text)
+                                    or (DESK_OPEN.search(text) and not REPAIR_CUES.search(text))):
+        # "要带购房合同吗": a contract is sales business to the topic model, a document here; "周六开门不",
+        # "几点能去", "可以快递吗": the counter's hours and the post, not a door repair or a parcel
+        return False
     if parse.topic is not None and parse.topic not in topics:
         return True
     if "certificate" in topics:
@@ -193,7 +206,7 @@ def certificate_aspects(ctx: Ctx, text: str) -> list[str]:
     asked = []
     if "proxy" in topics or PROXY.search(text):
         asked.append("proxy")
-    if "mail" in topics or MAIL.search(text):
+    if "mail" in topics or MAIL_ASK.search(text) or (MAIL.search(text) and not re.search(r"快递[^，,。]{0,3}(?:到|在|取)", text)):
         asked.append("mail")
     if "documents" in topics or DOCUMENTS.search(text):
         asked.append("documents")
@@ -314,8 +327,13 @@ def outage_answer(ctx: Ctx, notice: Notice, asked: list[str]) -> str:
         if aspect == "restore":
             if end is not None and end <= ctx.now:
                 parts.append(f"按计划已于{_fmt(end, p.get('end'))}恢复供{word}。如您家仍没有{word}，请回复“报修”并说明情况，我们马上安排。")
+            elif start is not None and ctx.now < start:  # asked before the cut: say it has not begun
+                parts.append(f"目前还没有停{word}；本次停{word}从{_fmt(start, p.get('start'))}开始，"
+                             f"预计{_fmt(end, p.get('end'))}恢复供{word}，如有提前或延后会另行通知。")
             else:
                 parts.append(f"预计{_fmt(end, p.get('end'))}恢复供{word}，如有提前或延后会另行通知。")
+        elif aspect == "start" and start is None:  # a sudden cut: it has started, only its end is known
+            parts.append(f"目前已停{word}，预计{_fmt(end, p.get('end'))}恢复。")
         elif aspect == "start":
             parts.append(f"停{word}时间：{_fmt(start, p.get('start'))}至{_fmt(end, p.get('end'))}。")
         elif aspect == "why":

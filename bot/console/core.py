@@ -349,6 +349,9 @@ UPLOAD_PATHS = ("/photos", "/imports")
 UPLOAD_MAX = 64 * 1024 * 1024
 """Body limit of the upload routes (phone photos, roster spreadsheets); every other route keeps the
 app's small ``YEZHU_MAX_BODY_BYTES``."""
+LIST_UPLOAD_MAX = 5 * 1024 * 1024
+"""Body limit of the campaign wizard's post (``POST /console/campaigns``), which may carry an xlsx audience
+list: a list of thousands of houses is far over the app's 64 KB, and nothing like the rosters' 64 MB."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -408,6 +411,8 @@ async def _console_request(request: web.Request, handler: Handler, path: str) ->
         return web.json_response({"error": "unauthorized", "detail": "请先登录"}, status=401)
     if request.content_type == "multipart/form-data" and path.endswith(UPLOAD_PATHS):
         request = request.clone(client_max_size=UPLOAD_MAX)  # photos and rosters, on these routes only
+    elif request.content_type == "multipart/form-data" and request.method == "POST" and path == f"{PREFIX}/campaigns":
+        request = request.clone(client_max_size=LIST_UPLOAD_MAX)  # the wizard's audience list (xlsx)
     request[STAFF] = staff
     await console.refresh_projects()
     if request.method == "GET" and not wants_json(request) and staff.can("tickets.view") and path != f"{PREFIX}/events":

@@ -43,7 +43,7 @@ def test_create_preview_send_and_status_on_the_command_line(demo_db: Path, tmp_p
     made = runner.invoke(app, ["campaign", "create", "--kind", "notice", "--project", "demo", "--buildings", "3",
                                "--param", "content=3栋电梯明日年检", "--as", "kefu"])
     assert made.exit_code == 0, made.output
-    assert "已创建通知 1（draft）" in made.output and "将通知" in made.output and "样例（短信）" in made.output
+    assert "已创建通知 1：草稿（draft）" in made.output and "将通知" in made.output and "样例（短信）" in made.output
     assert "3栋电梯明日年检" in made.output
 
     one_line_error(runner.invoke(app, ["campaign", "approve", "1", "--as", "kefu"]), 1, "不能审批")
@@ -67,6 +67,9 @@ def test_an_unmigrated_database_is_one_clear_line(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("YEZHU_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
     monkeypatch.chdir(tmp_path)
     one_line_error(runner.invoke(app, ["campaign", "status", "1"]), 2, "请先运行 yezhu migrate")
+    # a fresh checkout: not even the var/ directory yet
+    monkeypatch.setenv("YEZHU_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'var' / 'yezhu.db'}")
+    one_line_error(runner.invoke(app, ["campaign", "list"]), 2, "尚未创建：请先运行 yezhu migrate")
 
 
 def test_a_certificate_import_drafts_the_collection_notice_for_approval(demo_db: Path, tmp_path: Path) -> None:
@@ -83,7 +86,8 @@ def test_a_certificate_import_drafts_the_collection_notice_for_approval(demo_db:
     status = runner.invoke(app, ["campaign", "status", "1"])
     assert "待审批" in status.output
     preview = runner.invoke(app, ["campaign", "preview", "1"])
-    assert "将通知 1 人" in preview.output and "李四" in preview.output and "8栋1单元1203" in preview.output
+    # the demo's WeChat account has no AppID/AppSecret: 李四, a follower, is reached by SMS, not failed
+    assert "将通知 1 人：微信 0，短信 1" in preview.output and "8栋1单元1203" in preview.output
 
 
 async def test_warranty_reminders_are_drafted_daily_once(yezhu: Any) -> None:
@@ -102,3 +106,30 @@ async def test_warranty_reminders_are_drafted_daily_once(yezhu: Any) -> None:
     assert p.recipients == 1 and "电气管线" in p.samples["wechat"]["text"]
     async with rt.db.session() as s:
         assert (await s.execute(sa.select(sa.func.count()).select_from(Campaign))).scalar() == 1
+
+
+def test_outages_refusals_and_times_read_as_staff_expect(demo_db: Path) -> None:
+    # a sudden cut has started: no start needed; the area defaults to the buildings chosen
+    made = runner.invoke(app, ["campaign", "create", "--kind", "outage", "--urgent", "--project", "demo",
+                               "--buildings", "3", "--param", "utility=water", "--param", "end=2026-12-02T18:00"])
+    assert made.exit_code == 0, made.output
+    assert "紧急通知" in made.output and "3栋现停水，预计12月2日 18:00恢复" in made.output
+    one_line_error(runner.invoke(app, ["campaign", "create", "--kind", "outage", "--project", "demo", "--buildings", "3",
+                                       "--param", "utility=water", "--param", "start=2026-12-03T17:00",
+                                       "--param", "end=2026-12-03T09:00"]), 1, "须晚于开始时间")
+    planned = runner.invoke(app, ["campaign", "create", "--kind", "notice", "--project", "demo",
+                                  "--param", "content=周六消防演练", "--as", "kefu"])
+    assert planned.exit_code == 0 and "需主管审批" in planned.output, planned.output
+    # refused before anything is sent: one line, no progress bar
+    one_line_error(runner.invoke(app, ["campaign", "send", "2", "--yes", "--as", "kefu"]), 1, "待主管审批")
+    assert runner.invoke(app, ["campaign", "approve", "2", "--as", "zhuguan"]).exit_code == 0
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).astimezone(dt.timezone(dt.timedelta(hours=8)))
+    at = later.strftime("%Y-%m-%dT09:00")
+    assert runner.invoke(app, ["campaign", "schedule", "2", "--at", at]).exit_code == 0
+    status = runner.invoke(app, ["campaign", "status", "2"])
+    assert f"定时：{at.replace('T', ' ')}" in status.output, status.output  # Beijing time, as given
+    assert runner.invoke(app, ["campaign", "cancel", "2"]).exit_code == 0
+    one_line_error(runner.invoke(app, ["campaign", "send", "2", "--yes"]), 1, "已取消")
+    one_line_error(runner.invoke(app, ["campaign", "list", "--status", "finished"]), 1, "未知的状态 'finished'")
+    assert "暂无通知" in runner.invoke(app, ["campaign", "list", "--status", "paused"]).output
+    one_line_error(runner.invoke(app, ["campaign", "test", "1", "--phone", "123"]), 1, "不是有效的手机号")

@@ -69,7 +69,7 @@ async def test_send_record_and_results_end_to_end(yezhu: Any, db_url: str, fakes
     assert body["status"] == "done" and body["counts"]["delivered"] == 2 and body["counts"]["skipped"] == 2
     assert body["counts"]["acknowledged"] == 0
     skipped = await (await client.get(f"/api/v1/campaigns/{cid}/deliveries?status=skipped", headers=auth())).json()
-    assert {x["reason"] for x in skipped["deliveries"]} == {"已退订短信", "同一房屋已有收件人"}
+    assert {x["reason"] for x in skipped["deliveries"]} == {"业主已退订短信通知", "同一房屋已有收件人"}
     assert (await client.get(f"/api/v1/campaigns/{cid}/deliveries?status=bogus", headers=auth())).status == 400
     assert (await client.get("/api/v1/campaigns/99999", headers=auth())).status == 404
     for path in ("/api/v1/campaigns/%EF%BC%91", "/api/v1/campaigns/99999999999999999999999",

@@ -57,19 +57,23 @@ def cert_asks(nlu: Interpreter, text: str) -> list[str]:
     ("什么时候可以去拿", "hours"), ("星期六上班吗", "hours"),
     ("在哪里领", "place"), ("办公室在哪", "place"), ("地址是哪里", "place"), ("去哪拿啊", "place"),
     ("怎么领", "hours"),
+    # hurried owners, no punctuation: the counter's hours and the post, not a door repair or a parcel
+    ("周六开门不", "hours"), ("周末上班吗", "hours"), ("明天能去不", "hours"), ("可以快递吗", "mail"),
+    ("要带啥", "documents"),
 ])
 def test_questions_about_collecting_in_any_wording(nlu: Interpreter, text: str, aspect: str) -> None:
     assert aspect in cert_asks(nlu, text), text
 
 
 @pytest.mark.parametrize("text", ["物业费怎么交", "停车费多少钱一个月", "电梯坏了什么时候来修", "楼上太吵了", "你好",
-                                  "卫生间漏水了", "帮我转人工"])
+                                  "卫生间漏水了", "帮我转人工", "我的快递到了吗", "周六能来修门吗"])
 def test_other_business_after_a_certificate_notice_is_not_a_reply(nlu: Interpreter, text: str) -> None:
     assert cert_asks(nlu, text) == [], text
 
 
 @pytest.mark.parametrize("text", ["收到", "收到了", "好的知道了", "好的 知道了 谢谢", "OK", "ok谢谢", "嗯嗯 收到",
-                                  "知道啦 谢谢你们", "好的 明白", "谢谢", "好滴", "已收到，谢谢！", "收到，辛苦了"])
+                                  "知道啦 谢谢你们", "好的 明白", "谢谢", "好滴", "已收到，谢谢！", "收到，辛苦了",
+                                  "收到拉", "知道勒 谢谢", "好嘞收到咯"])
 def test_acknowledgements_in_any_wording(nlu: Interpreter, text: str) -> None:
     ctx, norm = ctx_for(nlu, text)
     assert is_acknowledgement(ctx, norm), text
@@ -135,3 +139,24 @@ async def test_an_acknowledgement_is_recorded_on_the_delivery_once(yezhu: Any) -
     assert [d.status for d in rows] == ["acknowledged", "acknowledged"] and all(d.acknowledged_at for d in rows)
     assert "已记录" not in await say("好的")  # said once: the second "好的" is ordinary small talk
     assert "委托书和双方身份证" in await say("能让朋友帮我拿吗")
+
+
+def test_a_sudden_cut_says_it_has_started_and_when_it_is_back() -> None:
+    from actions.flows.notice_reply import Notice, outage_answer
+
+    campaign = Campaign(kind="outage", urgent=True, params={"utility": "water", "area": "3栋", "reason": "水管爆裂",
+                                                            "end": "2026-12-02T18:00"})
+    notice = Notice(Delivery(), campaign)
+    answer = outage_answer(SimpleNamespace(now=NOW), notice, ["start", "restore"])
+    assert "目前已停水，预计12月2日18:00恢复" in answer and "另行通知至" not in answer
+
+
+def test_asked_before_a_planned_cut_it_says_the_water_is_still_on() -> None:
+    from actions.flows.notice_reply import Notice, outage_answer
+
+    campaign = Campaign(kind="outage", params={"utility": "water", "area": "3栋", "start": "2026-12-03T09:00",
+                                               "end": "2026-12-03T17:00"})
+    answer = outage_answer(SimpleNamespace(now=NOW), Notice(Delivery(), campaign), ["restore"])
+    assert "目前还没有停水；本次停水从12月3日09:00开始，预计12月3日17:00恢复供水" in answer
+    during = outage_answer(SimpleNamespace(now=NOW + dt.timedelta(days=1)), Notice(Delivery(), campaign), ["restore"])
+    assert "还没有停水" not in during and "预计12月3日17:00恢复供水" in during
