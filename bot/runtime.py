@@ -90,7 +90,8 @@ class Runtime:
         self.wechat_accounts = wechat_accounts(settings)
         # Output channels by capability (reply window, length, templates only), not by name checks.
         self.channels = ChannelRegistry()
-        self.channels.register("wechat", WECHAT, WeChatSender(self.wechat_accounts, self.services.cache))
+        self.channels.register("wechat", WECHAT, WeChatSender(self.wechat_accounts, self.services.cache,
+                                                             backoff_base=settings.wechat_retry_base))
         self.channels.register("sms", SMS)  # sent through the notifier's outbox (templates only)
         self.channels.register("api", PULL)
         self.channels.register("terminal", PULL)

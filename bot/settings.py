@@ -156,6 +156,9 @@ class Settings(BaseSettings):
 
     job_max_retries: int = 5
     job_retry_base: float = 2.0
+    wechat_retry_base: float = Field(default=0.2, ge=0)
+    """Seconds before the first in-place retry of a failed WeChat API call (then doubling, 4 attempts);
+    after that the send job's own retries (``job_retry_base``) take over."""
     job_queue: str = "yezhu:jobs"
     job_redelivery_seconds: float = 60.0
     """A job left unacknowledged this long (its worker died) is run again by another worker."""

@@ -168,7 +168,10 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 def make_settings(**overrides: Any) -> Settings:
     # No cron ticks in tests (a sweep at a minute boundary would act in the middle of a test); the
     # scheduled jobs are called directly where they are tested (tests/sms/).
-    values: dict[str, Any] = {"api_token": API_TOKEN, **WECHAT, "job_retry_base": 0.01, "scheduler": False}
+    # WeChat's API is unreachable here: a test that sends without its own fake server gets "connection
+    # refused" at once from a closed local port, not a DNS failure and its retries at every teardown.
+    values: dict[str, Any] = {"api_token": API_TOKEN, **WECHAT, "job_retry_base": 0.01, "scheduler": False,
+                              "wechat_api_base": "http://127.0.0.1:9", "wechat_retry_base": 0.001}
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
