@@ -85,7 +85,7 @@ DEFAULTS: dict[str, KindSpec] = {
     ),
     "survey": KindSpec(
         "survey", "满意度调查邀请",
-        "${project}诚邀您参加${survey}，共几道题，约需2分钟，直接回复即可作答。", required=("template",),
+        "${project}诚邀您参加${survey}，只有几道题，约需2分钟，直接回复即可作答。", required=("template",),
     ),
     "notice": KindSpec("notice", "通知", "${project}通知：${content}", required=("content",)),
 }

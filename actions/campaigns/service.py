@@ -160,6 +160,14 @@ async def _create(rt: Any, kind: str, project: str, actor: str, rule: dict[str, 
             merged = {**{k: v for k, v in counter.items() if k in ("place", "hours")}, **merged}
         if kind == "outage" and rule.get("buildings"):  # the area defaults to the buildings chosen
             merged.setdefault("area", "、".join(f"{b}栋" for b in rule["buildings"]))
+        if kind == "survey" and not (merged.get("template") or campaign_params_given(params).get("template")):
+            # No template named: the project's own active periodic survey, else the shared one.
+            default = (await s.execute(sa.select(SurveyTemplate.code).where(
+                SurveyTemplate.kind == "periodic", SurveyTemplate.active.is_(True),
+                sa.or_(SurveyTemplate.project_id == proj.id, SurveyTemplate.project_id.is_(None)),
+            ).order_by(SurveyTemplate.project_id.is_(None), SurveyTemplate.id))).scalars().first()
+            if default is not None:
+                merged["template"] = default
         full = campaign_params(spec, {**merged, **campaign_params_given(params)})
         if kind == "survey":
             template = (await s.execute(sa.select(SurveyTemplate).where(

@@ -72,6 +72,8 @@ async def test_each_kind_reaches_its_audience_on_the_right_channel(rt: Any) -> N
     p = await preview(rt, "survey", params={"template": "periodic-2026"})
     assert (p.channels, p.excluded) == ({"wechat": 3, "sms": 1}, {"opted_out": 1, "no_phone": 1, "duplicate_house": 1})
     assert "2026年度满意度调查" in p.samples["wechat"]["text"]
+    # …without naming a template: the active periodic survey is the one invited to.
+    assert "2026年度满意度调查" in (await preview(rt, "survey")).samples["wechat"]["text"]
     p = await preview(rt, "notice", audience={"tag": "VIP"}, params={"content": "VIP活动"})
     assert (p.recipients, p.channels) == (1, {"wechat": 1, "sms": 0})
     p = await preview(rt, "notice", audience={"stage": "老业主"}, params={"content": "x"})
