@@ -560,6 +560,14 @@ def render(request: web.Request, template: str, *, status: int = 200, **context:
                         content_type="text/html", charset="utf-8")
 
 
+async def locked_ticket(s: AsyncSession, rt: Runtime, ticket_id: int) -> Ticket:
+    """The ticket a route is about to change, row-locked on PostgreSQL (SQLite serialises writers), or 404."""
+    ticket = await s.get(Ticket, ticket_id, with_for_update=not rt.db.is_sqlite)
+    if ticket is None:
+        raise web.HTTPNotFound(text="工单不存在")
+    return ticket
+
+
 async def staff_list(s: AsyncSession, roles: tuple[str, ...]) -> list[StaffUser]:
     return list(
         (await s.execute(

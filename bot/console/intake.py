@@ -35,6 +35,7 @@ from bot.console.core import (
     done,
     form,
     int_param,
+    locked_ticket,
     match_id,
     render,
     route,
@@ -335,9 +336,7 @@ async def edit_ticket(request: web.Request) -> web.StreamResponse:
     batch = EventBatch()
     ids: list[int] = []
     async with rt.db.session() as s, s.begin():
-        t = await s.get(Ticket, ticket_id, with_for_update=not rt.db.is_sqlite)
-        if t is None:
-            raise web.HTTPNotFound(text="工单不存在")
+        t = await locked_ticket(s, rt, ticket_id)
         if t.status == CLOSED:
             raise Refused("工单已关闭，如需修改请先返修", status=409, back=back)
         values = _clean({**{"kind": t.kind, "origin": t.origin or "phone",

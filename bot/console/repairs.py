@@ -31,6 +31,7 @@ from bot.console.core import (
     close_files,
     done,
     form,
+    locked_ticket,
     match_id,
     route,
     runtime_of,
@@ -241,9 +242,7 @@ async def quote(request: web.Request) -> web.StreamResponse:
     rt = runtime_of(request)
     batch = EventBatch()
     async with rt.db.session() as s, s.begin():
-        t = await s.get(Ticket, ticket_id, with_for_update=not rt.db.is_sqlite)
-        if t is None:
-            raise web.HTTPNotFound(text="工单不存在")
+        t = await locked_ticket(s, rt, ticket_id)
         if not may_work(staff, t):
             raise Refused("只有负责该工单的工程师或客服可以报价", status=403, back=back)
         try:

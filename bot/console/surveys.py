@@ -16,7 +16,19 @@ from aiohttp import web
 from actions import surveys
 from actions.labels import SURVEY_KIND_LABELS
 from actions.stages import AREAS
-from bot.console.core import PREFIX, Refused, audit, done, form, match_id, render, route, runtime_of, staff_of
+from bot.console.core import (
+    PREFIX,
+    Refused,
+    audit,
+    done,
+    form,
+    locked_ticket,
+    match_id,
+    render,
+    route,
+    runtime_of,
+    staff_of,
+)
 from bot.events import EventBatch
 from bot.store.models import SurveyTemplate, Ticket, utcnow
 
@@ -113,9 +125,7 @@ async def record_callback(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     batch = EventBatch()
     async with rt.db.session() as s, s.begin():
-        ticket = await s.get(Ticket, ticket_id, with_for_update=not rt.db.is_sqlite)
-        if ticket is None:
-            raise web.HTTPNotFound(text="工单不存在")
+        ticket = await locked_ticket(s, rt, ticket_id)
         try:
             scores, answers = _scores(data)
             row, recovery = await surveys.record_staff_callback(
@@ -141,9 +151,7 @@ async def recovery_outcome(request: web.Request) -> web.StreamResponse:
     data = await form(request)
     batch = EventBatch()
     async with rt.db.session() as s, s.begin():
-        ticket = await s.get(Ticket, ticket_id, with_for_update=not rt.db.is_sqlite)
-        if ticket is None:
-            raise web.HTTPNotFound(text="工单不存在")
+        ticket = await locked_ticket(s, rt, ticket_id)
         try:
             recheck = await surveys.record_recovery_outcome(rt, s, batch, ticket, outcome=data.get("outcome", ""),
                                                             actor=staff.username)

@@ -39,6 +39,7 @@ from bot.console.core import (
     done,
     form,
     int_param,
+    locked_ticket,
     match_id,
     page_param,
     render,
@@ -200,9 +201,7 @@ async def ticket_action(request: web.Request) -> web.StreamResponse:
     batch = EventBatch()
     back = f"{PREFIX}/tickets/{ticket_id}"
     async with rt.db.session() as s, s.begin():
-        t = await s.get(Ticket, ticket_id, with_for_update=not rt.db.is_sqlite)
-        if t is None:
-            raise web.HTTPNotFound(text="工单不存在")
+        t = await locked_ticket(s, rt, ticket_id)
         assignee = None
         if verb in ("dispatch", "reassign"):
             assignee = await s.get(StaffUser, int_param(data.get("assignee_id")) or 0)
