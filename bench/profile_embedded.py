@@ -1,4 +1,4 @@
-"""Profile the embedded webhook path in one process (cProfile or wall/CPU only), no network hop.
+"""Profile the webhook path in one process (embedded; or ``--postgres``/``--redis`` for production) (cProfile or wall/CPU only), no network hop.
 
     taskset -c 0 .venv/bin/python bench/profile_embedded.py -n 2000 -c 16 [--profile out.prof]
 
@@ -34,8 +34,11 @@ async def main(args: argparse.Namespace) -> None:
     from tests.fakes.wechat_client import WeChatOwner
 
     tmp = Path(tempfile.mkdtemp(prefix="yezhu-prof-"))
+    url = f"sqlite+aiosqlite:///{tmp / 'yezhu.db'}"
+    if args.postgres:
+        url = await fresh_postgres(args.postgres)
     os.environ.update(
-        YEZHU_DATABASE_URL=f"sqlite+aiosqlite:///{tmp / 'yezhu.db'}",
+        YEZHU_DATABASE_URL=url,
         YEZHU_WECHAT_TOKEN=TOKEN,
         YEZHU_WECHAT_APP_ID=APP_ID,
         YEZHU_WECHAT_APP_SECRET="x",
@@ -45,6 +48,13 @@ async def main(args: argparse.Namespace) -> None:
         YEZHU_ADMIN_PASSWORD="bench-admin-password",
     )
     os.environ.pop("YEZHU_REDIS_URL", None)
+    if args.redis:
+        import redis.asyncio as aioredis
+
+        r = aioredis.Redis.from_url(args.redis)
+        await r.flushdb()
+        await r.aclose()
+        os.environ["YEZHU_REDIS_URL"] = args.redis
     from bot.app import RUNTIME, create_app
     from bot.demo import load_demo
     from bot.store.db import Database
@@ -154,6 +164,20 @@ async def main(args: argparse.Namespace) -> None:
     await runner.cleanup()
 
 
+async def fresh_postgres(admin_url: str) -> str:
+    """A new, empty database beside ``admin_url``'s (dropped first if it exists); its URL."""
+    import asyncpg
+
+    name = "yezhu_profile"
+    conn = await asyncpg.connect(admin_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
 def prefill(path: str, n: int) -> None:
     """``n`` stored messages (half inbound, half replies) in conversations of 20 messages, from
     ``n / 20`` other owners, written straight into the file (the FTS triggers index them as usual)."""
@@ -209,6 +233,13 @@ if __name__ == "__main__":
     p.add_argument(
         "--kb", type=int, default=0, help="knowledge-base entries (synthetic copies of the demo's)"
     )
+    p.add_argument(
+        "--postgres",
+        metavar="ADMIN_URL",
+        help="PostgreSQL instead of SQLite: a fresh database yezhu_profile beside this one, e.g. "
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
+    )
+    p.add_argument("--redis", metavar="URL", help="use this Redis (its database is flushed), e.g. redis://127.0.0.1:6379/9")
     args = p.parse_args()
     import uvloop
 

@@ -278,6 +278,8 @@ class Engine:
         if writer is not None:  # a SQLite file: one unit of the writer's group commit
             hot = self.db.hot
             return await writer.run(lambda conn: hot.append(conn, params))
+        if self.db.pg is not None:  # PostgreSQL: one statement on the hot path's own asyncpg pool
+            return await self.db.pg.append(params)
         if self.db.is_sqlite:
             async with self.db.engine.begin() as c:
                 if (await c.execute(APPEND.touch, params)).rowcount == 0:
@@ -363,11 +365,14 @@ class Engine:
                 self._sender_lock(
                     "turn:" + sender_key(msg.channel, msg.account, msg.sender),
                     timeout=TURN_LOCK_TIMEOUT, wait=TURN_LOCK_WAIT,
-                ),
+                ) as held,
             ):
                 replies, out_ids, batch, queued = await self._turn(
                     msg, conversation_id, message_id, parse, pending, started
                 )
+                if held is not None and batch.events and not batch.after:
+                    # Redis: the turn's events go out with the lock's release, in its round trip.
+                    held.publish_on_release(events.CHANNEL, batch.take_events())
             await batch.publish(rt.services.pubsub)
         except LockTimeout:
             # Another turn of this sender kept its lock too long: the message stays stored and
@@ -383,16 +388,17 @@ class Engine:
         return [] if queued else replies
 
     @asynccontextmanager
-    async def _sender_lock(self, key: str, *, timeout: float = 30.0, wait: float = 30.0) -> AsyncIterator[None]:
+    async def _sender_lock(self, key: str, *, timeout: float = 30.0, wait: float = 30.0) -> AsyncIterator[Any]:
         """The shared per-sender lock; while Redis is unavailable, this process's own lock (senders stay
-        serialised within a process; across processes only for as long as Redis answers)."""
+        serialised within a process; across processes only for as long as Redis answers). Yields what
+        the lock yields: Redis's ``Held`` (events can go out with the release), else None."""
         async with AsyncExitStack() as stack:
             try:
-                await stack.enter_async_context(self.rt.services.locks.lock(key, timeout=timeout, wait=wait))
+                held = await stack.enter_async_context(self.rt.services.locks.lock(key, timeout=timeout, wait=wait))
             except ServiceUnavailable:
                 self.rt.metrics.degraded.labels("lock").inc()
-                await stack.enter_async_context(self._local_locks.lock(key, timeout=timeout, wait=wait))
-            yield
+                held = await stack.enter_async_context(self._local_locks.lock(key, timeout=timeout, wait=wait))
+            yield held
 
     async def deliver_later(self, out_ids: list[int]) -> None:
         """The channel did not reply inline: the replies it did not take become ``queued`` (atomically:
@@ -441,6 +447,8 @@ class Engine:
         if writer is not None:
             hot = self.db.hot
             row = writer.read(lambda conn: hot.load(conn, load))
+        elif self.db.pg is not None:
+            row = await self.db.pg.load(load)
         else:
             async with self.db.autocommit() as c:
                 row = (await c.execute(TURN.load, load)).one()
@@ -548,6 +556,8 @@ class Engine:
                 await c.execute(TURN.mark_handled, params)
                 return out_ids
         # PostgreSQL, one reply (the usual case): one statement in autocommit.
+        if self.db.pg is not None:
+            return [await self.db.pg.write_turn(params, state, rows[0])]
         stmt = TURN.reply_only if isinstance(state, Unchanged) else TURN.reply_and_state
         async with self.db.autocommit() as c:
             return [(await c.execute(stmt, {**params, **{"p_" + k: v for k, v in rows[0].items()}})).scalar_one()]

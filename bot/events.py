@@ -103,6 +103,12 @@ class EventBatch:
         sweep re-enqueues rows left ``queued``."""
         self.after.append(work)
 
+    def take_events(self) -> list[dict[str, Any]]:
+        """The events as published, removed from the batch (the caller publishes them)."""
+        events, self.events = self.events, []
+        self._settled = 0
+        return [{"event": ev.name, **ev.data} for ev in events]
+
     async def publish(self, pubsub: PubSub) -> None:
         after, self.after = self.after, []
         for work in after:
@@ -112,12 +118,11 @@ class EventBatch:
                 log.exception("after-commit work failed")
         if not self.events:
             return
-        events, self.events = self.events, []
-        self._settled = 0
+        names = ", ".join(ev.name for ev in self.events)
         try:  # in one round trip
-            await pubsub.publish_many(CHANNEL, [{"event": ev.name, **ev.data} for ev in events])
+            await pubsub.publish_many(CHANNEL, self.take_events())
         except ServiceUnavailable as exc:
             # Redis is down: live screens miss this update (they read the database when they reload).
-            log.warning("events not published (%s): %s", exc, ", ".join(ev.name for ev in events))
+            log.warning("events not published (%s): %s", exc, names)
         except Exception:  # the state is committed; a lost notification must not fail the request
-            log.exception("could not publish %s", ", ".join(ev.name for ev in events))
+            log.exception("could not publish %s", names)

@@ -166,3 +166,47 @@ async def test_two_redis_clients_share_state(redis_url: str) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_redis_lock_expired_while_held_is_not_taken_from_its_next_holder(redis_url: str) -> None:
+    """A holder whose lock expired (a turn stuck longer than its timeout) must not release the lock
+    another process took meanwhile."""
+    a, b = redis_services(redis_url), redis_services(redis_url)
+    b_holds, a_released = asyncio.Event(), asyncio.Event()
+
+    async def second_holder() -> None:
+        async with b.locks.lock("slow", timeout=5, wait=2):
+            b_holds.set()
+            await a_released.wait()
+            with pytest.raises(LockTimeout):  # still b's, although a "released" it
+                async with a.locks.lock("slow", timeout=5, wait=0.2):
+                    pass
+
+    try:
+        async with a.locks.lock("slow", timeout=0.2, wait=1):
+            task = asyncio.ensure_future(second_holder())
+            await asyncio.wait_for(b_holds.wait(), 2)  # only after a's lock expired
+        a_released.set()
+        await asyncio.wait_for(task, 3)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_redis_lock_publishes_on_release_in_order(redis_url: str) -> None:
+    """A turn's events go out with its lock's release (one round trip) and reach subscribers in order;
+    the lock is free afterwards."""
+    svc = redis_services(redis_url)
+    channel = f"events-{uuid.uuid4().hex}"
+    batch = [{"event": "message.created", "n": 0, "text": "卫生间漏水"}, {"event": "message.created", "n": 1}]
+    try:
+        async with svc.pubsub.subscribe(channel) as messages:
+            await asyncio.sleep(0.05)  # let SUBSCRIBE reach the server
+            async with svc.locks.lock("turn:x", timeout=5, wait=1) as held:
+                held.publish_on_release(channel, batch)
+            got = [await asyncio.wait_for(anext(messages), 2) for _ in range(2)]
+        assert got == batch
+        async with svc.locks.lock("turn:x", timeout=5, wait=0.1):
+            pass  # released
+    finally:
+        await svc.close()

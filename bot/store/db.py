@@ -64,6 +64,13 @@ class Database:
         """The engine's hot-path writer for a SQLite file (``bot/store/sqlite_writer.py``); None for
         PostgreSQL and in-memory SQLite."""
         self._hot: Any = None
+        self.pg: Any = None
+        """The engine's hot-path statements on an asyncpg pool of their own (``PgHotPath``,
+        ``bot/store/hot_path.py``); None for SQLite."""
+        if self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "asyncpg":
+            from bot.store.hot_path import PgHotPath
+
+            self.pg = PgHotPath(self.engine)
 
     @property
     def is_sqlite(self) -> bool:
@@ -93,6 +100,8 @@ class Database:
     async def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.pg is not None:
+            await self.pg.close()
         await self.engine.dispose()
 
     async def migrate(self, revision: str = "head") -> None:

@@ -256,3 +256,109 @@ def _mark_used(session: Session, transaction: Any, connection: Any) -> None:
     """A session is "in a transaction" as soon as anything is added to it; this marks the moment it
     actually took a database connection (a query, a flush), which is what the turn needs to know."""
     session.info[USED_CONNECTION] = True
+
+
+class PgHotPath:
+    """The same steps for PostgreSQL, on an asyncpg pool of their own (issue 16, production mode).
+
+    Through SQLAlchemy each hot-path statement costs a greenlet switch, a compiled-cache lookup,
+    execution events, a connection checkout with its reset, and a cursor adapter: about as much CPU as
+    everything else a turn does. Here each step is one statement, compiled once by SQLAlchemy for the
+    asyncpg dialect (the same SQL, bind and result processors, and JSON codecs as the ORM's
+    connections, so the rows are identical), run by asyncpg straight from a small pool whose
+    connections need no reset (every statement runs in autocommit: atomic on its own, data-modifying
+    CTEs). A unique violation is raised as SQLAlchemy's ``IntegrityError``, as through the engine; any
+    other database error propagates as asyncpg's (the webhook answers 503 and the channel retries)."""
+
+    def __init__(self, engine: Any, *, size: int = 10) -> None:
+        from bot.store.sqlite_writer import Compiled
+
+        dialect = engine.dialect
+        self.append_stmt = Compiled(APPEND.combined, dialect)
+        self.load_stmt = Compiled(TURN.load, dialect)
+        self.reply_only = Compiled(TURN.reply_only, dialect)
+        self.reply_and_state = Compiled(TURN.reply_and_state, dialect)
+        args, kwargs = dialect.create_connect_args(engine.url)
+        self._connect: tuple[list[Any], dict[str, Any]] = (list(args), dict(kwargs))
+        self._json = getattr(dialect, "_json_deserializer", None) or __import__("json").loads
+        self.size = size
+        self._pool: Any = None
+        self._opening: Any = None
+
+    async def _setup(self, conn: Any) -> None:
+        """SQLAlchemy's asyncpg JSON codecs (``PGDialect_asyncpg.setup_asyncpg_json_codec``): bind values
+        arrive serialised by the columns' bind processors, results are parsed here."""
+        loads = self._json
+        await conn.set_type_codec(
+            "json", encoder=str.encode, decoder=lambda b: loads(b.decode()), schema="pg_catalog", format="binary"
+        )
+        await conn.set_type_codec(
+            "jsonb",
+            encoder=lambda s: b"\x01" + s.encode(),
+            decoder=lambda b: loads(b[1:].decode()),
+            schema="pg_catalog",
+            format="binary",
+        )
+
+    async def pool(self) -> Any:
+        if self._pool is not None:
+            return self._pool
+        import asyncio
+
+        import asyncpg
+
+        if self._opening is None:
+            args, kwargs = self._connect
+
+            async def no_reset(_conn: Any) -> None:
+                """Nothing to reset: no transactions, session settings, listeners or cursors are used."""
+
+            self._opening = asyncio.ensure_future(
+                asyncpg.create_pool(
+                    *args, min_size=1, max_size=self.size, init=self._setup, reset=no_reset, **kwargs
+                )
+            )
+        try:
+            self._pool = await asyncio.shield(self._opening)
+        except BaseException:
+            if self._opening.done():
+                self._opening = None  # failed: the next message tries again
+            raise
+        return self._pool
+
+    async def _fetchrow(self, stmt: Any, values: dict[str, Any]) -> Any:
+        import asyncpg
+
+        pool = await self.pool()
+        try:
+            return await pool.fetchrow(stmt.sql, *stmt.bind(values))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise sa.exc.IntegrityError(stmt.sql, None, exc) from exc
+
+    async def append(self, params: dict[str, Any]) -> int | None:
+        """Accept's fast path: the message id, or None if the conversation was closed meanwhile."""
+        row = await self._fetchrow(self.append_stmt, params)
+        return None if row is None else cast(int, row[0])
+
+    async def load(self, params: dict[str, Any]) -> Any:
+        row = self.load_stmt.row(await self._fetchrow(self.load_stmt, params))
+        if row is None:
+            raise LookupError(f"conversation {params['p_cid']} not found")
+        return row
+
+    async def write_turn(self, params: dict[str, Any], state: dict[str, Any] | Unchanged, reply: dict[str, Any]) -> int:
+        """One reply, the new dialogue state (unless unchanged) and the inbound message marked handled,
+        in one statement."""
+        stmt = self.reply_only if isinstance(state, Unchanged) else self.reply_and_state
+        row = await self._fetchrow(stmt, {**params, **{"p_" + k: v for k, v in reply.items()}})
+        if row is None:
+            raise LookupError(f"conversation {params['p_cid']} not found")
+        return cast(int, row[0])
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None and self._opening is not None and self._opening.done() and not self._opening.exception():
+            pool = self._opening.result()
+        self._opening = None
+        if pool is not None:
+            await pool.close()
