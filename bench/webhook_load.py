@@ -45,6 +45,7 @@ import argparse
 import asyncio
 import base64
 import collections
+import contextlib
 import datetime as dt
 import json
 import os
@@ -59,6 +60,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,6 +181,33 @@ def comm_cpu(names: set[str]) -> dict[int, int]:
             except (FileNotFoundError, ProcessLookupError):
                 pass
     return out
+
+
+@contextlib.contextmanager
+def services_pinned(core: int | None) -> Iterator[None]:
+    """Run PostgreSQL and Redis on ``core`` (the load generator's) while measuring, their affinity
+    restored afterwards: the web process's core then serves the web process alone, which is what "per
+    web process core" measures (in production the database has its own machine). New PostgreSQL
+    backends inherit the postmaster's affinity. ``None``: leave them where the scheduler puts them."""
+    if core is None:
+        yield
+        return
+    saved: dict[int, set[int]] = {}
+    for pid in comm_cpu({"postgres", "redis-server"}):
+        for tid in (int(t) for t in os.listdir(f"/proc/{pid}/task")) if os.path.isdir(f"/proc/{pid}/task") else ():
+            try:
+                saved[tid] = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, {core})
+            except (PermissionError, ProcessLookupError, OSError):
+                pass
+    if saved:
+        print(f"PostgreSQL and Redis ({len(saved)} threads) pinned to core {core} for the run", flush=True)
+    try:
+        yield
+    finally:
+        for tid, mask in saved.items():
+            with contextlib.suppress(ProcessLookupError, OSError):
+                os.sched_setaffinity(tid, mask)
 
 
 def ticks_delta(before: dict[int, int], after: dict[int, int]) -> float:
@@ -1062,7 +1091,8 @@ def run_config(target: str, mode: Mode, args: argparse.Namespace, port: int) -> 
         spy_dir = Path(args.py_spy) if args.py_spy else None
         if spy_dir:
             spy_dir.mkdir(parents=True, exist_ok=True)
-        results = asyncio.run(drive(load, target, server.pid, args, spy_dir))
+        with services_pinned(args.client_core if args.pin and target == "postgres" else None):
+            results = asyncio.run(drive(load, target, server.pid, args, spy_dir))
         finish(results, load, server.pid, server.database_url, args)
         return results
     finally:

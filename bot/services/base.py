@@ -29,8 +29,9 @@ class Deduper(Protocol):
 
 
 class Locks(Protocol):
-    def lock(self, key: str, *, timeout: float = 30.0, wait: float = 30.0) -> AbstractAsyncContextManager[None]:
-        """Mutual exclusion on ``key``; held at most ``timeout`` s (a crashed holder frees it).
+    def lock(self, key: str, *, timeout: float = 30.0, wait: float = 30.0) -> AbstractAsyncContextManager[Any]:
+        """Mutual exclusion on ``key``; held at most ``timeout`` s (a crashed holder frees it). Yields
+        None, or (Redis) a ``Held`` whose ``publish_on_release`` sends events with the release.
 
         Entering raises :class:`LockTimeout` after ``wait`` s, or :class:`ServiceUnavailable` at once
         when the backend is down (before the body runs: nothing was done under a lock not held)."""
