@@ -141,7 +141,13 @@ class Held:
 
     def publish_on_release(self, channel: str, messages: list[dict[str, Any]]) -> None:
         self.channel = PREFIX + channel
-        self.payloads = [json.dumps(m, ensure_ascii=False, default=str) for m in messages]
+        self.payloads = [_payload(messages)]
+
+
+def _payload(messages: list[dict[str, Any]]) -> str:
+    """One pub/sub message for a unit of work's events: the event itself, or a JSON array of several
+    (one PUBLISH, and one message for every subscriber to read, instead of one per event)."""
+    return json.dumps(messages[0] if len(messages) == 1 else messages, ensure_ascii=False, default=str)
 
 
 class RedisLocks:
@@ -192,16 +198,9 @@ class RedisPubSub:
         await self.b.call("publish", lambda: self.r.publish(PREFIX + channel, payload))
 
     async def publish_many(self, channel: str, messages: list[dict[str, Any]]) -> None:
-        if len(messages) == 1:
-            return await self.publish(channel, messages[0])
-
-        async def pipelined() -> None:
-            async with self.r.pipeline(transaction=False) as pipe:
-                for message in messages:
-                    pipe.publish(PREFIX + channel, json.dumps(message, ensure_ascii=False, default=str))
-                await pipe.execute()
-
-        await self.b.call("publish", pipelined)
+        if messages:
+            payload = _payload(messages)
+            await self.b.call("publish", lambda: self.r.publish(PREFIX + channel, payload))
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
@@ -213,7 +212,12 @@ class RedisPubSub:
                 item = await pubsub.get_message(timeout=1.0)
                 if item is None:
                     continue
-                yield json.loads(item["data"])
+                data = json.loads(item["data"])
+                if isinstance(data, list):  # the events of one unit of work, in order
+                    for message in data:
+                        yield message
+                else:
+                    yield data
 
         try:
             yield messages()

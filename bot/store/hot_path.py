@@ -15,7 +15,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import NO_VALUE, set_committed_value
 
 from bot.conversation import CLOSED
 from bot.store.models import Conversation, Identity, Message, Owner
@@ -187,19 +187,23 @@ class TurnStatements:
     @staticmethod
     def only_state_changed(s: AsyncSession, conv: Conversation) -> dict[str, Any] | Unchanged | None:
         """The new dialogue state if that is all the policy changed (``UNCHANGED`` if not even that);
-        None if it did more (queried, added, deleted, or changed anything else)."""
+        None if it did more (queried, added, deleted, or changed anything else).
+
+        Reads each dirty instance's committed state (the original values of the attributes set since
+        the load) instead of computing every attribute's history: an attribute set back to its original
+        value is no change; one whose original is unknown counts as changed (the general path then
+        writes it, which is always correct)."""
         if s.info.get(USED_CONNECTION) or s.new or s.deleted:
             return None
-        changed = UNCHANGED
+        changed: dict[str, Any] | Unchanged = UNCHANGED
         for obj in s.dirty:
-            if not s.is_modified(obj):
-                continue
-            if obj is not conv:
-                return None
-            attrs = sa.inspect(conv).attrs
-            if any(a.key != "state" and a.history.has_changes() for a in attrs):
-                return None
-            changed = conv.state
+            state = sa.inspect(obj)
+            for key, original in state.committed_state.items():
+                if obj is conv and key == "state":
+                    if original is NO_VALUE or original != conv.state:
+                        changed = conv.state
+                elif original is NO_VALUE or original != state.dict.get(key, NO_VALUE):
+                    return None
         return changed
 
 
