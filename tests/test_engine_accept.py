@@ -328,3 +328,37 @@ async def test_wechats_retry_after_a_restart_runs_the_lost_turn_and_answers_inli
     assert [(m.direction, m.text) for m in stored] == [("in", "热水器不出热水"), ("out", "收到[0]：热水器不出热水")]
     assert stored[0].handled_at is not None
     assert await rt.engine.recover(older_than=0) == 0
+
+
+async def test_postgresql_connections_killed_under_the_hot_path_cost_at_most_a_retry_never_a_message(
+    aiohttp_client: Any, pg_url: str, api: FakeWeChatAPI
+) -> None:
+    """The hot path's own asyncpg pool (bot/store/hot_path.py ``PgHotPath``): when PostgreSQL drops its
+    connections (a restart, a failover, an idle-session kill) a message that could not be stored gets a
+    503, so WeChat retries; the retry is stored once and answered, and the pool reconnects on its own."""
+    client, rt = await start(aiohttp_client, pg_url, api)
+    o = owner(client, openid="oFAST0100")
+    assert await o.send_text("你好") == "收到[0]：你好"
+    assert rt.db.pg is not None and rt.db.pg._pool is not None, "the hot path should use its own pool"
+    async with rt.db.autocommit() as c:  # the hot path's connections, named in pg_stat_activity
+        killed = (
+            await c.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = 'yezhu-hot-path'"
+                )
+            )
+        ).scalar_one()
+    assert killed >= 1
+    xml = o.text_xml("电梯停了", msg_id=7054768590064713100)
+    statuses = []
+    for _ in range(3):  # WeChat's retries
+        response = await o.post(xml)
+        statuses.append(response.status)
+        if response.status == 200:
+            assert o.reply_fields(response)["Content"] == "收到[0]：电梯停了"
+            break
+    assert statuses[-1] == 200 and set(statuses[:-1]) <= {503}
+    assert await o.send_text("谢谢") == "收到[0]：谢谢"
+    stored = [m.text for m in await messages(rt)]
+    assert stored == ["你好", "收到[0]：你好", "电梯停了", "收到[0]：电梯停了", "谢谢", "收到[0]：谢谢"]

@@ -42,10 +42,13 @@ class MemoryLocks:
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._users[key] += 1
         try:
-            try:
-                await asyncio.wait_for(lock.acquire(), wait)
-            except TimeoutError as exc:
-                raise LockTimeout(key) from exc
+            if lock.locked():  # wait for the holder (wait_for costs a task: only when there is one)
+                try:
+                    await asyncio.wait_for(lock.acquire(), wait)
+                except TimeoutError as exc:
+                    raise LockTimeout(key) from exc
+            else:
+                await lock.acquire()  # free: taken at once, without suspending
             try:
                 yield
             finally:

@@ -262,6 +262,10 @@ def _mark_used(session: Session, transaction: Any, connection: Any) -> None:
     session.info[USED_CONNECTION] = True
 
 
+APPLICATION_NAME = "yezhu-hot-path"
+"""The hot path's PostgreSQL connections, as ``pg_stat_activity`` shows them."""
+
+
 class PgHotPath:
     """The same steps for PostgreSQL, on an asyncpg pool of their own (issue 16, production mode).
 
@@ -317,9 +321,17 @@ class PgHotPath:
             async def no_reset(_conn: Any) -> None:
                 """Nothing to reset: no transactions, session settings, listeners or cursors are used."""
 
+            settings = dict(kwargs.pop("server_settings", None) or {})
+            settings.setdefault("application_name", APPLICATION_NAME)  # in pg_stat_activity
             self._opening = asyncio.ensure_future(
                 asyncpg.create_pool(
-                    *args, min_size=1, max_size=self.size, init=self._setup, reset=no_reset, **kwargs
+                    *args,
+                    min_size=1,
+                    max_size=self.size,
+                    init=self._setup,
+                    reset=no_reset,
+                    server_settings=settings,
+                    **kwargs,
                 )
             )
         try:
