@@ -135,6 +135,8 @@ async def main(args: argparse.Namespace) -> None:
     def _count(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
         statements[" ".join(statement.split())[:100]] += 1
 
+    writer = app[RUNTIME].db.writer
+    busy_before = writer.busy_retries if writer is not None else 0
     prof = None
     if args.profile:
         import cProfile
@@ -155,7 +157,8 @@ async def main(args: argparse.Namespace) -> None:
     if w is not None:
         print(
             f"hot-path writer: {w.units} units in {w.commits} commits, {w.busy_retries} waits for another "
-            "connection's write lock"
+            f"connection's write lock ({w.busy_retries - busy_before} during the measured run; the others: "
+            "new senders' first messages in the warm-up)"
         )
     if statements:
         print("statements through SQLAlchemy (aiosqlite) during the measured run:")
