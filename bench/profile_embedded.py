@@ -127,6 +127,8 @@ async def main(args: argparse.Namespace) -> None:
 
     await run(500, args.c)
     await asyncio.sleep(float(os.environ.get("SETTLE", "1")))
+    if args.bound:
+        await bind_senders(app[RUNTIME].db)
     from sqlalchemy import event
 
     statements: collections.Counter[str] = collections.Counter()
@@ -165,6 +167,26 @@ async def main(args: argparse.Namespace) -> None:
     for text, n in statements.most_common(20):
         print(f"{n:6d}  {text}")
     await runner.cleanup()
+
+
+async def bind_senders(db: object) -> None:
+    """Bind every warmed-up sender to one of the demo's owners, as registered owners are."""
+    import sqlalchemy as sa
+
+    from bot.store.models import Conversation, Identity, Owner
+
+    async with db.session() as s, s.begin():  # type: ignore[attr-defined]
+        owners = list((await s.execute(sa.select(Owner.id).order_by(Owner.id))).scalars())
+        identities = list((await s.execute(sa.select(Identity).where(Identity.external_id.like("oProf%")))).scalars())
+        for n, identity in enumerate(identities):
+            identity.owner_id = owners[n % len(owners)]
+        await s.flush()
+        await s.execute(
+            sa.update(Conversation)
+            .where(Conversation.identity_id == Identity.id, Identity.external_id.like("oProf%"))
+            .values(owner_id=Identity.owner_id)
+        )
+    print(f"bound {len(identities)} senders to {len(owners)} demo owners")
 
 
 async def fresh_postgres(admin_url: str) -> str:
@@ -242,6 +264,7 @@ if __name__ == "__main__":
         help="PostgreSQL instead of SQLite: a fresh database yezhu_profile beside this one, e.g. "
         "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
     )
+    p.add_argument("--bound", action="store_true", help="senders are registered owners (bound identities)")
     p.add_argument("--redis", metavar="URL", help="use this Redis (its database is flushed), e.g. redis://127.0.0.1:6379/9")
     args = p.parse_args()
     import uvloop

@@ -362,3 +362,61 @@ async def test_postgresql_connections_killed_under_the_hot_path_cost_at_most_a_r
     assert await o.send_text("谢谢") == "收到[0]：谢谢"
     stored = [m.text for m in await messages(rt)]
     assert stored == ["你好", "收到[0]：你好", "电梯停了", "收到[0]：电梯停了", "谢谢", "收到[0]：谢谢"]
+
+
+class LookingPolicy:
+    """A flow that looks something up (the owner's houses, their last notice) and answers, keeping a
+    counter in the dialogue state; with ``write``, it also changes a row through its session."""
+
+    def __init__(self, write: bool = False) -> None:
+        self.write = write
+
+    async def respond(self, turn: Any) -> list[OutboundMessage]:
+        s = turn.session
+        count = (await s.execute(sa.select(sa.func.count()).select_from(Owner))).scalar_one()
+        await s.get(Identity, turn.identity.id)  # a lookup by key, as flows do
+        turn.conversation.state = {**turn.conversation.state, "seen": turn.conversation.state.get("seen", 0) + 1}
+        if self.write:
+            await s.execute(sa.update(Identity).where(Identity.id == turn.identity.id).values(subscribed=False))
+        return [OutboundMessage(f"业主{count}位，第{turn.conversation.state['seen']}条")]
+
+
+async def test_a_turn_that_only_reads_takes_the_one_statement_write(
+    aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
+) -> None:
+    """Queries alone (a bound owner's houses, their last notice) do not send the turn down the general
+    path: its state and reply are written by the hot path, nothing through the session's transaction."""
+    client, rt = await start(aiohttp_client, db_url, api, policy=LookingPolicy())
+    o = owner(client, openid="oREAD0001")
+    assert await o.send_text("你好") == "业主0位，第1条"
+    writes: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.lstrip().upper().startswith("SELECT"):
+            writes.append(statement.split()[0])
+
+    sa.event.listen(rt.db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        assert await o.send_text("物业电话多少") == "业主0位，第2条"
+        assert await o.send_text("几点上班") == "业主0位，第3条"
+    finally:
+        sa.event.remove(rt.db.engine.sync_engine, "before_cursor_execute", count)
+    assert writes == [] or set(writes) <= {"BEGIN", "ROLLBACK"}, writes  # the writes went the hot way
+    (conv,) = await conversations(rt)
+    assert conv.state == {"seen": 3}
+    assert [m.text for m in await messages(rt)][-2:] == ["几点上班", "业主0位，第3条"]
+
+
+async def test_a_turn_that_writes_through_its_session_commits_it_with_its_reply(
+    aiohttp_client: Any, db_url: str, api: FakeWeChatAPI
+) -> None:
+    client, rt = await start(aiohttp_client, db_url, api, policy=LookingPolicy(write=True))
+    o = owner(client, openid="oREAD0002")
+    assert await o.send_text("你好") == "业主0位，第1条"
+    assert await o.send_text("再问一下") == "业主0位，第2条"
+    assert (await identity(rt, "oREAD0002")).subscribed is False  # the UPDATE was committed
+    (conv,) = await conversations(rt)
+    assert conv.state == {"seen": 2}
+    stored = await messages(rt)
+    assert [m.text for m in stored] == ["你好", "业主0位，第1条", "再问一下", "业主0位，第2条"]
+    assert all(m.handled_at is not None for m in stored if m.direction == "in")

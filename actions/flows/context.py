@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 State = dict[str, Any]
 """``Conversation.state``: JSON, replaced as a whole at the end of a turn (see actions/policy.py)."""
 
-ACCOUNT_PROJECT_TTL = 60.0
-"""Seconds an account's project (for owners without a bound house) is kept between look-ups."""
+PROJECT_TTL = 60.0
+"""Seconds a sender's project (an account's, for owners without a bound house; an owner's, by the house
+they chose) is kept between look-ups."""
+PROJECT_CACHE_SIZE = 50_000
 PHONE = re.compile(r"(?<!\d)(1[3-9]\d{9})(?!\d)")
 NEXT = "还有其他需要，直接留言告诉我即可。"
 
@@ -73,13 +75,21 @@ class Desk:
         self.runtime = runtime
         self.knowledge: KnowledgeService = runtime.knowledge
         self.notifier: Notifier = runtime.notifier
-        self._account_projects: dict[str, tuple[str | None, float]] = {}
+        self._projects: dict[tuple[Any, ...], tuple[str | None, float]] = {}
 
-    def account_project(self, account: str) -> tuple[str | None, float] | None:
-        return self._account_projects.get(account)
+    def cached_project(self, key: tuple[Any, ...]) -> tuple[str | None] | None:
+        """``(code,)`` of a sender's project looked up less than ``PROJECT_TTL`` ago, else None."""
+        hit = self._projects.get(key)
+        return (hit[0],) if hit is not None and hit[1] > time.monotonic() else None
 
-    def remember_account_project(self, account: str, code: str | None) -> None:
-        self._account_projects[account] = (code, time.monotonic() + ACCOUNT_PROJECT_TTL)
+    def remember_project(self, key: tuple[Any, ...], code: str | None) -> None:
+        if len(self._projects) >= PROJECT_CACHE_SIZE:
+            self._projects.clear()
+        self._projects[key] = (code, time.monotonic() + PROJECT_TTL)
+
+    def forget_owner_projects(self, owner_id: int) -> None:
+        for key in [k for k in self._projects if k[:2] == ("owner", owner_id)]:
+            del self._projects[key]
 
 
 @dataclass
@@ -163,6 +173,8 @@ class Ctx:
     def forget_houses(self) -> None:
         self._cache.pop("houses", None)
         self._cache.pop("project", None)
+        if self.identity.owner_id is not None:
+            self.desk.forget_owner_projects(self.identity.owner_id)
 
     async def houses(self) -> list[House]:
         if "houses" in self._cache:
@@ -203,16 +215,20 @@ class Ctx:
         return project
 
     async def project_code(self) -> str | None:
-        # An owner who has not bound a house gets the account's project. That is asked on most of their
-        # messages (knowledge-base answers), so it is kept for a minute, not queried each time.
-        account = self.identity.account if "project" not in self._cache and not self.bound else None
-        cached = self.desk.account_project(account) if account is not None else None
-        if cached is not None and cached[1] > time.monotonic():
+        # Which project's knowledge-base answers apply is asked on most messages: the account's project
+        # (an owner without a house) or the owner's, by the house they chose, is kept for a minute
+        # (``PROJECT_TTL``) instead of queried each time; binding a house forgets it at once.
+        if "project" in self._cache:
+            project: Project | None = self._cache["project"]
+            return project.code if project else None
+        owner_id = self.identity.owner_id
+        key = ("owner", owner_id, self.state.get("house_id")) if owner_id is not None else ("account", self.identity.account)
+        cached = self.desk.cached_project(key)
+        if cached is not None:
             return cached[0]
         project = await self.project()
         code = project.code if project else None
-        if account is not None:
-            self.desk.remember_account_project(account, code)
+        self.desk.remember_project(key, code)
         return code
 
     async def setting(self, key: str, default: Any = None) -> Any:

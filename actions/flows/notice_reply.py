@@ -91,6 +91,10 @@ class NoticeReplyFlow(Flow):
         text = normalised(ctx)
         if not text or len(text) > MAX_LENGTH:
             return None
+        if not (is_acknowledgement(ctx, text) or certificate_aspects(ctx, text) or outage_aspects(ctx, text)):
+            # Words no notice reply has: no query (a turn that queries cannot take the hot path's
+            # one-statement write), the normal dialogue answers.
+            return None
         notice = await last_notice(ctx)
         if notice is None:
             return None
@@ -106,7 +110,7 @@ class NoticeReplyFlow(Flow):
         if notice.campaign.kind == "outage":
             if other_business(ctx, text, OUTAGE_TOPICS) or REPAIR_CUES.search(text):
                 return None
-            asked = outage_aspects(ctx, text, notice.campaign.params or {})
+            asked = outage_aspects(ctx, text)
             return [outage_answer(ctx, notice, asked)] if asked else None
         return None
 
@@ -285,7 +289,7 @@ def _sentence(text: str) -> str:
 # --- outage --------------------------------------------------------------------------------------
 
 
-def outage_aspects(ctx: Ctx, text: str, params: dict[str, Any]) -> list[str]:
+def outage_aspects(ctx: Ctx, text: str) -> list[str]:
     """What a reply to an outage notice asks: restore, start, why, area (in that order)."""
     asked = []
     if RESTORE.search(text):

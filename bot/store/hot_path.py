@@ -14,13 +14,13 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
+from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import NO_VALUE, set_committed_value
 
 from bot.conversation import CLOSED
 from bot.store.models import Conversation, Identity, Message, Owner
 
-__all__ = ["APPEND", "REPLY", "TURN", "UNCHANGED", "USED_CONNECTION", "SqliteHotPath", "Unchanged"]
+__all__ = ["APPEND", "REPLY", "TURN", "UNCHANGED", "WROTE", "SqliteHotPath", "Unchanged"]
 
 
 def table(model: type[Any]) -> sa.Table:
@@ -172,11 +172,18 @@ class TurnStatements:
 
     @staticmethod
     def attach(s: AsyncSession, conv: Conversation, identity: Identity, owner: Owner | None) -> None:
-        """Put the entities into the session as persistent and clean, as a query would have."""
+        """Put the entities into the session as persistent and clean, as a query's loader does: each
+        gets its identity key and joins the session's identity map. Unlike ``Session.add`` this starts
+        no transaction (most turns never use one: a knowledge-base answer) and walks no cascades (about
+        100 µs of a turn, measured in docs/PERFORMANCE.md); the session begins its transaction when a
+        flow first queries or flushes, as it would after a query."""
+        sync = s.sync_session
         for obj in (conv, identity, owner):
             if obj is not None:
-                make_transient_to_detached(obj)
-                s.add(obj)
+                state = sa.inspect(obj)
+                state.key = state.mapper.identity_key_from_instance(obj)
+                state.session_id = sync.hash_key
+                sync.identity_map.add(state)
         set_committed_value(conv, "identity", identity)
         set_committed_value(identity, "owner", owner)
         if owner is not None and conv.owner_id == owner.id:
@@ -187,13 +194,15 @@ class TurnStatements:
     @staticmethod
     def only_state_changed(s: AsyncSession, conv: Conversation) -> dict[str, Any] | Unchanged | None:
         """The new dialogue state if that is all the policy changed (``UNCHANGED`` if not even that);
-        None if it did more (queried, added, deleted, or changed anything else).
+        None if it did more (wrote through the session, added, deleted, or changed anything else).
+        Queries alone do not count: a flow that looked up the owner's houses or last notice and only
+        answered still takes the one-statement write (its read transaction is rolled back at close).
 
         Reads each dirty instance's committed state (the original values of the attributes set since
         the load) instead of computing every attribute's history: an attribute set back to its original
         value is no change; one whose original is unknown counts as changed (the general path then
         writes it, which is always correct)."""
-        if s.info.get(USED_CONNECTION) or s.new or s.deleted:
+        if s.info.get(WROTE) or s.new or s.deleted:
             return None
         changed: dict[str, Any] | Unchanged = UNCHANGED
         for obj in s.dirty:
@@ -209,7 +218,8 @@ class TurnStatements:
 
 TURN = TurnStatements()
 
-USED_CONNECTION = "yezhu.used_connection"
+WROTE = "yezhu.wrote"
+"""``session.info`` key: the session flushed or executed a statement that is not a SELECT."""
 
 
 class SqliteHotPath:
@@ -255,11 +265,19 @@ class SqliteHotPath:
         return out_ids
 
 
-@sa.event.listens_for(Session, "after_begin")
-def _mark_used(session: Session, transaction: Any, connection: Any) -> None:
-    """A session is "in a transaction" as soon as anything is added to it; this marks the moment it
-    actually took a database connection (a query, a flush), which is what the turn needs to know."""
-    session.info[USED_CONNECTION] = True
+@sa.event.listens_for(Session, "do_orm_execute")
+def _mark_statement(state: Any) -> None:
+    """Every statement a flow runs through its session passes here (ORM queries, lazy loads,
+    ``session.get``, Core statements): anything but a SELECT (an UPDATE, a DELETE, raw SQL text) means
+    the turn wrote, and must commit through the session."""
+    if not state.is_select:
+        state.session.info[WROTE] = True
+
+
+@sa.event.listens_for(Session, "after_flush")
+def _mark_flush(session: Session, flush_context: Any) -> None:
+    """A flush (explicit, or before a query: autoflush) wrote the session's changes."""
+    session.info[WROTE] = True
 
 
 APPLICATION_NAME = "yezhu-hot-path"

@@ -89,7 +89,7 @@ def outage_asks(nlu: Interpreter, text: str) -> list[str]:
     ctx, norm = ctx_for(nlu, text)
     if other_business(ctx, norm, OUTAGE_TOPICS) or REPAIR_CUES.search(norm):
         return []
-    return outage_aspects(ctx, norm, {})
+    return outage_aspects(ctx, norm)
 
 
 @pytest.mark.parametrize(("text", "aspect"), [
