@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import json
 import os
 import sys
 import time
@@ -75,6 +76,14 @@ async def building_blocks(rt: Any, n: int, repeat: int) -> list[tuple[str, float
 
     r = rt.services.locks.r  # the shared redis.asyncio client
     raw = await asyncpg.connect(DATABASE_URL.replace("+asyncpg", ""))
+    if not await raw.fetchval("SELECT count(*) FROM conversation"):  # a conversation for the turn's load
+        from channels.base import InboundMessage
+
+        first = InboundMessage(
+            channel="wechat", account="default", sender="oHotBlocks", msg_id=f"blocks{time.time_ns()}", kind="text",
+            text="你好",
+        )
+        await (await rt.engine.accept(first)).replies
     conv_id = (await raw.fetchval("SELECT min(id) FROM conversation")) or 0
 
     async def redis_set(i: int) -> None:
@@ -97,6 +106,35 @@ async def building_blocks(rt: Any, n: int, repeat: int) -> list[tuple[str, float
         async with rt.db.session() as s, s.begin():
             await s.get(Conversation, conv_id)
 
+    from bot.store.hot_path import TURN
+
+    turn_params = {"p_cid": conv_id, "p_mid": 0}
+
+    async def turn_load_sa(i: int) -> None:  # the turn's load as it ran through SQLAlchemy's engine
+        async with rt.db.autocommit() as c:
+            (await c.execute(TURN.load, turn_params)).one()
+
+    async def turn_load_pool(i: int) -> None:  # the same statement on the hot path's asyncpg pool
+        await rt.db.pg.load(turn_params)
+
+    events = [
+        {"event": "message.created", "conversation_id": conv_id, "message_id": i, "direction": d, "text": "物业费怎么交"}
+        for i, d in ((1, "in"), (2, "out"))
+    ]
+
+    async def redis_lock_before(i: int) -> None:  # redis-py's Lock, then the events pipelined: 3 commands
+        lock = r.lock(f"yezhu:lock:bench:hot:{i % 100}", timeout=15, blocking_timeout=30, sleep=0.005)
+        await lock.acquire()
+        await lock.release()
+        async with r.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.publish("yezhu:bench:hot:events", json.dumps(event, ensure_ascii=False))
+            await pipe.execute()
+
+    async def redis_lock_turn(i: int) -> None:  # the turn's lock now: SET NX PX, then one script
+        async with rt.services.locks.lock(f"bench:hot:{i % 100}", timeout=15, wait=30) as held:
+            held.publish_on_release("bench:hot:events", events)
+
     async def nlu(i: int) -> None:
         rt.nlu.parse(TEXTS[i % len(TEXTS)])
 
@@ -106,7 +144,11 @@ async def building_blocks(rt: Any, n: int, repeat: int) -> list[tuple[str, float
     rows = [
         ("Redis command (SET NX EX)", await measure(redis_set, n, repeat)),
         ("Redis lock, acquire + release", await measure(redis_lock, n, repeat)),
+        ("the turn's lock + events, before: redis-py Lock, pipelined PUBLISH x2", await measure(redis_lock_before, n, repeat)),
+        ("the turn's lock + events, now: SET NX PX, one release-and-publish script", await measure(redis_lock_turn, n, repeat)),
         ("asyncpg query, bare connection", await measure(asyncpg_query, n, repeat)),
+        ("the turn's load through SQLAlchemy's engine (autocommit)", await measure(turn_load_sa, n, repeat)),
+        ("the turn's load on the hot path's asyncpg pool (PgHotPath)", await measure(turn_load_pool, n, repeat)),
         ("SQLAlchemy Core statement, autocommit (pool checkout included)", await measure(sa_core, n, repeat)),
         ("SQLAlchemy ORM get in a session transaction", await measure(sa_orm, n, repeat)),
         ("NLU parse (shipped model)", await measure(nlu, n, repeat)),
@@ -135,7 +177,6 @@ async def engine_steps(rt: Any, n: int, repeat: int) -> tuple[float, dict[str, f
 
         setattr(obj, name, wrapper)
 
-    timed(rt.services.dedup, "first_seen", "de-dup (Redis SET NX)")
     timed(engine, "_parse", "NLU parse")
     timed(engine, "_store_inbound", "store the inbound message (fast path)")
     timed(engine, "_turn", "turn transaction (load, policy, replies, commit)")
