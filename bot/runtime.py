@@ -106,6 +106,7 @@ class Runtime:
         if migrate:
             await self.db.migrate()
         await self.jobs.startup()
+        await self.db.warm()
         await self.knowledge.reload()
         self.engine.start_recovery()
 

@@ -115,6 +115,6 @@ def list_staff() -> None:
         async with db.session() as s:
             return list((await s.execute(sa.select(StaffUser).order_by(StaffUser.username))).scalars())
 
-    users: list[StaffUser] = asyncio.run(_run(work))  # type: ignore[assignment]
+    users: list[StaffUser] = asyncio.run(_run(work))  # type: ignore[assignment,arg-type]
     for u in users:
         typer.echo(f"{u.username:16} {u.role:10} {u.display_name}{'' if u.active else '  (inactive)'}")

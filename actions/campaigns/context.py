@@ -132,8 +132,8 @@ async def context(s: AsyncSession, settings: Settings, campaign: Campaign) -> Ct
             break
     # An account without AppID/AppSecret (the embedded demo) can never send a template message: its
     # followers are reached by SMS instead, and the preview says so, rather than every delivery failing.
-    acc = settings.wechat_accounts.get(account)
-    wechat_ready = acc is not None and bool(acc.app_id and acc.app_secret.get_secret_value())
+    chosen = settings.wechat_accounts.get(account)
+    wechat_ready = chosen is not None and bool(chosen.app_id and chosen.app_secret.get_secret_value())
     sms = settings.sms_templates.get(spec.template_kind("sms"))
     price = settings.sms_price
     if psettings.get("sms_price") not in (None, ""):

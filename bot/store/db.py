@@ -84,6 +84,15 @@ class Database:
         statement commits on its own, saving the BEGIN and COMMIT round trips of a one-statement write."""
         return self._autocommit.connect()
 
+    async def warm(self) -> None:
+        """Open the hot path's PostgreSQL pool at start-up, so the first message does not pay for it;
+        if PostgreSQL does not answer yet, the first message opens it (and answers 503 until it can)."""
+        if self.pg is not None:
+            try:
+                await self.pg.pool()
+            except Exception as exc:
+                log.warning("the hot path's PostgreSQL pool could not be opened yet: %s", exc)
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))

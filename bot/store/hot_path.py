@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm import InstanceState, Mapper, Session
 from sqlalchemy.orm.attributes import NO_VALUE, set_committed_value
 
 from bot.conversation import CLOSED
@@ -180,7 +180,7 @@ class TurnStatements:
         sync = s.sync_session
         for obj in (conv, identity, owner):
             if obj is not None:
-                state = sa.inspect(obj)
+                state: InstanceState[Any] = sa.inspect(obj)
                 state.key = state.mapper.identity_key_from_instance(obj)
                 state.session_id = sync.hash_key
                 sync.identity_map.add(state)
