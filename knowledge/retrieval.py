@@ -201,10 +201,12 @@ class _Postings:
     documents; slot ``n_docs + i`` is item ``i``, which the whole-entry and answer fields add into.
     Within a term the postings run field by field in the index's field order, so every slot sums its
     contributions in query-term order, then field order: the same additions, in the same order, as
-    adding field by field term by term.
+    adding field by field term by term. Term ids run to the vocabulary size inclusive: the last one
+    has no postings and stands for every term the index does not know.
     """
 
-    indptr: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
     slots: np.ndarray
     field_weights: np.ndarray
     weights: np.ndarray
@@ -215,8 +217,10 @@ class _Postings:
         """``fields`` as ``(field, first slot)`` pairs, in scoring order; ``size`` slots in all."""
         terms = np.concatenate([np.repeat(np.arange(len(f.indptr) - 1), np.diff(f.indptr)) for f, _ in fields])
         order = np.argsort(terms, kind="stable")  # by term; within a term, by field, then as built
+        indptr = np.sum([f.indptr for f, _ in fields], axis=0)
         return cls(
-            indptr=np.sum([f.indptr for f, _ in fields], axis=0),
+            starts=indptr,  # indptr[-1] (past the last posting) is where the unknown term's none start
+            lengths=np.append(np.diff(indptr), 0),
             slots=np.concatenate([f.docs + first for f, first in fields])[order],
             field_weights=np.concatenate([np.full(len(f.docs), f.weight) for f, _ in fields])[order],
             weights=np.concatenate([f.weights for f, _ in fields])[order],
@@ -225,10 +229,11 @@ class _Postings:
 
     def scores(self, term_ids: np.ndarray, query_weights: np.ndarray) -> np.ndarray:
         """Per slot the sum of field weight × query weight × BM25 weight over the query's terms."""
-        starts = self.indptr[term_ids]
-        lengths = self.indptr[term_ids + 1] - starts
+        starts = self.starts[term_ids]
+        lengths = self.lengths[term_ids]
+        ends = np.cumsum(lengths)
         # Positions of every posting of every query term, term by term in query order.
-        positions = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        positions = np.arange(int(ends[-1])) + np.repeat(starts - ends + lengths, lengths)
         values = self.field_weights[positions] * np.repeat(query_weights, lengths) * self.weights[positions]
         # bincount adds in the order of ``positions``: per slot, term by term (then field by field).
         return np.bincount(self.slots[positions], weights=values, minlength=self.size)
@@ -245,7 +250,7 @@ class KnowledgeIndex:
     analyzer: Analyzer
     config: RetrievalConfig
     _idf: np.ndarray
-    _idf_unknown: float
+    """Per term id of the vocabulary, then one more: the weight of a term the index does not know."""
     _kind_weight: np.ndarray
     _avgdl: float
     _postings: _Postings
@@ -341,8 +346,7 @@ class KnowledgeIndex:
             items=items,
             analyzer=analyzer,
             config=config,
-            _idf=idf,
-            _idf_unknown=idf_unknown,
+            _idf=np.append(idf, idf_unknown),
             _kind_weight=np.array(config.feature_weights(), dtype=np.float64),
             _avgdl=avgdl,
             _postings=postings,
@@ -398,18 +402,21 @@ class KnowledgeIndex:
         cfg = self.config
         ids, counts, kinds = self.analyzer.lookup(self.analyzer.features(text))
         tf = counts * self._kind_weight[kinds]
-        keep = tf > 0
-        ids, counts, tf = ids[keep], counts[keep], tf[keep]
+        if min(cfg.feature_weights()) <= 0:  # drop the features of a kind weighted 0 (e.g. unigrams off)
+            keep = tf > 0
+            ids, counts, tf = ids[keep], counts[keep], tf[keep]
         n_docs = len(self._doc_text)
         if not len(ids) or not len(self.items):
             return np.zeros(len(self.items)), np.zeros(n_docs), 0.0
         # A word repeated in a run-on voice message should count a little more, not linearly more.
         query_weight = np.where(counts > 1, 1.0 + np.log(np.maximum(counts, 1.0)), 1.0)
-        known = (ids >= 0) & (ids < len(self._idf))
-        scores = self._postings.scores(ids[known], query_weight[known])
+        # Terms this index does not know (-1, or added to the shared vocabulary after it was built)
+        # all take the last id: no postings, the unknown word's idf.
+        unknown = len(self._idf) - 1
+        terms = np.where((ids >= 0) & (ids < unknown), ids, unknown)
+        scores = self._postings.scores(terms, query_weight)
         doc_scores, field_scores = scores[:n_docs], scores[n_docs:]
-        idf = np.full(len(ids), self._idf_unknown)
-        idf[known] = self._idf[ids[known]]
+        idf = self._idf[terms]
         norm = cfg.k1 * (1.0 - cfg.b + cfg.b * tf.sum() / self._avgdl)
         self_score = float(np.sum(query_weight * idf * tf * (cfg.k1 + 1.0) / (tf + norm)))
         # The fields add to the phrasing score; a question identical to a phrasing scores about
