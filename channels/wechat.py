@@ -58,7 +58,6 @@ from xml.etree.ElementTree import Element
 
 from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
-from wechatpy.replies import TextReply
 
 from channels.base import (
     Accepted,
@@ -137,6 +136,18 @@ def cdata_safe(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _XML_ILLEGAL_RE.sub("", text)
     return text.replace("]]>", "]]]]><![CDATA[>")
+
+
+def text_reply_xml(*, source: str, target: str, content: str, create_time: int) -> str:
+    """The XML of a passive text reply, exactly as wechatpy's ``TextReply(...).render()`` writes it
+    (a test holds the two equal) at a fraction of its cost: values go into CDATA verbatim."""
+    return (
+        "<xml>\n<MsgType><![CDATA[text]]></MsgType>\n"
+        f"<Content><![CDATA[{content}]]></Content>\n"
+        f"<FromUserName><![CDATA[{source}]]></FromUserName>\n"
+        f"<ToUserName><![CDATA[{target}]]></ToUserName>\n"
+        f"<CreateTime>{create_time}</CreateTime>\n</xml>"
+    )
 
 
 def _build_crypto(account: WeChatAccountConfig) -> WeChatCrypto | None:
@@ -518,19 +529,18 @@ class WeChatChannel:
     def _render_reply(
         self, account: _Account, message: InboundMessage, reply: OutboundMessage, encrypted: bool
     ) -> str:
-        """A passive text reply, rendered by wechatpy and (in safe/compatible mode) encrypted.
+        """A passive text reply (:func:`text_reply_xml`) and (in safe/compatible mode) encrypted.
 
-        Rich replies fall back to their text (``OutboundMessage``). wechatpy writes field values into
-        CDATA verbatim, so every value goes through :func:`cdata_safe` first.
+        Rich replies fall back to their text (``OutboundMessage``). Field values go into CDATA
+        verbatim, so every value goes through :func:`cdata_safe` first.
         """
         now = str(int(self._clock()))
-        text_reply = TextReply(
+        xml = text_reply_xml(
             source=cdata_safe(text_of(message.raw, "ToUserName")),
             target=cdata_safe(message.sender),
             content=cdata_safe(reply.text),
-            time=int(now),
+            create_time=int(now),
         )
-        xml = text_reply.render()
         if encrypted and account.crypto is not None:
             # Our own nonce: the request's nonce would be copied into CDATA unescaped by wechatpy.
             xml = account.crypto.encrypt_message(xml, secrets.token_hex(8), now)
