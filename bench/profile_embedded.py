@@ -78,8 +78,9 @@ async def main(args: argparse.Namespace) -> None:
         base = (await service.ensure()).items
         service.index = KnowledgeIndex.build(synthetic_items(base, args.kb), service.synonyms)
         print(f"knowledge base: {len(service.index.items)} entries")
-    site = web.TCPSite(runner, "127.0.0.1", 18299)
+    site = web.TCPSite(runner, "127.0.0.1", 0)  # a free port: several profiles may run at once
     await site.start()
+    port = runner.addresses[0][1]
     owners = [
         WeChatOwner(
             None,
@@ -102,7 +103,7 @@ async def main(args: argparse.Namespace) -> None:
         xml = owner.text_xml(TEXTS[(k + k // len(owners)) % len(TEXTS)], msg_id=base + k)
         k += 1
         query, body = owner.signed_request(xml)
-        return f"http://127.0.0.1:18299{owner.path}?{urlencode(query)}", body
+        return f"http://127.0.0.1:{port}{owner.path}?{urlencode(query)}", body
 
     bad = 0
     kinds: collections.Counter[str] = collections.Counter()

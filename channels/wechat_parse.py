@@ -1,8 +1,10 @@
 """Parsing WeChat's XML (`接收普通消息`_, `接收事件推送`_) into an :class:`~channels.base.InboundMessage`.
 
 Every document is first checked with ``defusedxml`` with DTDs forbidden (WeChat never sends one), so no
-entity expansion or external entity reaches ``xmltodict``/wechatpy; then wechatpy's ``parse_message``
-picks the type and the fields are read as plain strings. Anything WeChat would never send -- an openid
+entity expansion or external entity reaches ``xmltodict``/wechatpy. The fields are read as plain strings
+from xmltodict's dict of the document — for WeChat's flat documents built straight from that checked
+element tree (:func:`flat_fields`: the same dict, without parsing the XML twice more) — and the type is
+wechatpy's (its message class for a message type, ``parse_message`` for an event). Anything WeChat would never send -- an openid
 or MsgId that is too long or not printable ASCII (it would not fit the engine's id columns), a
 ``CreateTime`` beyond ten digits, a non-finite coordinate -- is a :class:`Rejected` 400, never an error
 further on. Unknown message types become ``kind="unknown"``. The webhook itself is :mod:`channels.wechat`.
@@ -28,11 +30,13 @@ from defusedxml import DefusedXmlException
 from wechatpy import parse_message
 from wechatpy.events import BaseEvent
 from wechatpy.messages import (
+    MESSAGE_TYPES,
     ImageMessage,
     LinkMessage,
     LocationMessage,
     ShortVideoMessage,
     TextMessage,
+    UnknownMessage,
     VideoMessage,
     VoiceMessage,
 )
@@ -99,11 +103,37 @@ def _float_of(fields: Mapping[str, Any], name: str) -> float:
     return value
 
 
-def parse_inbound(channel: str, account: str, xml_text: str) -> InboundMessage:
-    """Map one (already defused) WeChat XML document of ``account`` onto an :class:`InboundMessage`."""
+def flat_fields(xml_text: str, root: Element) -> dict[str, Any] | None:
+    """``xmltodict.parse(xml_text)["xml"]`` read off ``root``, the same document already parsed, when
+    the document is as flat as WeChat's: ``<xml>`` holding only elements without attributes, children
+    or repeated names. ``None`` for anything else (the caller then asks xmltodict itself).
+
+    Both parsers are expat, so the text of an element is the same string; xmltodict strips it and makes
+    an empty one ``None``. Anything whose dict or text could differ is left to xmltodict: a declaration
+    (ElementTree honours its encoding, xmltodict reads the text as UTF-8), namespace declarations
+    (attributes to xmltodict only), comments and processing instructions.
+    """
+    if "<?" in xml_text or "<!--" in xml_text or "xmlns" in xml_text or root.attrib or not len(root):
+        return None
+    fields: dict[str, Any] = {}
+    loose = [root.text or ""]  # the root's own character data: xmltodict would keep it as "#text"
+    for child in root:
+        tag = child.tag
+        if child.attrib or len(child) or tag in fields or not isinstance(tag, str):
+            return None
+        fields[tag] = (child.text or "").strip() or None
+        loose.append(child.tail or "")
+    return None if "".join(loose).strip() else fields
+
+
+def parse_inbound(channel: str, account: str, xml_text: str, root: Element | None = None) -> InboundMessage:
+    """Map one (already defused) WeChat XML document of ``account`` onto an :class:`InboundMessage`;
+    ``root``: the document as :func:`parse_safely` parsed it, if at hand (saves parsing it again)."""
     # ``raw`` keeps exactly what WeChat sent: wechatpy's parser rewrites Event/EventKey in place
     # for ``qrscene_`` subscriptions, so it gets its own parse.
-    fields = xmltodict.parse(xml_text).get("xml")
+    fields = flat_fields(xml_text, root) if root is not None else None
+    if fields is None:
+        fields = xmltodict.parse(xml_text).get("xml")
     if not isinstance(fields, dict):
         reject(400, "malformed_message", "empty <xml>")
     sender = text_of(fields, "FromUserName")
@@ -113,7 +143,10 @@ def parse_inbound(channel: str, account: str, xml_text: str) -> InboundMessage:
         reject(400, "malformed_message", "FromUserName, CreateTime or MsgType missing")
     if len(sender) > MAX_SENDER or not _ID_RE.fullmatch(sender):
         reject(400, "malformed_message", f"FromUserName is not an openid ({len(sender)} characters)")
-    wx_message = parse_message(xml_text)
+    if msg_type == "event" or msg_type.startswith("device_"):
+        wx_type = type(parse_message(xml_text))  # wechatpy's event types (it may raise on a bad Event)
+    else:
+        wx_type = MESSAGE_TYPES.get(msg_type, UnknownMessage)  # what parse_message would construct
 
     kind: MessageKind = "unknown"
     text = ""
@@ -123,16 +156,16 @@ def parse_inbound(channel: str, account: str, xml_text: str) -> InboundMessage:
 
     # wechatpy's classes pick the type; values are read from ``fields`` as plain strings (a typed
     # accessor hands back a dict if someone nests elements where WeChat sends text).
-    if isinstance(wx_message, TextMessage):
+    if issubclass(wx_type, TextMessage):
         kind, text = "text", text_of(fields, "Content")
-    elif isinstance(wx_message, VoiceMessage):
+    elif issubclass(wx_type, VoiceMessage):
         # Recognition is WeChat's own speech-to-text (语音识别), present when the account enabled it.
         kind, text = "voice", text_of(fields, "Recognition")
         media = {"media_id": text_of(fields, "MediaId"), "format": text_of(fields, "Format")}
-    elif isinstance(wx_message, ImageMessage):
+    elif issubclass(wx_type, ImageMessage):
         kind = "image"
         media = {"pic_url": text_of(fields, "PicUrl"), "media_id": text_of(fields, "MediaId")}
-    elif isinstance(wx_message, LocationMessage):
+    elif issubclass(wx_type, LocationMessage):
         kind, text = "location", text_of(fields, "Label")
         media = {
             "lat": _float_of(fields, "Location_X"),  # Location_X is the latitude (纬度)
@@ -140,12 +173,12 @@ def parse_inbound(channel: str, account: str, xml_text: str) -> InboundMessage:
             "scale": _float_of(fields, "Scale") if fields.get("Scale") else None,
             "label": text,
         }
-    elif isinstance(wx_message, LinkMessage):
+    elif issubclass(wx_type, LinkMessage):
         kind = "link"
         title, description = text_of(fields, "Title"), text_of(fields, "Description")
         text = "\n".join(part for part in (title, description) if part)
         media = {"url": text_of(fields, "Url")}
-    elif isinstance(wx_message, VideoMessage | ShortVideoMessage):
+    elif issubclass(wx_type, VideoMessage | ShortVideoMessage):
         kind = "video"
         media = {
             "media_id": text_of(fields, "MediaId"),
@@ -165,7 +198,7 @@ def parse_inbound(channel: str, account: str, xml_text: str) -> InboundMessage:
         msg_id = f"{sender}:{create_time}:{event or msg_type}"
         if len(msg_id) > MAX_MSG_ID:  # an odd event or type name: a digest keeps the id short and unique
             msg_id = "h:" + hashlib.sha256(msg_id.encode()).hexdigest()[:48]
-    if kind == "unknown" and not isinstance(wx_message, BaseEvent):
+    if kind == "unknown" and not issubclass(wx_type, BaseEvent):
         log.info(
             "wechat %s: unknown message type %r from %s", account, msg_type[:40], mask_openid(sender)
         )

@@ -26,6 +26,8 @@ import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
+from operator import add, itemgetter
 
 import numpy as np
 
@@ -57,6 +59,7 @@ STOPWORDS = frozenset(
 # Feature kinds, by the prefix of a feature: words, character bigrams, single characters.
 KINDS = ("w", "b", "u")
 _KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}
+_FIRST = itemgetter(0)
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK_RUN = re.compile(f"[{_CJK}]+")
@@ -187,15 +190,15 @@ class Analyzer:
         counts: Counter[str] = Counter()
         if segment:
             words = self.words(text)
-            counts.update(f"w:{w}" for w in words)
+            counts.update(map("w:".__add__, words))
         else:
             words = [self.prepare(text)]
         # Bigrams over the content words joined together: stopwords between two content words do
         # not break the pair (物业费的交法 ~ 物业费交法). Single characters catch typos that break
         # both bigrams around them (物叶费 still shares 物 and 费 with 物业费).
         for run in _CJK_RUN.findall("".join(words)):
-            counts.update(f"b:{run[i : i + 2]}" for i in range(len(run) - 1))
-            counts.update(f"u:{char}" for char in run)
+            counts.update(map("b:".__add__, map(add, run, run[1:])))
+            counts.update(map("u:".__add__, run))
         return counts
 
     def encode(self, text: str, *, segment: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -214,9 +217,10 @@ class Analyzer:
 
     def lookup(self, features: Counter[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(ids, counts, kinds)`` of a question's features; unknown features get id -1."""
-        ids = np.fromiter((self.vocabulary.get(t, -1) for t in features), dtype=np.int64, count=len(features))
-        counts = np.fromiter(features.values(), dtype=np.float64, count=len(features))
-        kinds = np.fromiter((_KIND_CODE[t[0]] for t in features), dtype=np.int64, count=len(features))
+        n = len(features)
+        ids = np.fromiter(map(self.vocabulary.get, features, repeat(-1, n)), dtype=np.int64, count=n)
+        counts = np.fromiter(features.values(), dtype=np.float64, count=n)
+        kinds = np.fromiter(map(_KIND_CODE.__getitem__, map(_FIRST, features)), dtype=np.int64, count=n)
         return ids, counts, kinds
 
     def kinds(self) -> np.ndarray:

@@ -70,8 +70,8 @@ class IntentClassifier:
         index = self._index
         # The set intersection runs in C; on a 1,000-character letter it halves the scoring time.
         known = counts.keys() & index.keys()
-        cols = [index[gram] for gram in known]
-        tfs = [1.0 + math.log(counts[gram]) for gram in known]
+        cols = list(map(index.__getitem__, known))
+        tfs = [1.0 + math.log(n) for n in map(counts.__getitem__, known)]
         seen = coverage(counts, known)
         if not cols:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), seen

@@ -29,6 +29,7 @@ _LATIN_WORD = re.compile(r"[a-z]{2,}")
 BOS, EOS = "\x02", "\x03"
 _SKIP_UNIGRAMS = frozenset({BOS, EOS})
 _ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
+_SPACE = re.compile(r"\s")  # the characters str.isspace() accepts
 
 
 class FeatureConfig:
@@ -66,7 +67,7 @@ def extract_features(normalized_text: str, config: FeatureConfig) -> Counter[str
     # exact and, unlike filtering every gram, costs nothing on a 1,000-character letter.
     for key in _SKIP_UNIGRAMS:
         counts.pop(key, None)
-    spaces = {ch for ch in set(text) if ch.isspace()}
+    spaces = {ch for ch in set(text) if ch.isspace()} if _SPACE.search(text) else None
     if spaces:
         for key in _whitespace_grams(frozenset(spaces), config.ngram_max):
             counts.pop(key, None)
@@ -100,8 +101,8 @@ def coverage(counts: Counter[str], known: Container[str]) -> float:
     keeps most bigrams and loses most trigrams."""
     letters = _ASCII_LETTERS
     # Only bigrams and Latin words count; comprehensions keep the loop in fast paths for long letters.
-    pairs = [(gram, n) for gram, n in counts.items()
+    pairs = [gram for gram in counts
              if (len(gram) == 2 and gram[0] not in letters and gram[1] not in letters) or gram[:2] == "w:"]
-    total = sum(n for _, n in pairs)
-    seen = sum(n for gram, n in pairs if gram in known)
+    total = sum(map(counts.__getitem__, pairs))
+    seen = sum(map(counts.__getitem__, filter(known.__contains__, pairs)))
     return seen / total if total else 0.0

@@ -305,8 +305,25 @@ def _collapse_punct(match: re.Match[str]) -> str:
     return "?" if "?" in match.group(0) else match.group(0)[0]
 
 
+# One message is normalised several times on its way through (the NLU, the survey's score reader, the
+# knowledge base's analyser, which normalises the query and then segments it with ``tokenize``, which
+# normalises what it is given). ``normalize`` is a pure function of the text and its result is never
+# modified, so the last few short texts are remembered. Long letters are not: they are rare, and their
+# offset lists are what would take memory.
+_CACHE_SIZE = 256
+_CACHE_MAX_LEN = 200
+
+
 def normalize(text: str) -> Normalized:
-    """Normalise an owner's message; see the module docstring for what changes and why."""
+    """Normalise an owner's message; see the module docstring for what changes and why.
+
+    The result is shared between callers that normalise the same text: treat it as read-only."""
+    if len(text) <= _CACHE_MAX_LEN:
+        return _normalize_cached(text)
+    return _normalize(text)
+
+
+def _normalize(text: str) -> Normalized:
     original = text
     table = _char_table()
     mapped = original.translate(table)
@@ -331,3 +348,6 @@ def normalize(text: str) -> Normalized:
     while hi > lo and mapped[hi - 1] == " ":
         hi -= 1
     return Normalized(original=original, text=mapped[lo:hi], offsets=starts[lo:hi], ends=ends[lo:hi])
+
+
+_normalize_cached = lru_cache(maxsize=_CACHE_SIZE)(_normalize)

@@ -103,8 +103,8 @@ class Interpreter:
         demand = demand_part(core)
         if demand is not None:
             probs = (1.0 - _DEMAND_WEIGHT) * probs + _DEMAND_WEIGHT * self.classifier.probabilities(demand)
-        order = probs.argsort()[::-1]
-        return [(self.classifier.classes[i], float(probs[i])) for i in order]
+        classes, values = self.classifier.classes, probs.tolist()  # Python floats, not numpy scalars
+        return [(classes[i], values[i]) for i in probs.argsort()[::-1].tolist()]
 
     # --- async entry point (both backends) -----------------------------------------------------
 

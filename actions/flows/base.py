@@ -159,6 +159,8 @@ class Router:
         self._flows: dict[str, Flow] = {}
         self._forms: dict[str, Flow] = {}
         self._intents: dict[str, Flow] = {}
+        self._intercepting: list[Flow] = []
+        """Flows with a priority, highest first (ties in registration order): who may intercept."""
         self.fallback = fallback
         for flow in flows:
             self.register(flow)
@@ -175,6 +177,7 @@ class Router:
                 raise ValueError(f"intent {intent!r} is already handled by {self._intents[intent].name}")
             self._intents[intent] = flow
         self._flows[flow.name] = flow
+        self._intercepting = sorted((f for f in self._flows.values() if f.priority), key=lambda f: -f.priority)
         return flow
 
     def flow(self, name: str) -> Flow:
@@ -210,7 +213,7 @@ class Router:
         return text
 
     async def route(self, ctx: Ctx) -> list[str]:
-        for flow in sorted((f for f in self._flows.values() if f.priority), key=lambda f: -f.priority):
+        for flow in self._intercepting:
             replies = await flow.intercept(ctx)
             if replies is not None:
                 return replies

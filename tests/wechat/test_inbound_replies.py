@@ -11,7 +11,7 @@ import defusedxml.ElementTree as SafeET
 import pytest
 
 from channels.base import Accepted, InboundMessage, OutboundMessage
-from channels.wechat import cdata_safe
+from channels.wechat import cdata_safe, text_reply_xml
 from tests.fakes.wechat_client import WeChatOwner
 from tests.wechat.conftest import OPENID, ChannelFactory, FakeSink, FrozenClock, owner_for
 
@@ -65,6 +65,18 @@ def test_cdata_safe_splits_the_terminator() -> None:
     assert cdata_safe("a]]>b") == "a]]]]><![CDATA[>b"
     root = SafeET.fromstring(f"<x><![CDATA[{cdata_safe('a]]>b]]>')}]]></x>")
     assert root.text == "a]]>b]]>"
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "content"),
+    [("gh_0123456789ab", OPENID, "物业费可以在公众号缴纳。\n还有什么可以帮您？"), ("", "", "x"),
+     ("gh_x", "o<&>'\"", cdata_safe("a]]>b\r\nc {} {0} %s"))],
+)
+def test_text_reply_xml_is_what_wechatpy_renders(source: str, target: str, content: str) -> None:
+    from wechatpy.replies import TextReply
+
+    expected = TextReply(source=source, target=target, content=content, time=1796160841).render()
+    assert text_reply_xml(source=source, target=target, content=content, create_time=1796160841) == expected
 
 
 def test_cdata_safe_drops_what_xml_cannot_carry() -> None:
