@@ -198,6 +198,7 @@ def replay_env(sqlite_demo_template: Path, tmp_path: Path, monkeypatch: pytest.M
     path = tmp_path / "replay.db"
     shutil.copy(sqlite_demo_template, path)
     monkeypatch.setenv("YEZHU_DATABASE_URL", f"sqlite+aiosqlite:///{path}")
+    monkeypatch.setenv("YEZHU_REPLY_BUDGET", "4.5")  # as story_client: a turn on a loaded machine still replies
     monkeypatch.chdir(tmp_path)
     story_file = tmp_path / "replay.yml"
     story_file.write_text(REPLAY, encoding="utf-8")
