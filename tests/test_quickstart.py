@@ -43,7 +43,8 @@ PIP_MACHINE_NOTE = re.compile(r"^WARNING: Location 'file://\S+' is ignored: it i
 """pip's complaint about an index folder this machine's own pip configuration names (/etc/pip.conf):
 not from Yezhu's install, and absent on a newcomer's machine."""
 
-pytestmark = [pytest.mark.timeout(900)]
+# One worker runs the whole module under pytest-xdist: its tests share one clone and server, in order.
+pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("quickstart")]
 
 
 @dataclass

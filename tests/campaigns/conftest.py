@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from actions.campaigns.context import today_china
 from actions.stages import anniversary
+from bot import security
 from bot.demo import DEFAULT_WARRANTY
 from bot.runtime import RUNTIME, Runtime
 from bot.security import hash_password
@@ -55,6 +56,19 @@ OWNERS: dict[str, tuple[str, int | str | None, str | None, str, dict[str, Any]]]
 }
 
 
+_X_HASH: dict[tuple[int, int, int], str] = {}
+
+
+def x_hash() -> str:
+    """A hash of the staff password "x", made once per hashing cost (the real argon2 cost is about half a
+    second a hash on a small machine; the console tests' conftest makes it cheap)."""
+    h = security._hasher
+    key = (h.time_cost, h.memory_cost, h.parallelism)
+    if key not in _X_HASH:
+        _X_HASH[key] = hash_password("x")
+    return _X_HASH[key]
+
+
 async def seed(rt: Runtime) -> Seeded:
     today = today_china()
     async with rt.db.session() as s, s.begin():
@@ -96,7 +110,7 @@ async def seed(rt: Runtime) -> Seeded:
                 s.add(OwnerTag(owner_id=owner.id, tag=extra["tag"]))
         for username, role, phone in (("admin", "admin", "13700000000"), ("kefu", "agent", "13700000001"),
                                       ("zhuguan", "supervisor", "13700000002")):
-            s.add(StaffUser(username=username, display_name=username, role=role, password_hash=hash_password("x"),
+            s.add(StaffUser(username=username, display_name=username, role=role, password_hash=x_hash(),
                             phone=phone))
         s.add(SurveyTemplate(code="periodic-2026", name="2026年度满意度调查", kind="periodic", items=[
             {"code": "overall", "text": "总体满意度", "area": "物业管理", "type": "score"}]))

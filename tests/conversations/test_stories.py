@@ -20,10 +20,19 @@ import pytest
 import sqlalchemy as sa
 
 from bot.runtime import RUNTIME, Runtime
-from bot.store.models import Base, Conversation, Identity, Message
+from bot.store.models import Conversation, Identity, Message
 from bot.stories import StoryError, load_stories
 from bot.story_run import StoryRun
-from tests.conftest import WECHAT, YezhuFactory, run_sync
+from tests.conftest import (
+    WECHAT,
+    Snapshot,
+    YezhuFactory,
+    load_demo_data,
+    restore_pg,
+    run_sync,
+    snapshot_pg,
+    truncate_pg,
+)
 from tests.fakes.wechat_client import WeChatOwner
 from tests.fakes.wechat_server import FakeWeChatAPI
 
@@ -78,88 +87,24 @@ class WebhookDriver:
 # --- databases: one demo database per engine, restored before each story ---------------------------
 
 
-Snapshot = dict[str, tuple[list[str], list[Any], str]]
-"""table -> (column names, rows as asyncpg records, a digest of the table's content)."""
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg", "postgresql")
-
-
-async def _digests(conn: Any) -> dict[str, str]:
-    """A digest of every table's content, in one round trip (milliseconds for the demo data)."""
-    query = " UNION ALL ".join(
-        f"SELECT '{t.name}' AS name, md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) AS digest "
-        f'FROM "{t.name}" x' for t in Base.metadata.sorted_tables)
-    return {r["name"]: r["digest"] for r in await conn.fetch(query)}
-
-
 @pytest.fixture(scope="session")
 def pg_demo_rows(pg_database: str) -> Snapshot:
     """The demo data loaded once into the session's PostgreSQL database and kept as rows, so each
     story gets it back in milliseconds instead of loading the demo again (password hashes, 2,592
     houses)."""
-    import asyncpg
-
-    from bot.demo import load_demo
     from bot.store.db import Database
-    from tests.conftest import truncate_pg
 
     async def load() -> Snapshot:
         await truncate_pg(pg_database)
         db = Database(pg_database)
         try:
-            await load_demo(db, admin_password="admin-pass")
+            await load_demo_data(db, pg_database)  # the rows of the conftest's first demo load if there was one
         finally:
             await db.close()
-        conn = await asyncpg.connect(_dsn(pg_database))
-        try:
-            digests = await _digests(conn)
-            snapshot: Snapshot = {}
-            for table in Base.metadata.sorted_tables:
-                records = await conn.fetch(f'SELECT * FROM "{table.name}"')
-                columns = list(records[0].keys()) if records else []
-                snapshot[table.name] = (columns, [tuple(r) for r in records], digests[table.name])
-            return snapshot
-        finally:
-            await conn.close()
+        return await snapshot_pg(pg_database)
 
     result: Snapshot = run_sync(load())
     return result
-
-
-async def restore_pg(url: str, snapshot: Snapshot) -> None:
-    """Put the demo data back: only the tables whose content changed since the snapshot (and the
-    tables that reference them) are emptied and copied back; sequences continue after the ids."""
-    import asyncpg
-
-    tables = Base.metadata.sorted_tables
-    conn = await asyncpg.connect(_dsn(url))
-    try:
-        digests = await _digests(conn)
-        stale = {t.name for t in tables if digests[t.name] != snapshot[t.name][2]}
-        for table in tables:  # sorted: a table comes after every table it references
-            if any(fk.column.table.name in stale for fk in table.foreign_keys):
-                stale.add(table.name)
-        if not stale:
-            return
-        async with conn.transaction():
-            for table in reversed(tables):
-                if table.name in stale:
-                    await conn.execute(f'DELETE FROM "{table.name}"')
-            for table in tables:
-                if table.name not in stale:
-                    continue
-                columns, records, _ = snapshot[table.name]
-                if records:
-                    await conn.copy_records_to_table(table.name, records=records, columns=columns)
-                pk = list(table.primary_key.columns)
-                if len(pk) == 1 and isinstance(pk[0].type, sa.Integer) and pk[0].autoincrement in (True, "auto"):
-                    await conn.execute(
-                        f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', '{pk[0].name}'), "
-                        f"coalesce((SELECT max(\"{pk[0].name}\") FROM \"{table.name}\"), 0) + 1, false)")
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -253,6 +198,7 @@ def replay_env(sqlite_demo_template: Path, tmp_path: Path, monkeypatch: pytest.M
     path = tmp_path / "replay.db"
     shutil.copy(sqlite_demo_template, path)
     monkeypatch.setenv("YEZHU_DATABASE_URL", f"sqlite+aiosqlite:///{path}")
+    monkeypatch.setenv("YEZHU_REPLY_BUDGET", "4.5")  # as story_client: a turn on a loaded machine still replies
     monkeypatch.chdir(tmp_path)
     story_file = tmp_path / "replay.yml"
     story_file.write_text(REPLAY, encoding="utf-8")
