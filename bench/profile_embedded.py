@@ -1,4 +1,5 @@
-"""Profile the webhook path in one process (embedded; or ``--postgres``/``--redis`` for production) (cProfile or wall/CPU only), no network hop.
+"""Profile the webhook path in one process (cProfile or wall/CPU only), no network hop: embedded, or
+the production path with ``--postgres``/``--redis``.
 
     taskset -c 0 .venv/bin/python bench/profile_embedded.py -n 2000 -c 16 [--profile out.prof]
 
@@ -156,7 +157,7 @@ async def main(args: argparse.Namespace) -> None:
         f"stored {args.stored}, kb {args.kb or 'demo'}: {args.n} messages, C={args.c}: {args.n / wall:.0f}/s, process CPU {cpu * 1000 / args.n:.2f} ms per message "
         f"(client included), bad answers {bad} {dict(kinds) if kinds else ''}"
     )
-    w = app[RUNTIME].db.writer
+    w = writer
     if w is not None:
         print(
             f"hot-path writer: {w.units} units in {w.commits} commits, {w.busy_retries} waits for another "

@@ -194,12 +194,10 @@ def services_pinned(core: int | None) -> Iterator[None]:
         return
     saved: dict[int, set[int]] = {}
     for pid in comm_cpu({"postgres", "redis-server"}):
-        for tid in (int(t) for t in os.listdir(f"/proc/{pid}/task")) if os.path.isdir(f"/proc/{pid}/task") else ():
-            try:
+        with contextlib.suppress(OSError):  # a process that ended meanwhile, or not ours to move
+            for tid in map(int, os.listdir(f"/proc/{pid}/task")):
                 saved[tid] = os.sched_getaffinity(tid)
                 os.sched_setaffinity(tid, {core})
-            except (PermissionError, ProcessLookupError, OSError):
-                pass
     if saved:
         print(f"PostgreSQL and Redis ({len(saved)} threads) pinned to core {core} for the run", flush=True)
     try:

@@ -280,14 +280,11 @@ class Engine:
             return await writer.run(lambda conn: hot.append(conn, params))
         if self.db.pg is not None:  # PostgreSQL: one statement on the hot path's own asyncpg pool
             return await self.db.pg.append(params)
-        if self.db.is_sqlite:
-            async with self.db.engine.begin() as c:
-                if (await c.execute(APPEND.touch, params)).rowcount == 0:
-                    return None
-                await c.execute(APPEND.stamp, params)
-                return (await c.execute(APPEND.insert, params)).scalar_one()
-        async with self.db.autocommit() as c:
-            return (await c.execute(APPEND.combined, params)).scalar_one_or_none()
+        async with self.db.engine.begin() as c:  # in-memory SQLite (tests)
+            if (await c.execute(APPEND.touch, params)).rowcount == 0:
+                return None
+            await c.execute(APPEND.stamp, params)
+            return (await c.execute(APPEND.insert, params)).scalar_one()
 
     async def _store_inbound_orm(
         self, msg: InboundMessage, nlu: dict[str, Any] | None, *, lock: str | None = None
@@ -548,19 +545,14 @@ class Engine:
         if writer is not None:
             hot = self.db.hot
             return await writer.run(lambda conn: hot.write_turn(conn, params, state, rows))
-        if self.db.is_sqlite or len(rows) != 1:
-            async with self.db.engine.begin() as c:
-                if not isinstance(state, Unchanged):
-                    await c.execute(TURN.save_state, params)
-                out_ids = [(await c.execute(REPLY, row)).scalar_one() for row in rows]
-                await c.execute(TURN.mark_handled, params)
-                return out_ids
-        # PostgreSQL, one reply (the usual case): one statement in autocommit.
-        if self.db.pg is not None:
+        if self.db.pg is not None and len(rows) == 1:  # PostgreSQL, one reply (the usual case): one statement
             return [await self.db.pg.write_turn(params, state, rows[0])]
-        stmt = TURN.reply_only if isinstance(state, Unchanged) else TURN.reply_and_state
-        async with self.db.autocommit() as c:
-            return [(await c.execute(stmt, {**params, **{"p_" + k: v for k, v in rows[0].items()}})).scalar_one()]
+        async with self.db.engine.begin() as c:
+            if not isinstance(state, Unchanged):
+                await c.execute(TURN.save_state, params)
+            out_ids = [(await c.execute(REPLY, row)).scalar_one() for row in rows]
+            await c.execute(TURN.mark_handled, params)
+            return out_ids
 
     @staticmethod
     def _outbound(

@@ -118,11 +118,11 @@ class EventBatch:
                 log.exception("after-commit work failed")
         if not self.events:
             return
-        names = ", ".join(ev.name for ev in self.events)
+        messages = self.take_events()
         try:  # in one round trip
-            await pubsub.publish_many(CHANNEL, self.take_events())
+            await pubsub.publish_many(CHANNEL, messages)
         except ServiceUnavailable as exc:
             # Redis is down: live screens miss this update (they read the database when they reload).
-            log.warning("events not published (%s): %s", exc, names)
+            log.warning("events not published (%s): %s", exc, ", ".join(m["event"] for m in messages))
         except Exception:  # the state is committed; a lost notification must not fail the request
-            log.exception("could not publish %s", names)
+            log.exception("could not publish %s", ", ".join(m["event"] for m in messages))

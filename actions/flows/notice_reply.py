@@ -91,27 +91,25 @@ class NoticeReplyFlow(Flow):
         text = normalised(ctx)
         if not text or len(text) > MAX_LENGTH:
             return None
-        if not (is_acknowledgement(ctx, text) or certificate_aspects(ctx, text) or outage_aspects(ctx, text)):
-            # Words no notice reply has: no query (a turn that queries cannot take the hot path's
-            # one-statement write), the normal dialogue answers.
-            return None
+        ack = is_acknowledgement(ctx, text)
+        certificate_asked, outage_asked = certificate_aspects(ctx, text), outage_aspects(ctx, text)
+        if not (ack or certificate_asked or outage_asked):
+            return None  # words no reply to a notice has: the normal dialogue answers, without a query
         notice = await last_notice(ctx)
         if notice is None:
             return None
-        if is_acknowledgement(ctx, text):
+        if ack:
             if notice.delivery.status == "acknowledged":
                 return None  # said once; another "好的" is ordinary small talk
             return [await self.acknowledge(ctx, notice)]
         if notice.campaign.kind == "certificate_collection":
             if other_business(ctx, text, CERTIFICATE_TOPICS):
                 return None
-            asked = certificate_aspects(ctx, text)
-            return [await self.certificate_answer(ctx, notice, asked)] if asked else None
+            return [await self.certificate_answer(ctx, notice, certificate_asked)] if certificate_asked else None
         if notice.campaign.kind == "outage":
             if other_business(ctx, text, OUTAGE_TOPICS) or REPAIR_CUES.search(text):
                 return None
-            asked = outage_aspects(ctx, text)
-            return [outage_answer(ctx, notice, asked)] if asked else None
+            return [outage_answer(ctx, notice, outage_asked)] if outage_asked else None
         return None
 
     async def acknowledge(self, ctx: Ctx, notice: Notice) -> str:

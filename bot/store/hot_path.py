@@ -10,8 +10,11 @@ transaction. ``bot/engine.py`` decides which.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any, cast
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstanceState, Mapper, Session
@@ -305,11 +308,12 @@ class PgHotPath:
         self.reply_only = Compiled(TURN.reply_only, dialect)
         self.reply_and_state = Compiled(TURN.reply_and_state, dialect)
         args, kwargs = dialect.create_connect_args(engine.url)
-        self._connect: tuple[list[Any], dict[str, Any]] = (list(args), dict(kwargs))
-        self._json = getattr(dialect, "_json_deserializer", None) or __import__("json").loads
+        settings = {"application_name": APPLICATION_NAME, **(kwargs.pop("server_settings", None) or {})}
+        self._args, self._kwargs = list(args), {**kwargs, "server_settings": settings}
+        self._json = getattr(dialect, "_json_deserializer", None) or json.loads
         self.size = size
-        self._pool: Any = None
-        self._opening: Any = None
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
 
     async def _setup(self, conn: Any) -> None:
         """SQLAlchemy's asyncpg JSON codecs (``PGDialect_asyncpg.setup_asyncpg_json_codec``): bind values
@@ -326,43 +330,17 @@ class PgHotPath:
             format="binary",
         )
 
-    async def pool(self) -> Any:
-        if self._pool is not None:
-            return self._pool
-        import asyncio
-
-        import asyncpg
-
-        if self._opening is None:
-            args, kwargs = self._connect
-
-            async def no_reset(_conn: Any) -> None:
-                """Nothing to reset: no transactions, session settings, listeners or cursors are used."""
-
-            settings = dict(kwargs.pop("server_settings", None) or {})
-            settings.setdefault("application_name", APPLICATION_NAME)  # in pg_stat_activity
-            self._opening = asyncio.ensure_future(
-                asyncpg.create_pool(
-                    *args,
-                    min_size=1,
-                    max_size=self.size,
-                    init=self._setup,
-                    reset=no_reset,
-                    server_settings=settings,
-                    **kwargs,
-                )
-            )
-        try:
-            self._pool = await asyncio.shield(self._opening)
-        except BaseException:
-            if self._opening.done():
-                self._opening = None  # failed: the next message tries again
-            raise
+    async def pool(self) -> asyncpg.Pool:
+        """The pool, opened on first use (one opening at a time; a failed one is tried again next time)."""
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        *self._args, min_size=1, max_size=self.size, init=self._setup, reset=_no_reset, **self._kwargs
+                    )
         return self._pool
 
     async def _fetchrow(self, stmt: Any, values: dict[str, Any]) -> Any:
-        import asyncpg
-
         pool = await self.pool()
         try:
             return await pool.fetchrow(stmt.sql, *stmt.bind(values))
@@ -391,8 +369,10 @@ class PgHotPath:
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is None and self._opening is not None and self._opening.done() and not self._opening.exception():
-            pool = self._opening.result()
-        self._opening = None
         if pool is not None:
             await pool.close()
+
+
+async def _no_reset(_conn: Any) -> None:
+    """The hot path's connections need no reset on release: no transactions, session settings, listeners
+    or cursors are ever left on them."""
