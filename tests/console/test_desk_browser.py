@@ -247,3 +247,27 @@ async def test_the_engineers_phone_photo_quote_accepted_in_wechat_and_the_work(
     await fits(eng)
     await eng.context.close()
     await asyncio.sleep(0)
+
+
+async def test_a_search_being_typed_is_not_thrown_away_by_a_live_reload(live: Live, browser: Any) -> None:
+    """A ticket page reloads itself when its ticket changes (another desk, the engineer); a search the
+    agent is typing into the header's box must survive that, as any form field does."""
+    from bot import events
+    from bot.events import EventBatch
+
+    ticket = await make_ticket(live.rt, owner_phone="13800000001", conversation_id=None, description="门口灯不亮")
+    await set_password(live.client, "kefu")
+    page = await new_page(browser, live, "kefu", PASSWORD)
+    await page.goto(f"{live.base}/console/tickets/{ticket.id}")
+    await page.wait_for_selector("#live-dot.on")  # the event stream is connected
+    await page.evaluate("window.__noReload = true")
+    await page.fill("#global-search", "0001")
+    batch = EventBatch()
+    batch.emit(events.TICKET_UPDATED, ticket_id=ticket.id, number=ticket.number, status=ticket.status)
+    await batch.publish(live.rt.services.pubsub)  # the page would reload 0.3 s later if nobody typed
+    await asyncio.sleep(1.5)
+    assert await page.evaluate("window.__noReload") is True, "the page reloaded over the typed search"
+    assert await page.input_value("#global-search") == "0001"
+    await page.press("#global-search", "Enter")
+    await page.wait_for_url("**/console/search?q=0001")
+    await page.context.close()

@@ -306,6 +306,8 @@
   var ticketId = body.dataset.ticket;
   var reloadTimer = null;
   function editing() {
+    var search = document.getElementById("global-search"); // a search being typed in the header counts too
+    if (search && search.value !== search.defaultValue) return true;
     return Array.prototype.some.call(document.querySelectorAll("main input, main textarea, main select"), function (el) {
       if (el.type === "hidden" || el.id === "global-search") return false;
       if (el.type === "file") return el.files && el.files.length > 0;
